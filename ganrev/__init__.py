@@ -1,0 +1,11 @@
+"""ganrev: GAN-inversion image compression.
+
+Pipeline: data -> models -> train -> invert (batched latent search) -> codec (quantize + bitstream)
+-> baselines -> evaluate (table) -> cli.
+"""
+
+from ganrev.errors import GanrevError
+
+__version__ = "0.1.0"
+
+__all__ = ["GanrevError", "__version__"]

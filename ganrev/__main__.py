@@ -1,0 +1,3 @@
+from ganrev.cli import main
+
+main()

@@ -1,0 +1,321 @@
+"""Classical image codecs to compare against: PNG, JPEG, WebP, AVIF and k-means colour quantization.
+
+Every codec implements :class:`ganrev.codec.ImageCodec`: ``encode`` returns the complete bytes of an
+ordinary image file (write them to disk and any viewer opens them) and ``decode`` needs nothing but
+those bytes, so ``bits_per_pixel(data, image) = len(data) * 8 / (H * W)`` is an honest rate.
+
+Gray and RGB. ``decode(encode(x))`` has the channel count of ``x``. PNG, JPEG and AVIF store gray
+natively. Lossy WebP always stores colour, and a k-means palette is always RGB, so for those two the
+decoder reads an image whose three channels agree (within one level) as gray. When that guess would
+be wrong -- a gray-valued RGB image -- the encoder adds an EXIF ``PhotometricInterpretation`` tag
+(1 = gray, 2 = RGB) to the file, which then decides; its bytes count like any others.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import io
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.cluster.vq import kmeans2, vq
+
+from ganrev.codec import ImageCodec
+from ganrev.errors import GanrevError
+from ganrev.io import from_uint8, to_uint8
+
+__all__ = [
+    "AVIFCodec",
+    "DEFAULT_SPECS",
+    "JPEGCodec",
+    "KMeansCodec",
+    "PNGCodec",
+    "WebPCodec",
+    "avif_available",
+    "baseline_codecs",
+    "bits_per_pixel",
+    "codec_from_spec",
+]
+
+_PHOTOMETRIC = 0x0106  # EXIF/TIFF PhotometricInterpretation: 1 = BlackIsZero (gray), 2 = RGB
+_GRAY_TOLERANCE = 1  # decoded channels differing by at most this many levels read as gray
+
+
+def bits_per_pixel(data: bytes, image: torch.Tensor) -> float:
+    """The rate of ``data`` as a code for ``image`` (``[C, H, W]``): ``len(data) * 8 / (H * W)``."""
+    height, width = image.shape[-2:]
+    return len(data) * 8 / (height * width)
+
+
+def _check_image(image: torch.Tensor) -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] not in (1, 3):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise GanrevError(f"expected an image tensor [C, H, W] with C = 1 or 3, got {shape}")
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise GanrevError(f"image has no pixels: shape {tuple(image.shape)}")
+    if not torch.isfinite(image).all():
+        raise GanrevError("image contains NaN or infinite values")
+
+
+def _channel_tag(channels: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[_PHOTOMETRIC] = 1 if channels == 1 else 2
+    return exif
+
+
+def _save(img: Image.Image, fmt: str, options: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        img.save(buffer, format=fmt, **options)
+    except (OSError, ValueError) as exc:
+        raise GanrevError(f"{fmt} cannot encode a {img.width}x{img.height} {img.mode} image: {exc}") from exc
+    return buffer.getvalue()
+
+
+def _load(data: bytes, fmt: str) -> tuple[Image.Image, int | None]:
+    """Decode ``data`` as a ``fmt`` file: the image and its EXIF channel tag (1, 2 or None).
+
+    Any failure is a :class:`GanrevError`.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise GanrevError(f"expected {fmt} bytes, got {type(data).__name__}")
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            img.load()
+            tag = img.getexif().get(_PHOTOMETRIC)
+            return img.copy(), tag if tag in (1, 2) else None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on bad input; all mean "not a valid file"
+        raise GanrevError(f"cannot decode {len(data)} bytes as {fmt}: {exc}") from exc
+
+
+def _channels(img: Image.Image, tag: int | None, guess_gray: bool) -> int:
+    """How many channels the decoded ``img`` stands for (see the module docstring)."""
+    if tag is not None:
+        return 1 if tag == 1 else 3
+    if img.mode == "L":
+        return 1
+    if not guess_gray:
+        return 3
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    spread = max(np.abs(rgb[..., 0] - rgb[..., 1]).max(), np.abs(rgb[..., 2] - rgb[..., 1]).max())
+    return 1 if spread <= _GRAY_TOLERANCE else 3
+
+
+def _to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
+    return from_uint8(np.array(img.convert("L" if channels == 1 else "RGB")))  # a writable copy for torch
+
+
+def _encode(img: Image.Image, channels: int, fmt: str, options: dict[str, Any], guess_gray: bool) -> bytes:
+    """Save ``img``; where the decoder's gray guess would get ``channels`` wrong, add the EXIF tag."""
+    data = _save(img, fmt, options)
+    if guess_gray and _channels(*_load(data, fmt), guess_gray) != channels:
+        data = _save(img, fmt, {**options, "exif": _channel_tag(channels)})
+    return data
+
+
+def _decode(data: bytes, fmt: str, guess_gray: bool) -> torch.Tensor:
+    img, tag = _load(data, fmt)
+    return _to_tensor(img, _channels(img, tag, guess_gray))
+
+
+class _PillowCodec:
+    """Shared encode/decode through Pillow and an in-memory buffer; subclasses set the format and options."""
+
+    name: str
+    format: str
+    guess_gray = False  # True where the file format cannot say "gray" by itself
+
+    def _options(self) -> dict[str, Any]:
+        return {}
+
+    def _to_pil(self, image: torch.Tensor) -> Image.Image:
+        return Image.fromarray(to_uint8(image))
+
+    def encode(self, image: torch.Tensor) -> bytes:
+        _check_image(image)
+        return _encode(self._to_pil(image), image.shape[0], self.format, self._options(), self.guess_gray)
+
+    def decode(self, data: bytes) -> torch.Tensor:
+        return _decode(data, self.format, self.guess_gray)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _check_quality(quality: int, codec: str) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality <= 100:
+        raise GanrevError(f"{codec} quality must be an integer from 0 to 100, got {quality!r}")
+    return int(quality)
+
+
+class PNGCodec(_PillowCodec):
+    """Lossless PNG, maximum zlib effort."""
+
+    name = "PNG"
+    format = "PNG"
+
+    def _options(self) -> dict[str, Any]:
+        return {"optimize": True, "compress_level": 9}
+
+
+class JPEGCodec(_PillowCodec):
+    """Baseline JPEG (libjpeg via Pillow) with 4:2:0 chroma subsampling and optimized Huffman tables."""
+
+    format = "JPEG"
+
+    def __init__(self, quality: int) -> None:
+        self.quality = _check_quality(quality, "JPEG")
+        self.name = f"JPEG ({self.quality}%)"
+
+    def _options(self) -> dict[str, Any]:
+        return {"quality": self.quality, "subsampling": "4:2:0", "optimize": True}
+
+
+class WebPCodec(_PillowCodec):
+    """Lossy WebP (libwebp via Pillow) at its slowest, best ``method=6``."""
+
+    format = "WEBP"
+    guess_gray = True
+
+    def __init__(self, quality: int) -> None:
+        self.quality = _check_quality(quality, "WebP")
+        self.name = f"WebP ({self.quality})"
+
+    def _options(self) -> dict[str, Any]:
+        return {"quality": self.quality, "method": 6, "lossless": False}
+
+    def _to_pil(self, image: torch.Tensor) -> Image.Image:
+        return super()._to_pil(image).convert("RGB")
+
+
+@functools.lru_cache(maxsize=1)
+def avif_available() -> bool:
+    """Whether this Pillow can write (and read back) AVIF files."""
+    try:
+        data = _save(Image.new("RGB", (8, 8), (200, 100, 50)), "AVIF", {"quality": 50})
+        _load(data, "AVIF")
+    except (GanrevError, KeyError, ImportError):
+        return False
+    return True
+
+
+class AVIFCodec(_PillowCodec):
+    """Lossy AVIF (libavif via Pillow): 4:2:0 for colour, monochrome 4:0:0 for gray (Pillow's defaults).
+
+    Only where :func:`avif_available`; constructing it elsewhere raises :class:`GanrevError`.
+    """
+
+    format = "AVIF"
+
+    def __init__(self, quality: int, speed: int = 6) -> None:
+        if not avif_available():
+            raise GanrevError("this Pillow build cannot write AVIF (needs Pillow >= 11.2 built with libavif)")
+        self.quality = _check_quality(quality, "AVIF")
+        if isinstance(speed, bool) or not isinstance(speed, (int, np.integer)) or not 0 <= speed <= 10:
+            raise GanrevError(f"AVIF speed must be an integer from 0 (slowest, best) to 10, got {speed!r}")
+        self.speed = int(speed)
+        self.name = f"AVIF ({self.quality})"
+
+    def _options(self) -> dict[str, Any]:
+        return {"quality": self.quality, "speed": self.speed}
+
+
+_KMEANS_RNG_ARG = "rng" if "rng" in inspect.signature(kmeans2).parameters else "seed"  # scipy < 1.15: seed
+
+
+class KMeansCodec(_PillowCodec):
+    """Colour quantization: k-means (k-means++ init, seeded) on the 8-bit pixels, stored as a palette PNG.
+
+    The PNG holds the k palette colours (PLTE) and one index per pixel packed at 1, 2, 4 or 8 bits.
+    An image with at most ``k`` distinct colours is stored exactly. Gray input clusters gray levels.
+    """
+
+    format = "PNG"
+    guess_gray = True
+
+    def __init__(self, k: int = 4, seed: int = 0, iterations: int = 20) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 256:
+            raise GanrevError(f"k-means needs 1 <= K <= 256 palette colours, got {k!r}")
+        self.k, self.seed, self.iterations = int(k), int(seed), int(iterations)
+        self.name = f"K-means (K={self.k})"
+
+    def _palette(self, pixels: np.ndarray) -> np.ndarray:
+        """At most ``k`` distinct colours (rows, uint8-valued floats) for ``pixels`` ``[N, C]``."""
+        distinct = np.unique(pixels, axis=0)
+        if len(distinct) <= self.k:
+            return distinct
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "one of the clusters is empty": harmless, it is dropped below
+            centroids, _ = kmeans2(pixels, self.k, iter=self.iterations, minit="++",
+                                   **{_KMEANS_RNG_ARG: np.random.default_rng(self.seed)})
+        return np.unique(np.clip(np.rint(centroids), 0, 255), axis=0)
+
+    def _to_pil(self, image: torch.Tensor) -> Image.Image:
+        pixels = to_uint8(image).reshape(-1, image.shape[0]).astype(np.float64)
+        palette = self._palette(pixels)
+        labels, _ = vq(pixels, palette, check_finite=False)
+        used, labels = np.unique(labels, return_inverse=True)  # drop colours no pixel maps to
+        rgb = np.repeat(palette[used], 3 // image.shape[0], axis=1).astype(np.uint8)
+        img = Image.frombytes("P", (image.shape[2], image.shape[1]), labels.astype(np.uint8).tobytes())
+        img.putpalette(rgb.tobytes(), rawmode="RGB")
+        return img
+
+    def _options(self) -> dict[str, Any]:
+        return {"optimize": True, "compress_level": 9}
+
+
+_FACTORIES: dict[str, tuple[Callable[[int], ImageCodec] | None, int | None]] = {
+    "png": (None, None),
+    "jpeg": (JPEGCodec, 75),
+    "webp": (WebPCodec, 80),
+    "avif": (AVIFCodec, 75),
+    "kmeans": (KMeansCodec, 4),
+}
+_ALIASES = {"jpg": "jpeg", "k-means": "kmeans"}
+
+DEFAULT_SPECS = ("png", "jpeg:10", "webp:10", "avif:10", "kmeans:4")
+
+
+def codec_from_spec(spec: str) -> ImageCodec:
+    """Build a codec from ``"png"``, ``"jpeg:10"``, ``"webp:50"``, ``"avif:30"`` or ``"kmeans:4"``.
+
+    The number is the quality (0-100) or, for k-means, the palette size K. Without it the defaults are
+    JPEG 75, WebP 80, AVIF 75 (Pillow's) and K = 4. Unknown or malformed specs raise :class:`GanrevError`.
+    """
+    name, sep, arg = str(spec).strip().lower().partition(":")
+    name = _ALIASES.get(name.strip(), name.strip())
+    if name not in _FACTORIES:
+        raise GanrevError(f"unknown baseline codec {spec!r}; known: {', '.join(sorted(_FACTORIES))} "
+                          "(e.g. 'png', 'jpeg:10', 'webp:50', 'avif:30', 'kmeans:4')")
+    factory, default = _FACTORIES[name]
+    if factory is None:
+        if sep:
+            raise GanrevError(f"codec {name!r} takes no parameter, got {spec!r}")
+        return PNGCodec()
+    if not sep:
+        return factory(default)
+    try:
+        value = int(arg.strip())
+    except ValueError:
+        raise GanrevError(f"codec spec {spec!r}: {arg.strip()!r} is not an integer") from None
+    return factory(value)
+
+
+def baseline_codecs(specs: Iterable[str] | None = None, *, skip_unavailable: bool = True) -> list[ImageCodec]:
+    """Codecs for ``specs`` (default :data:`DEFAULT_SPECS`), in order.
+
+    With ``skip_unavailable`` AVIF specs are dropped when this Pillow cannot write AVIF.
+    """
+    specs = DEFAULT_SPECS if specs is None else tuple(specs)
+    codecs = []
+    for spec in specs:
+        is_avif = str(spec).strip().lower().partition(":")[0].strip() == "avif"
+        if is_avif and skip_unavailable and not avif_available():
+            continue
+        codecs.append(codec_from_spec(spec))
+    return codecs

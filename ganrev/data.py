@@ -1,0 +1,279 @@
+"""Image data sources behind one interface, each with a fixed, deterministic held-out split.
+
+Sources (``open_dataset(source, ...)``):
+- a folder of images (recursive); each file is centre-cropped and resized to the model's resolution;
+- ``emoji``: npm package ``emoji-datasource-google`` 16.0.0 (3,786 colour 64x64 PNGs, Apache-2.0),
+  fetched once with ``ganrev fetch emoji`` (``npm pack``: uses only the npm registry);
+- ``fashion-mnist``: Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
+  the official 60k/10k train/test split is kept;
+- ``cifar10``, ``mnist``, ``celeba``: torchvision, downloaded on demand (online users only).
+
+The held-out split never depends on file order or on which other files exist: a unit goes to ``test``
+when the first byte pair of SHA-256("ganrev-split:" + group key) mod 100 < ``TEST_PERCENT``. For emoji
+the group key is the *base* emoji with skin tones, gender signs and person/man/woman distinctions
+removed, so every variant of one emoji falls on the same side and the held-out set cannot leak.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ganrev.errors import GanrevError
+from ganrev.io import center_crop_resize, convert_channels, list_images, load_image
+
+Split = Literal["train", "test", "all"]
+TEST_PERCENT = 10
+EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
+BUILTIN_SOURCES = ("emoji", "fashion-mnist", "cifar10", "mnist", "celeba")
+
+
+def data_home() -> Path:
+    """Where fetched data sets live: ``$GANREV_DATA`` or ``~/.cache/ganrev``."""
+    return Path(os.environ.get("GANREV_DATA", Path.home() / ".cache" / "ganrev")).expanduser()
+
+
+def is_test_group(key: str) -> bool:
+    """The deterministic held-out rule (see module docstring)."""
+    digest = hashlib.sha256(f"ganrev-split:{key}".encode()).digest()
+    return int.from_bytes(digest[:2], "big") % 100 < TEST_PERCENT
+
+
+def select_split(keys: list[str], split: Split) -> list[int]:
+    """Indices of ``keys`` (group keys, one per item) that belong to ``split``."""
+    if split == "all":
+        return list(range(len(keys)))
+    if split not in ("train", "test"):
+        raise GanrevError(f"split must be train, test or all, got {split!r}")
+    want_test = split == "test"
+    return [i for i, key in enumerate(keys) if is_test_group(key) == want_test]
+
+
+class ImageSet(Dataset):
+    """A data set of ``[C, R, R]`` float images in [0, 1] with a name and split description."""
+
+    def __init__(self, name: str, split: Split, size: int, loader: Callable[[int], torch.Tensor],
+                 labels: list[str] | None = None) -> None:
+        self.name, self.split, self._size, self._loader = name, split, size, loader
+        self.labels = labels  # a human-readable id per item (file name, index), for reports
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < self._size:
+            raise IndexError(index)
+        return self._loader(index)
+
+
+def _tensor_set(name: str, split: Split, images: torch.Tensor, labels: list[str]) -> ImageSet:
+    """An ImageSet over a preloaded uint8 tensor ``[N, C, R, R]`` (kept as uint8: 4x less memory)."""
+    return ImageSet(name, split, len(images), lambda i: images[i].float() / 255.0, labels)
+
+
+def _prepare(image: torch.Tensor, resolution: int, channels: int) -> torch.Tensor:
+    image = convert_channels(image, "gray" if channels == 1 else "rgb")
+    return center_crop_resize(image, resolution)
+
+
+# ----------------------------------------------------------------------------------------------- folders
+
+def folder_dataset(folder: str | os.PathLike[str], split: Split, resolution: int, channels: int) -> ImageSet:
+    """Images under ``folder`` (recursive), split by relative path; loaded lazily, one file at a time."""
+    root = Path(folder)
+    files = list_images(root)
+    if not files:
+        raise GanrevError(f"no images found under {root}")
+    keys = [p.relative_to(root).as_posix() for p in files]
+    chosen = [files[i] for i in select_split(keys, split)]
+    if not chosen:
+        raise GanrevError(f"the {split} split of {root} is empty ({len(files)} images in all)")
+    return ImageSet(str(root), split, len(chosen),
+                    lambda i: _prepare(load_image(chosen[i]), resolution, channels),
+                    [p.relative_to(root).as_posix() for p in chosen])
+
+
+# ------------------------------------------------------------------------------------------------- emoji
+
+_SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
+_IGNORED = {"FE0F", "200D", "2640", "2642"} | _SKIN_TONES
+# man/woman/person (and boy/girl/child, old man/old woman/older person) are variants of one picture.
+_PERSON_ALIASES = {"1F468": "P", "1F469": "P", "1F9D1": "P", "1F466": "C", "1F467": "C", "1F9D2": "C",
+                   "1F474": "O", "1F475": "O", "1F9D3": "O"}
+
+
+def emoji_group_key(unified: str) -> str:
+    """Base-emoji key of a unified code such as ``1F3C3-1F3FD-200D-2640-FE0F`` (-> ``1F3C3``)."""
+    parts = [_PERSON_ALIASES.get(cp, cp) for cp in unified.upper().split("-") if cp not in _IGNORED]
+    return "-".join(parts) or unified.upper()
+
+
+def emoji_dir() -> Path:
+    return data_home() / "emoji-datasource-google"
+
+
+def fetch_emoji(dest: Path | None = None) -> Path:
+    """Download the emoji package once with ``npm pack`` (npm registry only) and unpack it."""
+    dest = dest or emoji_dir()
+    if (dest / "emoji.json").is_file():
+        return dest
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GanrevError("fetching emoji needs npm (Node.js); install it, or unpack "
+                          f"`npm pack {EMOJI_PACKAGE}` into {dest} yourself")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            out = subprocess.run([npm, "pack", EMOJI_PACKAGE, "--silent"], cwd=tmp, check=True,
+                                 capture_output=True, text=True, timeout=900)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            detail = getattr(exc, "stderr", "") or ""
+            raise GanrevError(f"npm pack {EMOJI_PACKAGE} failed (offline?): {detail.strip()[:400]}") from exc
+        tarball = Path(tmp) / out.stdout.strip().splitlines()[-1]
+        staging = Path(tmp) / "unpacked"
+        with tarfile.open(tarball) as tar:
+            tar.extractall(staging, filter="data")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(staging / "package"), dest)
+    return dest
+
+
+def emoji_index(root: Path) -> list[tuple[Path, str]]:
+    """(image path, group key) for every 64x64 Google emoji image listed in emoji.json, sorted by path."""
+    meta = json.loads((root / "emoji.json").read_text())
+    img_dir = root / "img" / "google" / "64"
+    items: dict[str, str] = {}
+    for entry in meta:
+        key = emoji_group_key(entry["unified"])
+        variants = [entry] + list((entry.get("skin_variations") or {}).values())
+        for variant in variants:
+            if variant.get("has_img_google", True) and (img_dir / variant["image"]).is_file():
+                items[variant["image"]] = key
+    return [(img_dir / name, items[name]) for name in sorted(items)]
+
+
+def emoji_dataset(split: Split, resolution: int, channels: int) -> ImageSet:
+    root = emoji_dir()
+    if not (root / "emoji.json").is_file():
+        raise GanrevError(f"emoji data not found in {root}: run `ganrev fetch emoji` once (needs npm)")
+    index = emoji_index(root)
+    chosen = [index[i] for i in select_split([key for _, key in index], split)]
+    images = torch.stack([_prepare(load_image(p), resolution, channels) for p, _ in chosen])
+    images = (images * 255).round().to(torch.uint8)
+    return _tensor_set("emoji", split, images, [p.name for p, _ in chosen])
+
+
+# ------------------------------------------------------------------------------------------ fashion-mnist
+
+_FASHION_FILES = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}
+
+
+def locate_fashion_mnist() -> Path:
+    """Find the Debian package's IDX files: ``$GANREV_FASHION_MNIST``, then the package's own file list."""
+    candidates: list[Path] = []
+    if os.environ.get("GANREV_FASHION_MNIST"):
+        candidates.append(Path(os.environ["GANREV_FASHION_MNIST"]))
+    dpkg = shutil.which("dpkg")
+    if dpkg:
+        listing = subprocess.run([dpkg, "-L", "dataset-fashion-mnist"], capture_output=True, text=True)
+        candidates += [Path(line).parent for line in listing.stdout.splitlines()
+                       if line.endswith(_FASHION_FILES["train"])]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in _FASHION_FILES.values()):
+            return folder
+    raise GanrevError("Fashion-MNIST not found: `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+                      "or set GANREV_FASHION_MNIST to a folder holding the four IDX .gz files")
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """Read an IDX3 uint8 image file (optionally gzipped) as ``[N, H, W]``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 16:
+        raise GanrevError(f"{path} is too short for an IDX image file")
+    magic, count, rows, cols = struct.unpack(">IIII", data[:16])
+    if magic != 0x00000803 or len(data) != 16 + count * rows * cols:
+        raise GanrevError(f"{path} is not a valid IDX3 uint8 image file")
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols)
+
+
+def fashion_mnist_dataset(split: Split, resolution: int, channels: int) -> ImageSet:
+    folder = locate_fashion_mnist()
+    parts = ["train", "test"] if split == "all" else [split]
+    arrays = [read_idx_images(folder / _FASHION_FILES[part]) for part in parts]
+    raw = torch.from_numpy(np.concatenate(arrays)).unsqueeze(1)
+    if resolution != raw.shape[-1] or channels != 1:
+        # Resize in chunks so 70k images never need a float copy of the whole set at once.
+        chunks = [(_prepare(c.float() / 255, resolution, channels) * 255).round().to(torch.uint8)
+                  for c in raw.split(4096)]
+        raw = torch.cat(chunks)
+    labels = [f"{part}-{i}" for part, arr in zip(parts, arrays) for i in range(len(arr))]
+    return _tensor_set("fashion-mnist", split, raw, labels)
+
+
+# ---------------------------------------------------------------------------------------- torchvision
+
+def torchvision_dataset(name: str, split: Split, resolution: int, channels: int) -> ImageSet:
+    """CIFAR-10 / MNIST / CelebA through torchvision, downloaded on first use into ``data_home()``."""
+    import torchvision
+
+    root = data_home() / "torchvision"
+    parts = ["train", "test"] if split == "all" else [split]
+    sets = []
+    try:
+        for part in parts:
+            if name == "cifar10":
+                sets.append(torchvision.datasets.CIFAR10(root, train=part == "train", download=True))
+            elif name == "mnist":
+                sets.append(torchvision.datasets.MNIST(root, train=part == "train", download=True))
+            else:
+                sets.append(torchvision.datasets.CelebA(root, split=part, download=True))
+    except Exception as exc:  # network errors come as URLError, RuntimeError, OSError... depending on source
+        raise GanrevError(f"could not download {name} with torchvision into {root} (offline?): {exc}. "
+                          "Offline, use `--data emoji`, `--data fashion-mnist` or a folder of images") from exc
+    pairs = [(s, i) for s in sets for i in range(len(s))]
+
+    def load(i: int) -> torch.Tensor:
+        ds, j = pairs[i]
+        pil = ds[j][0]
+        tensor = torch.from_numpy(np.asarray(pil.convert("RGB" if pil.mode != "L" else "L"), dtype=np.float32) / 255)
+        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+        return _prepare(tensor, resolution, channels)
+
+    return ImageSet(name, split, len(pairs), load, [f"{name}-{i}" for i in range(len(pairs))])
+
+
+def open_dataset(source: str, split: Split = "train", *, resolution: int = 64, channels: int = 3) -> ImageSet:
+    """Open a built-in data set by name or a folder of images by path (see module docstring)."""
+    if source == "emoji":
+        return emoji_dataset(split, resolution, channels)
+    if source == "fashion-mnist":
+        return fashion_mnist_dataset(split, resolution, channels)
+    if source in ("cifar10", "mnist", "celeba"):
+        return torchvision_dataset(source, split, resolution, channels)
+    if Path(source).is_dir():
+        return folder_dataset(source, split, resolution, channels)
+    raise GanrevError(f"unknown data source {source!r}: use one of {', '.join(BUILTIN_SOURCES)} or a folder")
+
+
+def split_rule(source: str) -> str:
+    """One-line description of how ``source`` is split, recorded in checkpoints."""
+    if source in ("fashion-mnist", "cifar10", "mnist", "celeba"):
+        return "official train/test split"
+    unit = "base emoji (variants grouped)" if source == "emoji" else "relative file path"
+    return f"sha256('ganrev-split:' + {unit}) first 2 bytes mod 100 < {TEST_PERCENT} -> test"

@@ -1,0 +1,340 @@
+"""Image quality metrics: MSE, PSNR, SSIM, MS-SSIM and LPIPS, batched in torch.
+
+Every batched function takes two float tensors ``[N, C, H, W]`` with values in ``[0, 1]`` and returns a
+tensor ``[N]``, one value per image. :func:`mse`, :func:`ssim` and :func:`ms_ssim` are differentiable,
+so ``1 - ssim(x, y)`` and ``1 - ms_ssim(x, y)`` work as losses.
+
+SSIM follows Wang et al. (2004) the way scikit-image computes it with ``gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False``: an 11-tap Gaussian window, statistics only where the window
+fits inside the image, the SSIM map averaged over pixels and then over channels. MS-SSIM is computed
+exactly as ``pytorch_msssim.ms_ssim`` does when the image is large enough for its five scales; smaller
+images use fewer scales (see :func:`ms_ssim`), because ganrev's images are 64 x 64.
+
+LPIPS uses the ``lpips`` package with its AlexNet trunk. The trunk's ImageNet weights are read from a
+local file and never downloaded, since ganrev must run offline; when the file is missing or unreadable,
+LPIPS is reported as unavailable instead of failing (see :func:`lpips_status`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ganrev.errors import GanrevError
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+"""Per-scale exponents from Wang, Simoncelli & Bovik (2003), finest scale first."""
+
+LPIPS_WEIGHTS_ENV = "GANREV_LPIPS_WEIGHTS"
+"""Environment variable naming the AlexNet backbone weights file for LPIPS."""
+
+ALEXNET_WEIGHTS_FILE = "alexnet-owt-7be5be79.pth"
+"""File name torchvision gives the ImageNet AlexNet weights in the torch hub cache."""
+
+LPIPS_MIN_SIDE = 31
+"""Smallest height and width AlexNet's five feature layers accept (smaller maps shrink to nothing)."""
+
+_MIN_SSIM_SIDE = 3  # the smallest odd window that still measures local structure
+
+_LPIPS_NETS: dict[tuple[str, str], torch.nn.Module] = {}  # loaded networks by (weights file, device)
+_lpips_warned = False  # the "LPIPS unavailable" warning is printed once per process
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate two image batches and bring them to one floating dtype."""
+    if x.ndim != 4 or x.shape != y.shape:
+        raise GanrevError(
+            f"expected two image batches of the same shape [N, C, H, W], got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    if not dtype.is_floating_point:
+        raise GanrevError(f"expected float images with values in [0, 1], got dtype {dtype}")
+    return x.to(dtype), y.to(dtype)
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image on the 0-255 scale: ``mean((255 x - 255 y)^2)`` over C, H, W."""
+    x, y = _check_pair(x, y)
+    return ((x - y) * 255.0).square().flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image, ``10 log10(255^2 / mse)``; ``inf`` for identical images."""
+    # Division by a zero MSE gives inf and log10(inf) = inf, which is the conventional PSNR of a perfect copy.
+    return 10.0 * torch.log10(255.0**2 / mse(x, y))
+
+
+def _gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """A normalised 1-D Gaussian of ``size`` taps centred on the middle tap, in ``like``'s dtype and device."""
+    coords = torch.arange(size, dtype=torch.float64, device=like.device) - size // 2
+    taps = torch.exp(-coords.square() / (2.0 * sigma**2))
+    return (taps / taps.sum()).to(like.dtype)
+
+
+def _fit_window(win_size: int, height: int, width: int) -> int:
+    """The window size to use on an ``height`` x ``width`` image: ``win_size``, shrunk to fit if needed."""
+    if win_size < 1 or win_size % 2 == 0:
+        raise GanrevError(f"the SSIM window size must be a positive odd number, got {win_size}")
+    side = min(height, width)
+    if side < _MIN_SSIM_SIDE:
+        raise GanrevError(f"SSIM needs images at least {_MIN_SSIM_SIDE} pixels on each side, got {height}x{width}")
+    if win_size <= side:
+        return win_size
+    return side if side % 2 == 1 else side - 1
+
+
+def _ssim_and_cs(
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float, k1: float, k2: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean SSIM and mean contrast-structure term ``cs``, both ``[N, C]``.
+
+    The window is applied without padding ("valid"), so only pixels whose whole neighbourhood lies in
+    the image contribute; scikit-image crops its reflect-padded result to the same pixels.
+    """
+    channels = x.shape[1]
+    # One grouped convolution filters all five local statistics of every channel at once.
+    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    taps = window.numel()
+    stats = F.conv2d(stats, window.view(1, 1, taps, 1).expand(5 * channels, 1, taps, 1), groups=5 * channels)
+    stats = F.conv2d(stats, window.view(1, 1, 1, taps).expand(5 * channels, 1, 1, taps), groups=5 * channels)
+    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(channels, dim=1)
+
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    var_x = e_xx - mu_x.square()
+    var_y = e_yy - mu_y.square()
+    cov_xy = e_xy - mu_x * mu_y
+    cs_map = (2.0 * cov_xy + c2) / (var_x + var_y + c2)
+    ssim_map = (2.0 * mu_x * mu_y + c1) / (mu_x.square() + mu_y.square() + c1) * cs_map
+    return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
+
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    win_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """Structural similarity per image, ``[N]``, averaged over pixels and then over channels.
+
+    The Gaussian window is separable and sums to one; its default 11 taps for sigma 1.5 are what
+    scipy's ``gaussian_filter`` uses with scikit-image's ``truncate=3.5`` (radius 5). Only pixels where
+    the whole window fits inside the image are scored.
+
+    Small images: when the smaller side is below ``win_size``, the window shrinks to the largest odd
+    size that fits (same sigma, taps renormalised), e.g. 7 taps for an 8 x 64 image, which is then
+    scored on its middle 2 x 58 pixels. Images under 3 pixels on a side raise
+    :class:`GanrevError`.
+    """
+    x, y = _check_pair(x, y)
+    size = _fit_window(win_size, x.shape[-2], x.shape[-1])
+    per_channel, _ = _ssim_and_cs(x, y, _gaussian_window(size, sigma, x), data_range, k1, k2)
+    return per_channel.mean(1)
+
+
+def _ms_ssim_scales(side: int, win_size: int, max_scales: int) -> int:
+    """How many scales of a ``side``-pixel image are at least ``win_size`` pixels (at most ``max_scales``)."""
+    scales = 0
+    while scales < max_scales and side >= win_size:
+        scales += 1
+        side = (side + 1) // 2  # avg_pool2d with kernel 2 and padding side % 2 rounds up
+    return scales
+
+
+def ms_ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    win_size: int = 11,
+    sigma: float = 1.5,
+    weights: Sequence[float] = MS_SSIM_WEIGHTS,
+) -> torch.Tensor:
+    """Multi-scale structural similarity per image, ``[N]``, in ``[0, 1]``.
+
+    At each scale the contrast-structure term ``cs`` is measured, then both images are halved with a
+    2 x 2 average pool (padding odd sides by one, as ``pytorch_msssim`` does); the last scale uses the
+    full SSIM instead. Each per-channel value is clamped at zero, raised to its scale's weight, and the
+    product over scales is averaged over channels. With the default five scales this equals
+    ``pytorch_msssim.ms_ssim(x, y, data_range, size_average=False, win_size, win_sigma=sigma)``, up to
+    its window being built in float32 (about 1e-6 apart in float64; ours is exact, like scikit-image's).
+
+    Small images: ``pytorch_msssim`` refuses images whose smaller side is at most
+    ``(win_size - 1) * 16`` (160 px for the 11-tap window). Here the number of scales S is instead the
+    largest for which every scale is at least ``win_size`` pixels on its smaller side, and the first S
+    weights are renormalised to sum to one; a 64 x 64 image thus uses 3 scales (64, 32 and 16 px).
+    When not even the first scale fits, the result is the single-scale ``max(SSIM, 0)`` with the window
+    shrunk as in :func:`ssim`.
+    """
+    x, y = _check_pair(x, y)
+    # A window only shrinks when the image is smaller than it, and then the half-size scale never fits.
+    win_size = _fit_window(win_size, x.shape[-2], x.shape[-1])
+    scales = _ms_ssim_scales(min(x.shape[-2:]), win_size, len(weights))
+    exponents = torch.tensor(weights[:scales], dtype=x.dtype, device=x.device)
+    if scales < len(weights):
+        exponents = exponents / exponents.sum()
+    window = _gaussian_window(win_size, sigma, x)
+
+    factors = []
+    for scale in range(scales):
+        ssim_per_channel, cs_per_channel = _ssim_and_cs(x, y, window, data_range, 0.01, 0.03)
+        if scale < scales - 1:
+            factors.append(torch.relu(cs_per_channel))
+            padding = [s % 2 for s in x.shape[2:]]
+            x = F.avg_pool2d(x, kernel_size=2, padding=padding)
+            y = F.avg_pool2d(y, kernel_size=2, padding=padding)
+    factors.append(torch.relu(ssim_per_channel))
+    per_channel = torch.prod(torch.stack(factors) ** exponents.view(-1, 1, 1), dim=0)
+    return per_channel.mean(1)
+
+
+def _resolve_weights_path(weights_path: str | os.PathLike[str] | None) -> Path:
+    """The AlexNet weights file to use: the argument, else ``$GANREV_LPIPS_WEIGHTS``, else the hub cache."""
+    if weights_path is not None:
+        return Path(weights_path)
+    from_env = os.environ.get(LPIPS_WEIGHTS_ENV)
+    if from_env:
+        return Path(from_env)
+    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS_FILE
+
+
+def _build_lpips(backbone: object) -> torch.nn.Module:
+    """An LPIPS-AlexNet network whose trunk holds the torchvision AlexNet state dict ``backbone``."""
+    import lpips  # pulls in torchvision (seconds); only LPIPS needs it
+
+    if not isinstance(backbone, dict):
+        raise ValueError(f"expected an AlexNet state dict, found a {type(backbone).__name__}")
+    with warnings.catch_warnings():
+        # pnet_rand=True builds an untrained trunk, which is what stops torchvision from downloading;
+        # torchvision warns that lpips passes the deprecated ``pretrained=`` argument to do so.
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    # lpips splits torchvision's ``alexnet().features`` into slice1..slice5 but keeps each layer's index
+    # as its name, so trunk parameter "slice2.3.weight" is checkpoint entry "features.3.weight".
+    trunk = model.net
+    sources = {name: "features." + name.split(".", 1)[1] for name in trunk.state_dict()}
+    missing = [key for key in sources.values() if key not in backbone]
+    if missing:
+        raise ValueError(f"not an AlexNet state dict: no {', '.join(missing)}")
+    trunk.load_state_dict({name: backbone[key] for name, key in sources.items()})
+    return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (torch.load's messages run to pages)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _load_lpips(path: Path, device: torch.device) -> torch.nn.Module | str:
+    """The LPIPS network on ``device`` with its trunk read from ``path``, or why it cannot be built.
+
+    Networks are cached per (file, device); failures are not, so a file put in place later is picked up.
+    """
+    key = (str(path.resolve()), str(device))
+    if key in _LPIPS_NETS:
+        return _LPIPS_NETS[key]
+    hint = f"pass --lpips-weights or set {LPIPS_WEIGHTS_ENV}"
+    if not path.is_file():
+        return f"AlexNet backbone weights not found at {path}; LPIPS needs them (offline machine?) - {hint}"
+    try:
+        model = _build_lpips(torch.load(path, map_location="cpu", weights_only=True)).to(device)
+    except Exception as exc:  # any unreadable or foreign file means "no LPIPS", never a crashed evaluation
+        return f"cannot use {path} as AlexNet backbone weights for LPIPS ({_first_line(exc)}) - {hint}"
+    _LPIPS_NETS[key] = model
+    return model
+
+
+def lpips_status(weights_path: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
+    """Whether LPIPS can be computed, and a one-line reason or description.
+
+    The AlexNet backbone weights come from ``weights_path``, else ``$GANREV_LPIPS_WEIGHTS``, else
+    ``<torch hub dir>/checkpoints/alexnet-owt-7be5be79.pth`` (where torchvision would have saved its
+    download). The check loads the network, so a corrupt file is reported here too.
+    """
+    path = _resolve_weights_path(weights_path)
+    model = _load_lpips(path, torch.device("cpu"))
+    if isinstance(model, str):
+        return False, model
+    return True, f"LPIPS (AlexNet) with backbone weights from {path}"
+
+
+def _lpips_or_reason(
+    x: torch.Tensor, y: torch.Tensor, weights_path: str | os.PathLike[str] | None
+) -> torch.Tensor | str:
+    """LPIPS distances ``[N]``, or the reason the network is unavailable."""
+    x, y = _check_pair(x, y)
+    if x.shape[1] not in (1, 3):
+        raise GanrevError(f"LPIPS needs gray or RGB images, got {x.shape[1]} channels")
+    if min(x.shape[-2:]) < LPIPS_MIN_SIDE:
+        raise GanrevError(
+            f"LPIPS (AlexNet) needs images at least {LPIPS_MIN_SIDE} pixels on each side, "
+            f"got {x.shape[-2]}x{x.shape[-1]}"
+        )
+    model = _load_lpips(_resolve_weights_path(weights_path), x.device)
+    if isinstance(model, str):
+        return model
+    # AlexNet sees colour: gray images become three equal channels; lpips expects values in [-1, 1].
+    x = x.float().expand(-1, 3, -1, -1) * 2.0 - 1.0
+    y = y.float().expand(-1, 3, -1, -1) * 2.0 - 1.0
+    return model(x, y).flatten()
+
+
+def lpips_distance(
+    x: torch.Tensor, y: torch.Tensor, weights_path: str | os.PathLike[str] | None = None
+) -> torch.Tensor | None:
+    """LPIPS (AlexNet, v0.1) distance per image, ``[N]``, or ``None`` when the weights are unavailable.
+
+    Inputs are ``[N, C, H, W]`` in ``[0, 1]`` with C = 1 or 3 and both sides at least 31 pixels. The
+    weights file is looked up as in :func:`lpips_status`; when it cannot be used, a warning says why
+    (once per process) and the result is ``None``.
+    """
+    global _lpips_warned
+    result = _lpips_or_reason(x, y, weights_path)
+    if isinstance(result, str):
+        if not _lpips_warned:
+            warnings.warn(f"LPIPS unavailable: {result}", stacklevel=2)
+            _lpips_warned = True
+        return None
+    return result
+
+
+def image_metrics(
+    reference: torch.Tensor, test: torch.Tensor, lpips_weights: str | os.PathLike[str] | None = None
+) -> dict[str, float | str | None]:
+    """All metrics for one pair of ``[C, H, W]`` images, as plain Python numbers computed in float64.
+
+    Keys: ``mse``, ``psnr`` (``inf`` for identical images), ``ssim``, ``ms_ssim``, ``lpips`` and
+    ``lpips_note``. ``lpips`` is ``None`` when it cannot be computed (no weights, or an image under
+    31 pixels on a side); ``lpips_note`` then says why, and is ``None`` otherwise.
+    """
+    if reference.ndim != 3 or reference.shape != test.shape:
+        raise GanrevError(
+            f"cannot compare images of different shapes: reference is {tuple(reference.shape)}, "
+            f"test is {tuple(test.shape)} (both must be [C, H, W] with the same size and channel count)"
+        )
+    x = reference.detach().to(torch.float64).unsqueeze(0)
+    y = test.detach().to(torch.float64).unsqueeze(0)
+    result: dict[str, float | str | None] = {
+        "mse": mse(x, y).item(),
+        "psnr": psnr(x, y).item(),
+        "ssim": ssim(x, y).item(),
+        "ms_ssim": ms_ssim(x, y).item(),
+    }
+    try:
+        with torch.no_grad():
+            distance = _lpips_or_reason(x, y, lpips_weights)
+    except GanrevError as exc:  # an image too small for AlexNet still has meaningful pixel metrics
+        distance = str(exc)
+    if isinstance(distance, str):
+        result["lpips"], result["lpips_note"] = None, distance
+    else:
+        result["lpips"], result["lpips_note"] = float(distance.item()), None
+    return result

@@ -1,0 +1,342 @@
+"""Tests for ganrev.models: DCGAN shapes and ranges, and the safetensors + config.json checkpoint format."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ganrev.errors import GanrevError
+from ganrev.models import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    Discriminator,
+    Generator,
+    GeneratorConfig,
+    init_weights,
+    load_generator,
+    save_generator,
+    weights_fingerprint,
+)
+
+META = {"dataset": "unit-test", "split": {"rule": "none", "train_images": 3, "test_images": 1}}
+
+
+def _generator(latent_dim: int = 8, channels: int = 3, resolution: int = 32, width: int = 4,
+               seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    gen = Generator(GeneratorConfig(latent_dim, channels, resolution, width))
+    gen.apply(init_weights)
+    return gen
+
+
+@pytest.fixture()
+def saved(tmp_path: Path) -> tuple[Generator, Path, str]:
+    gen = _generator()
+    # Give BatchNorm running statistics non-default values so they are checked by the round trip too.
+    gen.train()
+    with torch.no_grad():
+        gen(torch.randn(6, 8))
+    gen.eval()
+    ckpt = tmp_path / "ckpt"
+    fingerprint = save_generator(gen, ckpt, META)
+    return gen, ckpt, fingerprint
+
+
+# ------------------------------------------------------------------------------------------ architecture
+
+@pytest.mark.parametrize("resolution", [8, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("latent_dim", [1, 16, 100])
+def test_generator_output_shape_and_range(resolution: int, channels: int, latent_dim: int) -> None:
+    gen = _generator(latent_dim, channels, resolution, width=4).eval()
+    z = torch.randn(3, latent_dim) * 3
+    with torch.no_grad():
+        out = gen(z)
+        images = gen.images(z)
+    assert out.shape == (3, channels, resolution, resolution)
+    assert out.dtype == torch.float32
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    torch.testing.assert_close(images, (out + 1) / 2)
+    # a 4-D latent [N, latent, 1, 1] (the pytorch/examples layout) gives the same images
+    with torch.no_grad():
+        torch.testing.assert_close(gen(z.view(3, latent_dim, 1, 1)), out)
+
+
+def test_generator_upsampling_count() -> None:
+    assert GeneratorConfig(resolution=8).upsamplings == 1
+    assert GeneratorConfig(resolution=32).upsamplings == 3
+    assert GeneratorConfig(resolution=64).upsamplings == 4
+    gen = Generator(GeneratorConfig(latent_dim=8, resolution=64, width=4))
+    convs = [m for m in gen.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == 5  # 1 -> 4 seed, then 8, 16, 32, 64
+    assert convs[0].in_channels == 8 and convs[-1].out_channels == 3 and convs[-1].in_channels == 4
+
+
+def test_generator_outputs_differ_for_different_latents() -> None:
+    gen = _generator().eval()
+    with torch.no_grad():
+        out = gen(torch.randn(2, 8))
+    assert not torch.allclose(out[0], out[1])
+
+
+@pytest.mark.parametrize("resolution", [8, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_discriminator_one_logit_per_image(resolution: int, channels: int) -> None:
+    torch.manual_seed(0)
+    disc = Discriminator(GeneratorConfig(latent_dim=8, channels=channels, resolution=resolution, width=4))
+    disc.apply(init_weights)
+    x = torch.rand(5, channels, resolution, resolution) * 2 - 1
+    logits = disc(x)
+    assert logits.shape == (5,)
+    assert torch.isfinite(logits).all()
+    # logits, not probabilities: no sigmoid at the end, so values are not confined to [0, 1]
+    assert not isinstance(list(disc.main)[-1], torch.nn.Sigmoid)
+    logits.sum().backward()  # differentiable end to end
+    assert all(p.grad is not None for p in disc.parameters())
+
+
+def test_discriminator_accepts_generator_output() -> None:
+    cfg = GeneratorConfig(latent_dim=8, channels=1, resolution=32, width=4)
+    gen, disc = Generator(cfg), Discriminator(cfg)
+    assert disc(gen(torch.randn(4, 8))).shape == (4,)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"resolution": 48}, {"resolution": 4}, {"resolution": 0}, {"channels": 2}, {"channels": 4},
+    {"latent_dim": 0}, {"width": 0},
+])
+def test_config_rejects_bad_values(kwargs: dict) -> None:
+    with pytest.raises(GanrevError):
+        GeneratorConfig(**kwargs)
+
+
+def test_init_weights_dcgan_statistics() -> None:
+    torch.manual_seed(0)
+    gen = Generator(GeneratorConfig(latent_dim=64, resolution=32, width=32))
+    gen.apply(init_weights)
+    conv = gen.main[0].weight
+    assert abs(conv.mean().item()) < 0.002 and conv.std().item() == pytest.approx(0.02, rel=0.05)
+    bn = gen.main[1]
+    assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert bn.weight.std().item() == pytest.approx(0.02, rel=0.3)
+    assert torch.count_nonzero(bn.bias) == 0
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+def test_round_trip_identical_outputs_frozen_eval(saved) -> None:
+    gen, ckpt, fingerprint = saved
+    loaded = load_generator(ckpt)
+    assert loaded.fingerprint == fingerprint
+    assert loaded.fingerprint_bytes == bytes.fromhex(fingerprint) and len(loaded.fingerprint_bytes) == 32
+    assert loaded.config == gen.config
+    assert loaded.path == ckpt
+    assert not loaded.generator.training
+    assert all(not m.training for m in loaded.generator.modules())
+    assert all(not p.requires_grad for p in loaded.generator.parameters())
+    z = torch.randn(5, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator(z), gen(z), rtol=0, atol=0)
+    for name, tensor in gen.state_dict().items():
+        assert torch.equal(loaded.generator.state_dict()[name], tensor), name
+
+
+def test_load_accepts_file_inside_checkpoint(saved) -> None:
+    _, ckpt, fingerprint = saved
+    assert load_generator(ckpt / WEIGHTS_FILE).fingerprint == fingerprint
+    assert load_generator(str(ckpt / CONFIG_FILE)).fingerprint == fingerprint
+
+
+def test_config_json_fields(saved) -> None:
+    gen, ckpt, fingerprint = saved
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    assert config["format"] == "ganrev-generator"
+    assert config["format_version"] == 1
+    assert config["architecture"] == "dcgan"
+    assert (config["latent_dim"], config["channels"], config["resolution"], config["width"]) == (8, 3, 32, 4)
+    assert config["fingerprint"] == fingerprint
+    assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+    assert config["dataset"] == "unit-test"
+    assert config["split"] == META["split"]
+    assert load_generator(ckpt).metadata["dataset"] == "unit-test"
+
+
+def test_weights_file_is_safetensors_not_pickle(saved) -> None:
+    gen, ckpt, _ = saved
+    raw = (ckpt / WEIGHTS_FILE).read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    assert 0 < header_len < len(raw)
+    header = json.loads(raw[8:8 + header_len])
+    names = {k for k in header if k != "__metadata__"}
+    assert names == set(gen.state_dict())
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert list(info["shape"]) == list(gen.state_dict()[name].shape)
+        assert set(info) == {"dtype", "shape", "data_offsets"}
+    # the last tensor ends exactly at the end of the file: nothing else (no pickle) is stored
+    end = max(info["data_offsets"][1] for k, info in header.items() if k != "__metadata__")
+    assert 8 + header_len + end == len(raw)
+    assert not raw.startswith(b"\x80") and not raw.startswith(b"PK")  # neither a pickle nor a torch zip
+
+
+def test_loading_never_unpickles(saved, monkeypatch) -> None:
+    _, ckpt, fingerprint = saved
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load_generator must not unpickle anything")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    assert load_generator(ckpt).fingerprint == fingerprint
+
+
+def test_fingerprint_stable_across_save_load_resave(saved, tmp_path: Path) -> None:
+    gen, ckpt, fingerprint = saved
+    assert weights_fingerprint(gen.state_dict()) == fingerprint
+    assert weights_fingerprint(load_file(str(ckpt / WEIGHTS_FILE))) == fingerprint
+    loaded = load_generator(ckpt)
+    again = save_generator(loaded.generator, tmp_path / "again", {"dataset": "other"})
+    assert again == fingerprint
+    assert load_generator(tmp_path / "again").fingerprint == fingerprint
+    # saving into the same directory again replaces the files and keeps the fingerprint
+    assert save_generator(gen, ckpt, META) == fingerprint
+    # a different but identically shaped network has another fingerprint
+    assert weights_fingerprint(_generator(seed=1).state_dict()) != fingerprint
+
+
+def test_fingerprint_independent_of_dict_order_and_device_layout(saved) -> None:
+    gen, _, fingerprint = saved
+    state = gen.state_dict()
+    reversed_state = {k: state[k] for k in reversed(list(state))}
+    assert weights_fingerprint(reversed_state) == fingerprint
+    non_contiguous = {k: (v.t().contiguous().t() if v.ndim == 2 else v) for k, v in state.items()}
+    assert weights_fingerprint(non_contiguous) == fingerprint
+
+
+def test_fingerprint_changes_with_one_weight(saved) -> None:
+    gen, _, fingerprint = saved
+    state = {k: v.clone() for k, v in gen.state_dict().items()}
+    name = "main.0.weight"
+    flat = state[name].view(-1)
+    flat[7] = torch.nextafter(flat[7], torch.tensor(1.0))  # smallest possible change
+    assert weights_fingerprint(state) != fingerprint
+    # a change of dtype or of a name changes it as well, even with equal values
+    state = {k: v.clone() for k, v in gen.state_dict().items()}
+    assert weights_fingerprint({**state, name: state[name].double()}) != fingerprint
+    renamed = dict(state)
+    renamed["renamed"] = renamed.pop(name)
+    assert weights_fingerprint(renamed) != fingerprint
+
+
+def test_load_refuses_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(GanrevError, match="not a generator checkpoint"):
+        load_generator(tmp_path / "does-not-exist")
+    with pytest.raises(GanrevError):
+        load_generator(tmp_path)  # exists, but empty
+
+
+def test_load_refuses_missing_weights_or_config(saved) -> None:
+    _, ckpt, _ = saved
+    (ckpt / WEIGHTS_FILE).unlink()
+    with pytest.raises(GanrevError, match=WEIGHTS_FILE):
+        load_generator(ckpt)
+
+
+def test_load_refuses_tampered_weights(saved) -> None:
+    _, ckpt, _ = saved
+    state = load_file(str(ckpt / WEIGHTS_FILE))
+    state["main.0.weight"].view(-1)[0] += 1e-3
+    save_file(state, str(ckpt / WEIGHTS_FILE))
+    with pytest.raises(GanrevError, match="fingerprint"):
+        load_generator(ckpt)
+
+
+def test_load_refuses_weights_from_another_checkpoint(saved, tmp_path: Path) -> None:
+    _, ckpt, _ = saved
+    other = tmp_path / "other"
+    save_generator(_generator(seed=5), other, META)
+    (ckpt / WEIGHTS_FILE).write_bytes((other / WEIGHTS_FILE).read_bytes())
+    with pytest.raises(GanrevError, match="fingerprint"):
+        load_generator(ckpt)
+
+
+@pytest.mark.parametrize("change", [{"width": 8}, {"latent_dim": 9}, {"resolution": 64}, {"channels": 1}])
+def test_load_refuses_config_of_another_architecture(saved, change: dict) -> None:
+    _, ckpt, _ = saved
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    config.update(change)
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(GanrevError, match="do not fit the architecture"):
+        load_generator(ckpt)
+
+
+def test_load_refuses_invalid_architecture_values(saved) -> None:
+    _, ckpt, _ = saved
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    config["resolution"] = 33
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(GanrevError):
+        load_generator(ckpt)
+    del config["resolution"]
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(GanrevError):
+        load_generator(ckpt)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "header-only"])
+def test_load_refuses_damaged_safetensors(saved, damage: str) -> None:
+    _, ckpt, _ = saved
+    path = ckpt / WEIGHTS_FILE
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(bytes(range(256)) * 20)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        (header_len,) = struct.unpack("<Q", raw[:8])
+        path.write_bytes(raw[: 8 + header_len])
+    with pytest.raises(GanrevError):
+        load_generator(ckpt)
+
+
+@pytest.mark.parametrize("version", [2, 99])
+def test_load_refuses_future_format_version(saved, version: int) -> None:
+    _, ckpt, _ = saved
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    config["format_version"] = version
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(GanrevError, match="upgrade"):
+        load_generator(ckpt)
+
+
+def test_load_refuses_foreign_or_broken_config(saved) -> None:
+    _, ckpt, _ = saved
+    good = json.loads((ckpt / CONFIG_FILE).read_text())
+    (ckpt / CONFIG_FILE).write_text("{not json")
+    with pytest.raises(GanrevError, match="cannot read"):
+        load_generator(ckpt)
+    (ckpt / CONFIG_FILE).write_text(json.dumps({**good, "format": "something-else"}))
+    with pytest.raises(GanrevError):
+        load_generator(ckpt)
+    (ckpt / CONFIG_FILE).write_text(json.dumps({**good, "architecture": "stylegan"}))
+    with pytest.raises(GanrevError):
+        load_generator(ckpt)
+    (ckpt / CONFIG_FILE).write_text(json.dumps(good))
+    load_generator(ckpt)  # and the untouched config still loads
+
+
+def test_save_is_atomic_no_temporary_files_left(saved) -> None:
+    _, ckpt, _ = saved
+    assert sorted(p.name for p in ckpt.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
