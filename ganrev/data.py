@@ -25,6 +25,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -60,6 +61,10 @@ def select_split(keys: list[str], split: Split) -> list[int]:
         raise GanrevError(f"split must be train, test or all, got {split!r}")
     want_test = split == "test"
     return [i for i, key in enumerate(keys) if is_test_group(key) == want_test]
+
+
+class EmptySplitError(GanrevError):
+    """A source has images, but none of them fall in the requested split (small folders can have no test image)."""
 
 
 class ImageSet(Dataset):
@@ -100,7 +105,7 @@ def folder_dataset(folder: str | os.PathLike[str], split: Split, resolution: int
     keys = [p.relative_to(root).as_posix() for p in files]
     chosen = [files[i] for i in select_split(keys, split)]
     if not chosen:
-        raise GanrevError(f"the {split} split of {root} is empty ({len(files)} images in all)")
+        raise EmptySplitError(f"the {split} split of {root} is empty ({len(files)} images in all)")
     return ImageSet(str(root), split, len(chosen),
                     lambda i: _prepare(load_image(chosen[i]), resolution, channels),
                     [p.relative_to(root).as_posix() for p in chosen])
@@ -202,8 +207,11 @@ def locate_fashion_mnist() -> Path:
 def read_idx_images(path: Path) -> np.ndarray:
     """Read an IDX3 uint8 image file (optionally gzipped) as ``[N, H, W]``."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; truncation is EOFError
+        raise GanrevError(f"cannot read {path}: {exc}") from exc
     if len(data) < 16:
         raise GanrevError(f"{path} is too short for an IDX image file")
     magic, count, rows, cols = struct.unpack(">IIII", data[:16])
@@ -269,6 +277,29 @@ def open_dataset(source: str, split: Split = "train", *, resolution: int = 64, c
     if Path(source).is_dir():
         return folder_dataset(source, split, resolution, channels)
     raise GanrevError(f"unknown data source {source!r}: use one of {', '.join(BUILTIN_SOURCES)} or a folder")
+
+
+def export_heldout(source: str, out_dir: str | os.PathLike[str], count: int = 64, *, resolution: int = 64,
+                   channels: int = 3) -> list[Path]:
+    """Write ``count`` held-out (test-split) images as 8-bit PNGs, one per emoji group, chosen deterministically.
+
+    Used to ship a small test set beside each generator, so tables and tests run offline.
+    """
+    from ganrev.io import save_image
+
+    test = open_dataset(source, "test", resolution=resolution, channels=channels)
+    labels = test.labels or [str(i) for i in range(len(test))]
+    group = (lambda label: emoji_group_key(Path(label).stem)) if source == "emoji" else (lambda label: label)
+    chosen: dict[str, int] = {}
+    for index, label in enumerate(labels):
+        chosen.setdefault(group(label), index)  # the first variant of each group (labels are sorted)
+    order = sorted(chosen, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:count]
+    written = []
+    for key in order:
+        name = Path(labels[chosen[key]]).stem.replace("/", "_")
+        written.append(Path(out_dir) / f"{name}.png")
+        save_image(test[chosen[key]], written[-1])
+    return written
 
 
 def split_rule(source: str) -> str:

@@ -176,8 +176,10 @@ def load_generator(directory: str | os.PathLike[str], device: str | torch.device
         meta = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise GanrevError(f"cannot read {config_path}: {exc}") from exc
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("architecture") != "dcgan":
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or meta.get("architecture") != "dcgan":
         raise GanrevError(f"{config_path} is not a ganrev DCGAN generator config")
+    if not isinstance(meta.get("format_version", 0), int):
+        raise GanrevError(f"{config_path} has an invalid format_version {meta['format_version']!r}")
     if meta.get("format_version", 0) > CHECKPOINT_VERSION:
         raise GanrevError(f"{config_path} has format version {meta['format_version']}; this ganrev reads "
                           f"up to {CHECKPOINT_VERSION}: upgrade ganrev")

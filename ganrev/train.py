@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ganrev.data import open_dataset, split_rule
+from ganrev.data import EmptySplitError, open_dataset, split_rule
 from ganrev.errors import GanrevError
 from ganrev.io import atomic_write_bytes, save_image
 from ganrev.models import Discriminator, Generator, GeneratorConfig, init_weights, save_generator
@@ -68,6 +68,7 @@ def choose_device(requested: str = "auto") -> torch.device:
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor:
     """Tile ``[N, C, H, W]`` images in [0, 1] into one ``[C, H', W']`` grid on a white background."""
     n, c, h, w = images.shape
+    nrow = max(1, min(nrow, n))  # fewer images than a row: no blank tiles
     rows = math.ceil(n / nrow)
     grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
     for k in range(n):
@@ -107,13 +108,16 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
 
     torch.manual_seed(options.seed + rank)
     dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=options.channels)
-    test_size = len(open_dataset(options.data, "test", resolution=options.resolution, channels=options.channels))
+    try:
+        test_size = len(open_dataset(options.data, "test", resolution=options.resolution, channels=options.channels))
+    except EmptySplitError:  # a small folder may hold no held-out image: recorded as 0, training goes on
+        test_size = 0
     if len(dataset) < options.batch_size:
         raise GanrevError(f"{len(dataset)} training images is fewer than one batch ({options.batch_size})")
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=options.seed) if world > 1 else None
+    shuffle_rng = torch.Generator()
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=sampler is None, sampler=sampler,
-                        drop_last=True, num_workers=workers, pin_memory=dev.type == "cuda",
-                        generator=torch.Generator().manual_seed(options.seed))
+                        drop_last=True, num_workers=workers, pin_memory=dev.type == "cuda", generator=shuffle_rng)
 
     config = GeneratorConfig(options.latent_dim, options.channels, options.resolution, options.width)
     netG, netD = Generator(config).to(dev), Discriminator(
@@ -141,6 +145,8 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
     started = time.perf_counter()
     for epoch in range(start_epoch, options.epochs):
+        # Each epoch's order depends on (seed, epoch) alone, so a resumed run sees what an uninterrupted one would.
+        shuffle_rng.manual_seed(options.seed * 100_003 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         netG.train()

@@ -337,6 +337,21 @@ def test_load_refuses_foreign_or_broken_config(saved) -> None:
     load_generator(ckpt)  # and the untouched config still loads
 
 
+@pytest.mark.parametrize("config", [
+    "[1, 2, 3]", '"a string"', "null",
+    {"format_version": "2"}, {"format_version": None}, {"latent_dim": None}, {"latent_dim": [8]},
+    {"channels": "three"},
+])
+def test_load_refuses_malformed_config_values(saved, config) -> None:
+    # errors.py: anything but GanrevError escaping is a bug, so odd config.json contents must be refused cleanly
+    _, ckpt, _ = saved
+    if isinstance(config, dict):
+        config = json.dumps({**json.loads((ckpt / CONFIG_FILE).read_text()), **config})
+    (ckpt / CONFIG_FILE).write_text(config)
+    with pytest.raises(GanrevError):
+        load_generator(ckpt)
+
+
 def test_save_is_atomic_no_temporary_files_left(saved) -> None:
     _, ckpt, _ = saved
     assert sorted(p.name for p in ckpt.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]

@@ -1,0 +1,92 @@
+"""Throughput of the batched latent-search core vs a one-image-at-a-time loop, measured side by side.
+
+For each batch size B: the same B images are inverted (a) in one batched call and (b) one image per call,
+with the same generator, loss, iterations and restarts, early stopping off (so both do exactly
+B * iters generator passes). Reports image-iterations per second and the speed-up, and writes
+experiments/results/bench_invert_<device>.json.
+
+    python experiments/bench_invert.py                      # CPU here; CUDA when present
+    python experiments/bench_invert.py --batch-sizes 1 8 64 --iters 50 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+import ganrev
+from ganrev.invert import SearchOptions, invert
+from ganrev.io import atomic_write_text, list_images, load_image
+from ganrev.models import load_generator
+from ganrev.train import choose_device
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def timed(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default=str(ROOT / "pretrained" / "emoji64"))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--loss", default="ssim")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default=None, help="JSON file [default: experiments/results/bench_invert_<device>.json]")
+    args = parser.parse_args()
+
+    device = choose_device(args.device)
+    checkpoint = load_generator(args.generator, device)
+    pool = [load_image(p) for p in list_images(Path(args.generator) / "heldout")]
+    options = SearchOptions(iters=args.iters, restarts=1, loss=args.loss, pool=0, patience=10**9,
+                            batch_size=max(args.batch_sizes))
+    invert(checkpoint.generator, torch.stack(pool[:2]).to(device), SearchOptions(iters=3, restarts=1, pool=0))  # warm-up
+    rows = []
+    for batch in args.batch_sizes:
+        images = torch.stack([pool[k % len(pool)] for k in range(batch)])
+        batched_s = timed(lambda: invert(checkpoint.generator, images, options, device=device))
+        loop_s = timed(lambda: [invert(checkpoint.generator, images[k:k + 1], options, device=device)
+                                for k in range(batch)])
+        work = batch * args.iters
+        row = {"batch": batch, "image_iterations": work, "batched_s": round(batched_s, 3), "loop_s": round(loop_s, 3),
+               "batched_it_per_s": round(work / batched_s, 1), "loop_it_per_s": round(work / loop_s, 1),
+               "speedup": round(loop_s / batched_s, 2)}
+        rows.append(row)
+        print(f"batch {batch:4d}: batched {row['batched_it_per_s']:9.1f} img-it/s   loop {row['loop_it_per_s']:9.1f} "
+              f"img-it/s   speed-up {row['speedup']:.2f}x", flush=True)
+    result = {
+        "benchmark": "bench_invert", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device), "torch": torch.__version__, "ganrev": ganrev.__version__,
+        "generator": str(args.generator), "fingerprint": checkpoint.fingerprint, "loss": args.loss,
+        "iters": args.iters, "restarts": 1, "early_stopping": False, "rows": rows,
+        "command": "python experiments/bench_invert.py " + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items() if v is not None and k != "out"),
+    }
+    out = Path(args.out) if args.out else ROOT / "experiments" / "results" / f"bench_invert_{device.type}.json"
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

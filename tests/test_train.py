@@ -1,0 +1,297 @@
+"""Tests for ganrev.train and the fit-generator / generate commands: tiny end-to-end runs on CPU.
+
+Every run uses a 32x32 generator of width 8 and at most two steps per epoch, so the whole file takes
+a few seconds on one core. The data are random shapes drawn into PNG files in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from ganrev.cli import app, main
+from ganrev.data import folder_dataset, is_test_group
+from ganrev.errors import GanrevError
+from ganrev.models import load_generator
+from ganrev.train import STATE_FILE, TrainOptions, choose_device, fit_generator, image_grid
+
+GRID_64 = 8 * (32 + 2) + 2  # an 8x8 grid of 32-pixel tiles with 2-pixel white gaps
+
+
+def _shapes_folder(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """PNGs of random rectangles and ellipses, named so that exactly n_train / n_test fall in each split."""
+    rng = np.random.default_rng(seed)
+    names, i = {"train": [], "test": []}, 0
+    while len(names["train"]) < n_train or len(names["test"]) < n_test:
+        name = f"set{i % 2}/shape{i:03d}.png"
+        names["test" if is_test_group(name) else "train"].append(name)
+        i += 1
+    for name in names["train"][:n_train] + names["test"][:n_test]:
+        bg = tuple(int(v) for v in rng.integers(0, 256, 3))
+        img = Image.new("RGB", (40, 36), bg)
+        draw = ImageDraw.Draw(img)
+        for _ in range(3):
+            x0, y0 = (int(v) for v in rng.integers(0, 24, 2))
+            x1, y1 = x0 + int(rng.integers(6, 16)), y0 + int(rng.integers(6, 16))
+            fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=fill)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        img.save(root / name)
+    return root
+
+
+def _options(folder: Path, **changes) -> TrainOptions:
+    base = dict(data=str(folder), resolution=32, channels=3, latent_dim=16, width=8, disc_width=8, epochs=1,
+                batch_size=8, max_steps_per_epoch=2, seed=0)
+    return TrainOptions(**(base | changes))
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shapes_folder(tmp_path_factory.mktemp("shapes"), 36, 4)
+
+
+@pytest.fixture(scope="module")
+def trained(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run") / "ckpt"
+    summary = fit_generator(_options(shapes), out, device="cpu", progress=False)
+    return out, summary
+
+
+# ---------------------------------------------------------------------------------------------- grids
+
+def test_image_grid_layout() -> None:
+    images = torch.zeros(64, 3, 32, 32)
+    grid = image_grid(images)
+    assert grid.shape == (3, GRID_64, GRID_64)
+    assert grid[:, :2, :].min() == 1.0 and grid[:, :, :2].min() == 1.0  # white border
+    assert grid[:, 2:34, 2:34].max() == 0.0 and grid[:, 34:36, :].min() == 1.0  # tile, then gap
+    images = torch.rand(10, 1, 8, 8)
+    grid = image_grid(images, nrow=4, pad=1)
+    assert grid.shape == (1, 3 * 9 + 1, 4 * 9 + 1)
+    torch.testing.assert_close(grid[:, 1 + 9:1 + 9 + 8, 1 + 2 * 9:1 + 2 * 9 + 8], images[6])  # row 1, col 2
+    assert grid[:, 1 + 2 * 9:, 1 + 2 * 9:].min() == 1.0  # the two missing tiles of the last row stay white
+
+
+def test_image_grid_fewer_images_than_a_row() -> None:
+    grid = image_grid(torch.zeros(4, 3, 32, 32))
+    assert grid.shape == (3, 36, 4 * 34 + 2)  # one row of four, no blank tiles
+
+
+def test_choose_device() -> None:
+    assert choose_device("cpu") == torch.device("cpu")
+    assert choose_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(GanrevError, match="CUDA"):
+            choose_device("cuda")
+
+
+# ------------------------------------------------------------------------------------------- training
+
+def test_fit_generator_writes_a_complete_checkpoint(trained, shapes: Path) -> None:
+    out, summary = trained
+    assert summary["epochs"] == 1 and summary["out"] == str(out) and len(summary["history"]) == 1
+    assert (out / "generator.safetensors").is_file()
+    assert (out / STATE_FILE).is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_0001.png"]
+    assert not [p for p in out.rglob("*.tmp")]  # atomic writes leave no temporary files
+
+    with Image.open(out / "samples" / "epoch_0001.png") as sample:
+        assert sample.size == (GRID_64, GRID_64) and sample.mode == "RGB"
+
+    config = json.loads((out / "config.json").read_text())
+    assert (config["latent_dim"], config["resolution"], config["channels"], config["width"]) == (16, 32, 3, 8)
+    assert config["dataset"] == str(shapes)
+    assert config["split"]["train_images"] == 36 == len(folder_dataset(shapes, "train", 32, 3))
+    assert config["split"]["test_images"] == 4
+    assert "relative file path" in config["split"]["rule"]
+    training = config["training"]
+    assert training["epochs"] == 1 and training["wall_s"] >= 0
+    assert training["torch"] == torch.__version__ and training["device"].startswith("CPU")
+    assert training["options"]["width"] == 8 and training["options"]["disc_width"] == 8
+    assert training["options"]["max_steps_per_epoch"] == 2
+    assert training["last_epoch"] == summary["history"][-1]
+
+    ckpt = load_generator(out)
+    assert ckpt.fingerprint == config["fingerprint"]
+    with torch.no_grad():
+        images = ckpt.generator.images(torch.randn(3, 16))
+    assert images.shape == (3, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+
+
+def test_history_figures_are_sane(trained) -> None:
+    _, summary = trained
+    record = summary["history"][0]
+    assert set(record) == {"epoch", "loss_d", "loss_g", "d_real", "d_fake"}
+    assert record["epoch"] == 1
+    assert all(math.isfinite(v) for v in record.values())
+    assert record["loss_d"] > 0 and record["loss_g"] > 0
+    assert 0 < record["d_real"] < 1 and 0 < record["d_fake"] < 1
+
+
+def test_train_state_loads_without_pickle(trained) -> None:
+    out, summary = trained
+    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1
+    assert state["history"] == summary["history"]
+    assert state["options"]["seed"] == 0 and state["options"]["width"] == 8
+    assert {"generator", "discriminator", "opt_generator", "opt_discriminator", "rng_cpu", "wall_s"} <= set(state)
+    gen_weights = load_generator(out).generator.state_dict()
+    for name, tensor in state["generator"].items():
+        assert torch.equal(tensor, gen_weights[name]), name
+
+
+def test_resume_continues_from_saved_epoch(trained, tmp_path: Path) -> None:
+    first, _ = trained
+    out = tmp_path / "resumed"
+    shutil.copytree(first, out)
+    before = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    fingerprint_1 = load_generator(out).fingerprint
+
+    # A resumed run keeps architecture and data from the state file; only the epoch total is taken.
+    summary = fit_generator(_options(Path("/nonexistent"), epochs=2, width=16), out, resume=True,
+                            device="cpu", progress=False)
+    assert summary["epochs"] == 2
+    assert len(summary["history"]) == 2
+    assert summary["history"][0] == before["history"][0]
+    assert summary["history"][1]["epoch"] == 2
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    with Image.open(out / "samples" / "epoch_0002.png") as sample:
+        assert sample.size == (GRID_64, GRID_64)
+
+    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 2 and state["history"] == summary["history"]
+    assert state["wall_s"] >= before["wall_s"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["training"]["epochs"] == 2 and config["width"] == 8
+    assert config["training"]["options"]["epochs"] == 2
+    ckpt = load_generator(out)
+    assert ckpt.config.width == 8
+    assert ckpt.fingerprint != fingerprint_1  # it did train
+
+    # resuming with the budget already spent trains nothing more and keeps the files
+    again = fit_generator(_options(Path("/nonexistent"), epochs=2), out, resume=True, device="cpu", progress=False)
+    assert again["history"] == summary["history"]
+    assert load_generator(out).fingerprint == ckpt.fingerprint
+
+
+def test_resume_without_state_file_is_an_error(shapes: Path, tmp_path: Path) -> None:
+    with pytest.raises(GanrevError, match="resume"):
+        fit_generator(_options(shapes), tmp_path / "nothing-here", resume=True, device="cpu", progress=False)
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_training_is_reproducible_for_a_seed(trained, shapes: Path, tmp_path: Path) -> None:
+    first, _ = trained
+    fit_generator(_options(shapes), tmp_path / "again", device="cpu", progress=False)
+    assert load_generator(tmp_path / "again").fingerprint == load_generator(first).fingerprint
+
+
+def test_fewer_images_than_a_batch_is_an_error(shapes: Path, tmp_path: Path) -> None:
+    with pytest.raises(GanrevError, match="fewer than one batch"):
+        fit_generator(_options(shapes, batch_size=64), tmp_path / "out", device="cpu", progress=False)
+
+
+def test_folder_whose_test_split_is_empty_still_trains(tmp_path: Path) -> None:
+    # A small folder can have no held-out image at all; that must not stop training.
+    folder = _shapes_folder(tmp_path / "small", 8, 0, seed=1)
+    out = tmp_path / "out"
+    fit_generator(_options(folder, max_steps_per_epoch=1, channels=1), out, device="cpu", progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["split"]["train_images"] == 8 and config["split"]["test_images"] == 0
+    assert load_generator(out).config.channels == 1
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+def test_cli_fit_generator_then_generate(shapes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli-run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["fit-generator", "--data", str(shapes), "--resolution", "32", "--width", "8",
+                                 "--disc-width", "8", "--batch-size", "8", "--epochs", "1",
+                                 "--max-steps-per-epoch", "1", "--latent-dim", "12", "--device", "cpu",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "trained 1 epochs" in result.output
+    ckpt = load_generator(out)
+    assert ckpt.config.latent_dim == 12 and ckpt.config.resolution == 32 and ckpt.config.width == 8
+    assert (out / "samples" / "epoch_0001.png").is_file()
+
+    grid = tmp_path / "grid.png"
+    result = runner.invoke(app, ["generate", "--generator", str(out), "-n", "4", "-o", str(grid),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "wrote 4 samples" in result.output
+    with Image.open(grid) as img:
+        assert img.mode == "RGB"
+        assert img.size == (4 * 34 + 2, 36)  # one row of four 32x32 samples with 2-pixel gaps
+        arr = np.asarray(img)
+    assert (arr[:2] == 255).all() and (arr[:, :2] == 255).all()  # white frame
+    # the same seed gives the same picture; another seed another one
+    again = tmp_path / "again.png"
+    runner.invoke(app, ["generate", "-g", str(out), "-n", "4", "-o", str(again), "--device", "cpu"])
+    np.testing.assert_array_equal(np.asarray(Image.open(again)), arr)
+    other = tmp_path / "other.png"
+    runner.invoke(app, ["generate", "-g", str(out), "-n", "4", "-o", str(other), "--seed", "1",
+                        "--device", "cpu"])
+    assert not np.array_equal(np.asarray(Image.open(other)), arr)
+
+    big = tmp_path / "big.png"
+    runner.invoke(app, ["generate", "-g", str(out), "-n", "64", "-o", str(big), "--device", "cpu"])
+    with Image.open(big) as img:
+        assert img.size == (GRID_64, GRID_64)
+
+
+def test_cli_errors_are_one_line_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["ganrev", "fit-generator", "--data", str(tmp_path), "--resume",
+                                      "--device", "cpu", "--out", str(tmp_path / "none")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ganrev: error:") and "train_state.pt" in err
+    assert "Traceback" not in err
+
+    monkeypatch.setattr(sys, "argv", ["ganrev", "generate", "-g", str(tmp_path / "missing-ckpt"), "-o",
+                                      str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_fetch_unknown_dataset_is_an_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["ganrev", "fetch", "imagenet"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert "nothing to fetch" in capsys.readouterr().err
+
+
+def test_cli_fetch_fashion_mnist_reports_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv("GANREV_FASHION_MNIST", str(tmp_path))
+    result = CliRunner().invoke(app, ["fetch", "fashion-mnist"])
+    assert result.exit_code == 0 and str(tmp_path) in result.output
+
+
+def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "emoji-datasource-google"
+    root.mkdir()
+    (root / "emoji.json").write_text("[]")
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path))
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: pytest.fail("must not look for npm"))
+    result = CliRunner().invoke(app, ["fetch", "emoji"])
+    assert result.exit_code == 0, repr(result.exception)
+    assert str(root) in result.output
