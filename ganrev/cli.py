@@ -21,8 +21,8 @@ DEFAULT_GENERATOR = "emoji64"
 
 GeneratorOption = typer.Option(
     None, "--generator", "-g",
-    help=f"generator checkpoint directory, or the name of one under pretrained/ [default: $GANREV_GENERATOR or "
-         f"{DEFAULT_GENERATOR}]")
+    help=f"generator checkpoint directory, or the name of one under pretrained/ (default: $GANREV_GENERATOR or "
+         f"{DEFAULT_GENERATOR})")
 DeviceOption = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
@@ -187,7 +187,7 @@ def _compress_targets(inputs: List[Path], out: Optional[Path]) -> list[tuple[Pat
 def compress(
     inputs: List[Path] = typer.Argument(..., help="images or folders of images"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output .grv file (one image) or directory "
-                                       "[default: beside each input]"),
+                                       "(default: beside each input)"),
     generator: Optional[str] = GeneratorOption,
     iters: int = typer.Option(1000, help="latent-search iterations (upper bound: rows stop early)"),
     restarts: int = typer.Option(4, help="starting points per image"),
@@ -243,7 +243,7 @@ def compress(
 def decompress(
     files: List[Path] = typer.Argument(..., help=".grv files"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output image (one file) or directory "
-                                       "[default: beside each input, .png]"),
+                                       "(default: beside each input, .png)"),
     generator: Optional[str] = GeneratorOption,
     device: str = DeviceOption,
 ) -> None:
@@ -299,7 +299,7 @@ def info(
 def table(
     generator: Optional[str] = GeneratorOption,
     images: Optional[Path] = typer.Option(None, "--images", help="folder of images to evaluate on "
-                                          "[default: the generator directory's heldout/]"),
+                                          "(default: the generator directory's heldout/)"),
     iters: int = typer.Option(1000, help="latent-search iterations (upper bound: rows stop early)"),
     restarts: int = typer.Option(2, help="starting points per image"),
     bits: int = typer.Option(8, help="bits per latent coordinate before entropy coding (2-16)"),
@@ -312,15 +312,16 @@ def table(
     curves: bool = typer.Option(False, "--curves", help="also plot rate-distortion curves (JPEG/WebP quality "
                                 "sweeps, GAN reversal over bits; the latent search is re-used)"),
     curves_out: Optional[Path] = typer.Option(None, "--curves-out", help="PNG for the curves, points beside it "
-                                              "as .json (implies --curves) [default: curves.png]"),
+                                              "as .json (implies --curves; default: curves.png)"),
     lpips_weights: Optional[Path] = typer.Option(None, help="AlexNet backbone weights for LPIPS "
                                                  "(default: $GANREV_LPIPS_WEIGHTS or the torch hub cache)"),
     progress: bool = typer.Option(True, help="progress bars on stderr"),
 ) -> None:
     """Compare GAN reversal with PNG, K-means, JPEG, WebP (and AVIF) on a folder of images: the results table.
 
-    Every scheme encodes each image to real file bytes and decodes them; bpp counts every byte. WebP (and
-    AVIF) run at the quality whose mean bpp is closest to GAN reversal's. Prints a Markdown table.
+    Each scheme encodes every image to real file bytes and decodes them; bpp counts every byte.
+
+    WebP and AVIF run at the quality whose mean bpp is closest to GAN reversal's.
     """
     from ganrev.evaluate import (
         plot_curves,
