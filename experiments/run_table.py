@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from ganrev.cli import TABLE_BITS, TABLE_RESTARTS  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.evaluate import (  # noqa: E402
     CURVE_BITS,
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, default=None, help="default: GENERATOR/heldout")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     parser.add_argument("--iters", type=int, default=1000, help="latent-search iterations (rows stop early)")
-    parser.add_argument("--restarts", type=int, default=2)
-    parser.add_argument("--bits", type=int, default=8, help="bits per latent coordinate in the table")
+    parser.add_argument("--restarts", type=int, default=TABLE_RESTARTS)
+    parser.add_argument("--bits", type=int, default=TABLE_BITS, help="bits per latent coordinate in the table")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

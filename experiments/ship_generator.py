@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="pretrained/<name>")
     parser.add_argument("--command", required=True, help="the command that trained the run (for the card)")
     parser.add_argument("--heldout", type=int, default=64)
+    parser.add_argument("--note", default="", help="a paragraph for the card (why training stopped, caveats)")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +78,8 @@ python experiments/ship_generator.py {args.run} {args.out} --command "..."
 `samples.png`: 64 samples from fixed noise (seed 0). `heldout/`: {len(heldout)} held-out images (one per base
 emoji, none of their variants were trained on), same licence as the data; used by `ganrev table` and the tests.
 """
+    if args.note:
+        card += "\n" + args.note + "\n"
     card += "\n## Training curve\n\n| epoch | loss_D | loss_G | D(x) | D(G(z)) |\n|---|---|---|---|---|\n"
     card += "".join(f"| {h['epoch']} | {h['loss_d']:.3f} | {h['loss_g']:.3f} | {h['d_real']:.3f} | {h['d_fake']:.3f} |\n"
                     for h in history)

@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_GENERATOR = "emoji64"
+TABLE_RESTARTS, TABLE_BITS = 2, 6  # the table's GAN-reversal setting: ~0.18 bpp on 64x64 emoji
 
 GeneratorOption = typer.Option(
     None, "--generator", "-g",
@@ -198,7 +199,8 @@ def compress(
     pool: int = typer.Option(256, help="prior samples to choose starting points from (0: random starts)"),
     patience: int = typer.Option(100, help="stop a row after this many iterations without improvement"),
     refine_iters: int = typer.Option(50, help="quantizer-in-the-loop refinement steps"),
-    batch_size: int = typer.Option(512, help="latent rows optimised together"),
+    batch_size: Optional[int] = typer.Option(None, help="latent rows optimised together (default: 64 on CPU, "
+                                             "4096 on CUDA)"),
     device: str = DeviceOption,
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
@@ -301,8 +303,9 @@ def table(
     images: Optional[Path] = typer.Option(None, "--images", help="folder of images to evaluate on "
                                           "(default: the generator directory's heldout/)"),
     iters: int = typer.Option(1000, help="latent-search iterations (upper bound: rows stop early)"),
-    restarts: int = typer.Option(2, help="starting points per image"),
-    bits: int = typer.Option(8, help="bits per latent coordinate before entropy coding (2-16)"),
+    restarts: int = typer.Option(TABLE_RESTARTS, help="starting points per image"),
+    bits: int = typer.Option(TABLE_BITS, help="bits per latent coordinate before entropy coding (2-16); "
+                             "6 costs ~0.004 SSIM vs 8 and saves ~25 bytes (see the curves)"),
     limit: Optional[int] = typer.Option(None, help="use only the first N images (sorted by name)"),
     seed: int = typer.Option(0),
     device: str = DeviceOption,
