@@ -2,7 +2,7 @@
 
 Every codec implements :class:`ganrev.codec.ImageCodec`: ``encode`` returns the complete bytes of an
 ordinary image file (write them to disk and any viewer opens them) and ``decode`` needs nothing but
-those bytes, so ``bits_per_pixel(data, image) = len(data) * 8 / (H * W)`` is an honest rate.
+those bytes, so ``ganrev.codec.bits_per_pixel`` (``len(data) * 8 / (H * W)``) is an honest rate.
 
 Gray and RGB. ``decode(encode(x))`` has the channel count of ``x``. PNG, JPEG and AVIF store gray
 natively. Lossy WebP always stores colour, and a k-means palette is always RGB, so for those two the
@@ -38,18 +38,11 @@ __all__ = [
     "WebPCodec",
     "avif_available",
     "baseline_codecs",
-    "bits_per_pixel",
     "codec_from_spec",
 ]
 
 _PHOTOMETRIC = 0x0106  # EXIF/TIFF PhotometricInterpretation: 1 = BlackIsZero (gray), 2 = RGB
 _GRAY_TOLERANCE = 1  # decoded channels differing by at most this many levels read as gray
-
-
-def bits_per_pixel(data: bytes, image: torch.Tensor) -> float:
-    """The rate of ``data`` as a code for ``image`` (``[C, H, W]``): ``len(data) * 8 / (H * W)``."""
-    height, width = image.shape[-2:]
-    return len(data) * 8 / (height * width)
 
 
 def _check_image(image: torch.Tensor) -> None:

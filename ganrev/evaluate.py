@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 import ganrev
 from ganrev.baselines import AVIFCodec, JPEGCodec, KMeansCodec, PNGCodec, WebPCodec, avif_available
-from ganrev.codec import CompressedImage, GanCodec, ImageCodec
+from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult, SearchOptions, invert
 from ganrev.io import atomic_write_text, atomic_writer, list_images, load_image
@@ -154,7 +154,7 @@ def _record(scheme: str, role: str, name: str, image: torch.Tensor, data: bytes,
     channels, height, width = image.shape
     record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS)
     record.update(scheme=scheme, role=role, image=name, width=int(width), height=int(height),
-                  channels=int(channels), bytes=len(data), bpp=len(data) * 8 / (width * height),
+                  channels=int(channels), bytes=len(data), bpp=bits_per_pixel(len(data), int(width), int(height)),
                   encode_s=encode_s, decode_s=decode_s)
     record.update(_quality_metrics(image, decoded, lpips_weights))
     return record
@@ -229,7 +229,7 @@ def mean_bpp_by_quality(factory: Callable[[int], ImageCodec], images: Sequence[t
     out = {}
     for quality in tqdm(list(qualities), desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
         codec = factory(quality)
-        bpps = [len(codec.encode(image)) * 8 / (image.shape[1] * image.shape[2]) for image in images]
+        bpps = [bits_per_pixel(len(codec.encode(image)), image.shape[2], image.shape[1]) for image in images]
         out[int(quality)] = sum(bpps) / len(bpps)
     return out
 
