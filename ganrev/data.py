@@ -38,6 +38,7 @@ from ganrev.io import center_crop_resize, convert_channels, list_images, load_im
 
 Split = Literal["train", "test", "all"]
 TEST_PERCENT = 10
+VALIDATION_PERCENT = 10  # of the training side's groups, held back to choose epochs and hyper-parameters
 EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
 BUILTIN_SOURCES = ("emoji", "fashion-mnist", "cifar10", "mnist", "celeba")
 
@@ -63,6 +64,12 @@ def select_split(keys: list[str], split: Split) -> list[int]:
     return [i for i, key in enumerate(keys) if is_test_group(key) == want_test]
 
 
+def is_validation_group(key: str) -> bool:
+    """Whether a training-side group is carved off for validation (its own salt: independent of the test rule)."""
+    digest = hashlib.sha256(f"ganrev-val:{key}".encode()).digest()
+    return int.from_bytes(digest[:2], "big") % 100 < VALIDATION_PERCENT
+
+
 class EmptySplitError(GanrevError):
     """A source has images, but none of them fall in the requested split (small folders can have no test image)."""
 
@@ -82,6 +89,30 @@ class ImageSet(Dataset):
         if not 0 <= index < self._size:
             raise IndexError(index)
         return self._loader(index)
+
+
+def group_of(source: str, label: str) -> str:
+    """The split group of an item from its label: the base emoji for emoji, else the label itself."""
+    return emoji_group_key(Path(label).stem) if source == "emoji" else label
+
+
+def carve_validation(dataset: ImageSet, source: str) -> tuple[ImageSet, ImageSet | None]:
+    """Split a training set into (fit, validation) by group, so no variant of a validation image is fitted.
+
+    The validation part is ``None`` when no group falls in it (tiny folders).
+    """
+    labels = dataset.labels or [str(i) for i in range(len(dataset))]
+    flags = [is_validation_group(group_of(source, label)) for label in labels]
+    fit = [i for i, held in enumerate(flags) if not held]
+    val = [i for i, held in enumerate(flags) if held]
+    if not val or not fit:
+        return dataset, None
+    return _subset(dataset, fit, "fit"), _subset(dataset, val, "validation")
+
+
+def _subset(dataset: ImageSet, indices: list[int], split: str) -> ImageSet:
+    labels = [dataset.labels[i] for i in indices] if dataset.labels else None
+    return ImageSet(dataset.name, split, len(indices), lambda i: dataset[indices[i]], labels)  # type: ignore[arg-type]
 
 
 def _tensor_set(name: str, split: Split, images: torch.Tensor, labels: list[str]) -> ImageSet:
@@ -289,10 +320,9 @@ def export_heldout(source: str, out_dir: str | os.PathLike[str], count: int = 64
 
     test = open_dataset(source, "test", resolution=resolution, channels=channels)
     labels = test.labels or [str(i) for i in range(len(test))]
-    group = (lambda label: emoji_group_key(Path(label).stem)) if source == "emoji" else (lambda label: label)
     chosen: dict[str, int] = {}
     for index, label in enumerate(labels):
-        chosen.setdefault(group(label), index)  # the first variant of each group (labels are sorted)
+        chosen.setdefault(group_of(source, label), index)  # the first variant of each group (labels are sorted)
     order = sorted(chosen, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:count]
     written = []
     for key in order:

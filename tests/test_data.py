@@ -22,10 +22,13 @@ from PIL import Image
 from ganrev import data as gdata
 from ganrev.data import (
     TEST_PERCENT,
+    carve_validation,
     emoji_group_key,
     emoji_index,
     folder_dataset,
+    group_of,
     is_test_group,
+    is_validation_group,
     locate_fashion_mnist,
     open_dataset,
     read_idx_images,
@@ -511,3 +514,42 @@ def test_unknown_source_is_an_error(tmp_path: Path) -> None:
         open_dataset("imagenet-9000", "train")
     with pytest.raises(GanrevError, match="unknown data source"):
         open_dataset(str(tmp_path / "no-such-folder"), "train")
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+def test_validation_is_carved_from_training_groups_only(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    names = _names_on_sides(120, 0, pattern="d{}/f{:03d}.png")
+    for k, name in enumerate(names):
+        _write_image(root / name, (8, 8), seed=k)
+    train = folder_dataset(root, "train", 8, 3)
+    fit, val = carve_validation(train, str(root))
+    assert val is not None and len(fit) + len(val) == len(train) == 120
+    assert set(fit.labels).isdisjoint(val.labels)
+    assert all(is_validation_group(label) for label in val.labels)
+    assert not any(is_validation_group(label) for label in fit.labels)
+    assert 3 <= len(val) <= 25  # about VALIDATION_PERCENT of 120
+    again_fit, again_val = carve_validation(folder_dataset(root, "train", 8, 3), str(root))
+    assert again_val.labels == val.labels and again_fit.labels == fit.labels  # deterministic
+    assert torch.equal(val[0], train[train.labels.index(val.labels[0])])  # the same pixels, by index
+
+
+def test_emoji_variants_share_their_validation_side(emoji_home: Path) -> None:
+    train = open_dataset("emoji", "train", resolution=16, channels=3)
+    fit, val = carve_validation(train, "emoji")
+    sides = {}
+    for part, dataset in (("fit", fit), ("val", val)):
+        for label in (dataset.labels if dataset is not None else []):
+            sides.setdefault(group_of("emoji", label), set()).add(part)
+    assert all(len(parts) == 1 for parts in sides.values())
+
+
+def test_tiny_sets_have_no_validation_part(tmp_path: Path) -> None:
+    root = tmp_path / "tiny"
+    names = [n for n in _names_on_sides(40, 0, pattern="x{}/y{:03d}.png") if not is_validation_group(n)]
+    for k, name in enumerate(names[:5]):
+        _write_image(root / name, (8, 8), seed=k)
+    train = folder_dataset(root, "train", 8, 3)
+    fit, val = carve_validation(train, str(root))
+    assert val is None and fit is train
