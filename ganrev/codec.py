@@ -269,8 +269,15 @@ class GanCodec:
             for note in notes:
                 warnings.warn(note, stacklevel=2)
         batch = torch.stack([model_image for model_image, _ in prepared])
-        result = invert(self.generator, batch, self.search, device=self.device, progress=self.progress)
-        return self._pack(images, prepared, batch, result)
+        return self._pack(images, prepared, batch, self._invert(batch))
+
+    def search_latents(self, images: list[torch.Tensor]) -> InversionResult:
+        """The batched latent search of :meth:`compress` on its own, to re-use with :meth:`compress_latents`."""
+        return self._invert(torch.stack([self.to_model_input(image)[0] for image in images]))
+
+    def _invert(self, batch: torch.Tensor) -> InversionResult:
+        return invert(self.generator, batch, self.search, device=self.device, progress=self.progress,
+                      encoder=self.checkpoint.encoder)
 
     def compress_latents(self, images: list[torch.Tensor], result: InversionResult) -> list[CompressedImage]:
         """Quantize, refine and pack the latents of an earlier search of the same ``images``, in the same order.

@@ -9,8 +9,11 @@ range the quantizer in :mod:`ganrev.codec` covers, so quantization never has to 
 
 Restart r of every image starts from the same point (drawn from ``seed``), so an image's result does not
 depend on which other images share its batch: batched and one-at-a-time runs agree up to float rounding.
-With ``pool > 0`` the starting points are the ``restarts`` best of ``pool`` prior samples for each image
-(by 16x16 mean-squared error), a cheap way to start near the answer.
+Starting points (``init``): ``encoder`` starts restart 1 at E(x), the encoder trained with the generator
+(``fit-generator --objective aegan``), and further restarts at E(x) plus N(0, 0.2^2) offsets: the best start,
+when there is an encoder. ``pool`` takes the ``restarts`` best of ``pool`` prior samples for each image (by
+16x16 mean-squared error), a cheap way to start near the answer; ``random`` (or ``pool`` <= ``restarts``)
+draws the starts from the prior.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from tqdm import tqdm
 
 from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim
-from ganrev.models import Generator
+from ganrev.models import Encoder, Generator
 
-LossName = Literal["ssim", "ms-ssim", "l1", "l2", "mix"]
-LOSSES: tuple[str, ...] = ("ssim", "ms-ssim", "l1", "l2", "mix")
+LossName = Literal["ssim", "ms-ssim", "l1", "l2", "mix", "ssim+l1"]
+LOSSES: tuple[str, ...] = ("ssim", "ms-ssim", "l1", "l2", "mix", "ssim+l1")
 MIX_ALPHA = 0.84  # Zhao et al., "Loss Functions for Image Restoration with Neural Networks"
 
 
@@ -43,8 +46,11 @@ def per_image_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
         return lambda out, target: (out - target).abs().flatten(1).mean(1)
     if name == "l2":
         return lambda out, target: (out - target).square().flatten(1).mean(1)
-    if name == "mix":
+    if name == "mix":  # MS-SSIM + L1
         return lambda out, target: (MIX_ALPHA * (1.0 - ms_ssim(out, target))
+                                    + (1.0 - MIX_ALPHA) * (out - target).abs().flatten(1).mean(1))
+    if name == "ssim+l1":  # the same mixture with single-scale SSIM: 64x64 images get only 3 MS-SSIM scales
+        return lambda out, target: (MIX_ALPHA * (1.0 - ssim(out, target))
                                     + (1.0 - MIX_ALPHA) * (out - target).abs().flatten(1).mean(1))
     raise GanrevError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
 
@@ -65,11 +71,18 @@ class InversionResult:
         return int(self.iterations.sum())
 
 
+INITS: tuple[str, ...] = ("encoder", "pool", "random")
+ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
+# Search length with an encoder start (the pool start keeps the dataclass defaults): E(x) is already close,
+# so a short search gets the gain; chosen from the ablation in experiments/ablation_init.py (see README).
+ENCODER_SEARCH = {"iters": 200, "restarts": 1}
+
+
 @dataclass(frozen=True)
 class SearchOptions:
-    """Knobs of :func:`invert` (see there)."""
+    """Knobs of :func:`invert` (see there); checked on construction, so a bad value fails before any search."""
 
-    iters: int = 1000
+    iters: int = 1000  # 0: no search, keep the best starting point (with an encoder: the encoder alone)
     restarts: int = 4
     loss: str = "ssim"
     lr: float = 0.05
@@ -79,6 +92,34 @@ class SearchOptions:
     min_delta: float = 1e-4
     pool: int = 256
     batch_size: int | None = None  # rows per chunk; None: 64 on CPU (the throughput peak in bench_invert), 4096 on CUDA
+    init: str = "pool"  # encoder: start at E(x) (needs a checkpoint with an encoder); pool; random
+
+    def __post_init__(self) -> None:
+        problems = {
+            "iters": self.iters >= 0, "restarts": self.restarts >= 1, "patience": self.patience >= 1,
+            "pool": self.pool >= 0, "batch-size": self.batch_size is None or self.batch_size >= 1,
+            "lr": math.isfinite(self.lr) and self.lr > 0, "clip": math.isfinite(self.clip) and self.clip > 0,
+            "min-delta": math.isfinite(self.min_delta) and self.min_delta >= 0,
+            "loss": self.loss in LOSSES, "init": self.init in INITS,
+        }
+        for name, ok in problems.items():
+            if not ok:
+                value = getattr(self, name.replace("-", "_"))
+                rule = {"loss": f"one of {', '.join(LOSSES)}", "init": f"one of {', '.join(INITS)}",
+                        "pool": ">= 0", "iters": ">= 0", "min-delta": "finite and >= 0", "lr": "finite and > 0",
+                        "clip": "finite and > 0"}.get(name, ">= 1")
+                raise GanrevError(f"invalid --{name} {value!r}: must be {rule}")
+
+
+def default_search(has_encoder: bool, *, init: str | None = None, **given: object) -> SearchOptions:
+    """SearchOptions with the defaults that fit the start: ``init`` defaults to ``encoder`` when the checkpoint
+    has one (else ``pool``), and an encoder start searches ``ENCODER_SEARCH`` iterations/restarts unless
+    given. Arguments that are None take the default."""
+    init = init or ("encoder" if has_encoder else "pool")
+    if init == "encoder" and not has_encoder:
+        raise GanrevError("--init encoder: this generator checkpoint has no encoder (use --init pool)")
+    base: dict[str, object] = dict(ENCODER_SEARCH) if init == "encoder" else {}
+    return SearchOptions(init=init, **(base | {key: value for key, value in given.items() if value is not None}))
 
 
 def chunk_rows(options: SearchOptions, device: torch.device) -> int:
@@ -87,11 +128,19 @@ def chunk_rows(options: SearchOptions, device: torch.device) -> int:
 
 
 def starting_points(generator: Generator, targets: torch.Tensor, options: SearchOptions,
-                    device: torch.device) -> torch.Tensor:
+                    device: torch.device, encoder: Encoder | None = None) -> torch.Tensor:
     """Initial latents ``[N * R, d]`` (image-major rows) as described in the module docstring."""
     latent_dim = generator.config.latent_dim
     rng = torch.Generator().manual_seed(options.seed)
-    if options.pool <= options.restarts:
+    if options.init == "encoder":
+        if encoder is None:
+            raise GanrevError("--init encoder needs a generator checkpoint with an encoder")
+        with torch.no_grad():
+            codes = torch.cat([encoder(chunk.to(device)).float().cpu() for chunk in targets.split(chunk_rows(options, device))])
+        offsets = torch.randn(options.restarts, latent_dim, generator=rng) * ENCODER_NOISE
+        offsets[0] = 0.0  # the first restart is E(x) itself
+        return (codes[:, None, :] + offsets[None]).flatten(0, 1).clamp_(-options.clip, options.clip)
+    if options.init == "random" or options.pool <= options.restarts:
         starts = torch.randn(options.restarts, latent_dim, generator=rng).clamp_(-options.clip, options.clip)
         return starts.repeat(len(targets), 1)
     pool = torch.randn(options.pool, latent_dim, generator=rng).clamp_(-options.clip, options.clip)
@@ -105,7 +154,8 @@ def starting_points(generator: Generator, targets: torch.Tensor, options: Search
 
 
 def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = SearchOptions(), *,
-           device: str | torch.device | None = None, progress: bool = False) -> InversionResult:
+           device: str | torch.device | None = None, progress: bool = False,
+           encoder: Encoder | None = None) -> InversionResult:
     """Search the latent space of ``generator`` for each of ``images`` (``[N, C, R, R]`` in [0, 1]).
 
     Rows (image, restart) run in chunks of ``options.batch_size``; a row stops early once its loss has
@@ -116,14 +166,14 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     if images.ndim != 4 or images.shape[1:] != (cfg.channels, cfg.resolution, cfg.resolution):
         raise GanrevError(f"images must be [N, {cfg.channels}, {cfg.resolution}, {cfg.resolution}] for this "
                           f"generator, got {list(images.shape)}")
-    if options.iters < 1 or options.restarts < 1:
-        raise GanrevError("iters and restarts must be at least 1")
     dev = torch.device(device) if device is not None else next(generator.parameters()).device
     generator = generator.to(dev).eval().requires_grad_(False)
     loss_fn = per_image_loss(options.loss)
     started = time.perf_counter()
     n, r = len(images), options.restarts
-    z0 = starting_points(generator, images, options, dev)
+    if encoder is not None:
+        encoder = encoder.to(dev).eval().requires_grad_(False)
+    z0 = starting_points(generator, images, options, dev, encoder)
     best_z = torch.empty_like(z0)
     best_loss = torch.empty(n * r)
     iterations = torch.empty(n * r, dtype=torch.long)
@@ -147,6 +197,9 @@ def _search_rows(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
     """Row-wise Adam with early stopping and active-set compaction; returns best z, loss, iterations."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     rows = len(z)
+    if options.iters == 0:  # no search: the starting points as they are (e.g. the encoder alone)
+        with torch.no_grad():
+            return z.clone(), loss_fn(generator.images(z), targets), torch.zeros(rows, dtype=torch.long, device=z.device)
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     best_z, best_loss = z.clone(), torch.full((rows,), math.inf, device=z.device)
     stall = torch.zeros(rows, dtype=torch.long, device=z.device)

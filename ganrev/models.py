@@ -1,10 +1,13 @@
 """DCGAN generator and discriminator (after pytorch/examples' dcgan) and the generator checkpoint format.
 
 A generator checkpoint is a directory holding
-- ``generator.safetensors``: the weights (safetensors never unpickles code), and
+- ``generator.safetensors``: the weights (safetensors never unpickles code),
+- ``encoder.safetensors`` (optional): an encoder E trained with the generator, mapping images to latents,
+  used to start the latent search near the answer, and
 - ``config.json``: architecture, latent size, resolution, channels, data set, split, training figures,
   and ``fingerprint``, the SHA-256 of the weights that every compressed file carries, so a file is never
-  decoded with a generator it was not made with.
+  decoded with a generator it was not made with; with an encoder, ``encoder.fingerprint`` likewise, so an
+  encoder from another run is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ganrev.io import atomic_write_text, atomic_writer
 CHECKPOINT_FORMAT = "ganrev-generator"
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "generator.safetensors"
+ENCODER_FILE = "encoder.safetensors"
 CONFIG_FILE = "config.json"
 
 
@@ -83,26 +87,50 @@ class Generator(nn.Module):
         return (self(z) + 1.0) * 0.5
 
 
-class Discriminator(nn.Module):
-    """image ``[N, C, R, R]`` in [-1, 1] -> one logit per image (no sigmoid: trained with BCE-with-logits)."""
+def _downsampling_stack(config: GeneratorConfig, outputs: int, *, spectral: bool = False) -> nn.Sequential:
+    """The DCGAN discriminator's body: stride-2 convolutions from ``[C, R, R]`` to ``[outputs, 1, 1]``.
 
-    def __init__(self, config: GeneratorConfig) -> None:
+    ``spectral``: spectral norm on every convolution instead of batch norm (Miyato et al. 2018), the
+    Lipschitz constraint that keeps a hinge-loss discriminator from overpowering G on small data sets.
+    """
+    wrap = nn.utils.parametrizations.spectral_norm if spectral else (lambda module: module)
+    layers: list[nn.Module] = [wrap(nn.Conv2d(config.channels, config.width, 4, 2, 1, bias=spectral)),
+                               nn.LeakyReLU(0.2, inplace=True)]
+    mult = 1
+    for _ in range(config.upsamplings - 1):
+        layers.append(wrap(nn.Conv2d(config.width * mult, config.width * mult * 2, 4, 2, 1, bias=spectral)))
+        if not spectral:
+            layers.append(nn.BatchNorm2d(config.width * mult * 2))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        mult *= 2
+    layers.append(wrap(nn.Conv2d(config.width * mult, outputs, 4, 1, 0, bias=spectral)))
+    return nn.Sequential(*layers)
+
+
+class Discriminator(nn.Module):
+    """image ``[N, C, R, R]`` in [-1, 1] -> one logit per image (no sigmoid: trained with BCE-with-logits
+    or the hinge loss). ``spectral``: spectral norm instead of batch norm (see :func:`_downsampling_stack`)."""
+
+    def __init__(self, config: GeneratorConfig, *, spectral: bool = False) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(config.channels, config.width, 4, 2, 1, bias=False),
-                                   nn.LeakyReLU(0.2, inplace=True)]
-        mult = 1
-        for _ in range(config.upsamplings - 1):
-            layers += [
-                nn.Conv2d(config.width * mult, config.width * mult * 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(config.width * mult * 2),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
-            mult *= 2
-        layers.append(nn.Conv2d(config.width * mult, 1, 4, 1, 0, bias=False))
-        self.main = nn.Sequential(*layers)
+        self.main = _downsampling_stack(config, 1, spectral=spectral)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).view(-1)
+
+
+class Encoder(nn.Module):
+    """image ``[N, C, R, R]`` in [0, 1] -> latent ``[N, latent_dim]``: the DCGAN discriminator's shape with
+    ``latent_dim`` outputs. Trained with G to reconstruct (``G(E(x)) ~ x``) and to keep E(x) ~ N(0, I), the
+    prior the range coder assumes; its output starts the latent search."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.main = _downsampling_stack(config, config.latent_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.main(images * 2 - 1).flatten(1)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -138,28 +166,41 @@ class GeneratorCheckpoint:
     fingerprint: str
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    encoder: Encoder | None = None  # present when the generator was trained with one (``--objective aegan``)
 
     @property
     def fingerprint_bytes(self) -> bytes:
         return bytes.fromhex(self.fingerprint)
 
 
-def save_generator(generator: Generator, directory: str | os.PathLike[str], metadata: dict[str, Any]) -> str:
-    """Write ``generator.safetensors`` + ``config.json`` into ``directory`` atomically; return the fingerprint."""
+def _write_weights(module: nn.Module, path: Path) -> str:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_writer(path) as handle:
+        handle.write(save(state))
+    return weights_fingerprint(state)
+
+
+def save_generator(generator: Generator, directory: str | os.PathLike[str], metadata: dict[str, Any],
+                   encoder: Encoder | None = None) -> str:
+    """Write ``generator.safetensors`` (+ ``encoder.safetensors``) + ``config.json`` into ``directory``
+    atomically; return the generator's fingerprint. Without an encoder, a stale encoder file is removed so
+    the directory never pairs a generator with an encoder from another run."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    fingerprint = weights_fingerprint(state)
-    with atomic_writer(out / WEIGHTS_FILE) as handle:
-        handle.write(save(state))
-    config = {
+    fingerprint = _write_weights(generator, out / WEIGHTS_FILE)
+    config: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "architecture": "dcgan",
         **asdict(generator.config),
         "fingerprint": fingerprint,
-        **metadata,
     }
+    if encoder is not None:
+        config["encoder"] = {"width": encoder.config.width, "file": ENCODER_FILE,
+                             "fingerprint": _write_weights(encoder, out / ENCODER_FILE)}
+    else:
+        (out / ENCODER_FILE).unlink(missing_ok=True)
+    config.update(metadata)
     atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=False) + "\n")
     return fingerprint
 
@@ -191,19 +232,57 @@ def load_generator(directory: str | os.PathLike[str], device: str | torch.device
     except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
         raise GanrevError(f"cannot load generator weights {weights_path}: {exc}") from exc
     fingerprint = weights_fingerprint(state)
-    if meta.get("fingerprint") and meta["fingerprint"] != fingerprint:
+    if not isinstance(meta.get("fingerprint"), str):
+        raise GanrevError(f"{config_path} has no weights fingerprint: it cannot be checked against "
+                          f"{weights_path}, so it is refused")
+    if meta["fingerprint"] != fingerprint:
         raise GanrevError(f"{weights_path} does not match the fingerprint in {config_path}: "
                           "the weights were changed or the files come from different checkpoints")
     generator = Generator(config)
     try:
         generator.load_state_dict(state)
     except RuntimeError as exc:
-        raise GanrevError(f"weights in {weights_path} do not fit the architecture in {config_path}: {exc}") from exc
+        first = str(exc).strip().splitlines()[0]  # torch lists every mismatched tensor; one line is enough
+        raise GanrevError(f"weights in {weights_path} do not fit the architecture in {config_path}: {first}") from exc
     generator.eval().requires_grad_(False).to(device)
-    return GeneratorCheckpoint(generator, config, fingerprint, path, meta)
+    encoder = _load_encoder(path, meta, config, config_path)
+    if encoder is not None:
+        encoder.eval().requires_grad_(False).to(device)
+    return GeneratorCheckpoint(generator, config, fingerprint, path, meta, encoder)
+
+
+def _load_encoder(path: Path, meta: dict[str, Any], config: GeneratorConfig, config_path: Path) -> Encoder | None:
+    """The checkpoint's encoder, verified against ``encoder.fingerprint`` in config.json; None if it has none."""
+    spec = meta.get("encoder")
+    encoder_path = path / ENCODER_FILE
+    if spec is None:
+        if encoder_path.exists():
+            raise GanrevError(f"{encoder_path} is not listed in {config_path}: it may come from another run; "
+                              "remove it or restore the config it was saved with")
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("fingerprint"), str) or "width" not in spec:
+        raise GanrevError(f"{config_path} has an invalid 'encoder' entry (needs width and fingerprint)")
+    if not encoder_path.is_file():
+        raise GanrevError(f"{config_path} lists an encoder but {encoder_path} is missing")
+    try:
+        state = load_file(str(encoder_path))
+        encoder = Encoder(GeneratorConfig(config.latent_dim, config.channels, config.resolution, int(spec["width"])))
+    except (TypeError, ValueError) as exc:
+        raise GanrevError(f"cannot load encoder from {path}: {exc}") from exc
+    except Exception as exc:  # SafetensorError for damaged files
+        raise GanrevError(f"cannot load encoder weights {encoder_path}: {exc}") from exc
+    if weights_fingerprint(state) != spec["fingerprint"]:
+        raise GanrevError(f"{encoder_path} does not match the encoder fingerprint in {config_path}: "
+                          "the encoder comes from another run or was changed")
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GanrevError(f"weights in {encoder_path} do not fit the encoder in {config_path}: {first}") from exc
+    return encoder
 
 
 __all__ = [
-    "Discriminator", "Generator", "GeneratorCheckpoint", "GeneratorConfig", "init_weights", "load_generator",
+    "Discriminator", "Encoder", "Generator", "GeneratorCheckpoint", "GeneratorConfig", "init_weights", "load_generator",
     "save_generator", "weights_fingerprint",
 ]

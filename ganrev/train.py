@@ -1,10 +1,23 @@
-"""Train a DCGAN generator (``ganrev fit-generator``): Adam 2e-4 / beta1 0.5, checkpoints every epoch, resume.
+"""Train a generator (``ganrev fit-generator``): checkpoints every epoch, resume, samples, validation.
+
+Two objectives share the loop (data, epochs, checkpoints, resume):
+- ``gan``: the plain DCGAN game of pytorch/examples (BCE, Adam 2e-4 / beta1 0.5, one-sided label smoothing);
+  it draws domain-like images but does not cover its own data, so latent search cannot reproduce an image.
+- ``aegan`` (default): G is trained *to reconstruct*, jointly with an encoder E: a reconstruction loss on
+  G(E(x)) vs x, a moment-matching penalty that keeps E(x) distributed like the N(0, I) prior the range coder
+  assumes, and -- after ``adv_warmup`` reconstruction-only epochs, as HiFiC does -- a hinge adversarial loss
+  on G(z), z ~ N(0, I), and on G(E(x)) against a spectral-norm discriminator that sees DiffAugment'ed
+  images, so G stays a generator. G and E are averaged (EMA); the checkpoint holds the averages.
 
 Output directory layout:
-- ``generator.safetensors`` + ``config.json``: the latest generator, loadable by :func:`ganrev.models.load_generator`;
-- ``train_state.pt``: discriminator, both optimisers, epoch, history and RNG state, for ``--resume``
+- ``generator.safetensors`` (+ ``encoder.safetensors``) + ``config.json``: the latest model, loadable by
+  :func:`ganrev.models.load_generator`;
+- ``best/``: the same for the epoch with the best validation reconstruction SSIM (``aegan`` with a
+  validation split: groups carved from the training side, never the test split);
+- ``train_state.pt``: all networks, optimisers, epoch, history and RNG state, for ``--resume``
   (read with ``torch.load(weights_only=True)``, which never unpickles code);
-- ``samples/epoch_NNNN.png``: an 8x8 grid from fixed noise after each epoch.
+- ``samples/epoch_NNNN.png``: an 8x8 grid from fixed noise after each epoch (``aegan``: and
+  ``samples/recon_NNNN.png``, validation images above their reconstructions E -> G).
 
 Every file is written atomically at the end of an epoch, so a kill or Ctrl-C loses at most that epoch.
 Started under ``torchrun`` with several processes, training is data-parallel (DDP); rank 0 writes files.
@@ -12,11 +25,13 @@ Started under ``torchrun`` with several processes, training is data-parallel (DD
 
 from __future__ import annotations
 
+import copy
 import io as _io
 import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,15 +39,22 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ganrev.data import EmptySplitError, open_dataset, split_rule
+from ganrev.augment import diff_augment
+from ganrev.data import EmptySplitError, ImageSet, carve_validation, open_dataset, split_rule
 from ganrev.errors import GanrevError
+from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
-from ganrev.models import Discriminator, Generator, GeneratorConfig, init_weights, save_generator
+from ganrev.metrics import ssim
+from ganrev.models import Discriminator, Encoder, Generator, GeneratorConfig, init_weights, save_generator
 
 STATE_FILE = "train_state.pt"
+BEST_DIR = "best"
+OBJECTIVES = ("aegan", "gan")
+RECON_LOSSES = LOSSES
 
 
 @dataclass
@@ -47,12 +69,50 @@ class TrainOptions:
     disc_width: int = 64
     epochs: int = 25
     batch_size: int = 64
-    lr: float = 2e-4
+    lr: float | None = None  # None: 2e-4 for gan, 1e-3 for aegan (G and E)
     beta1: float = 0.5
     seed: int = 0
     hflip: bool = True  # random horizontal flips: cheap augmentation that helps small sets like emoji
-    real_label: float = 0.9  # one-sided label smoothing (Salimans et al. 2016) steadies D on small sets
+    real_label: float = 0.9  # gan: one-sided label smoothing (Salimans et al. 2016) steadies D on small sets
     max_steps_per_epoch: int | None = None  # for smoke tests
+    objective: str = "aegan"
+    recon_loss: str = "ssim+l1"
+    adv_weight: float = 0.05  # aegan: weight of the adversarial term against the reconstruction loss
+    adv_warmup: int = 10  # aegan: reconstruction-only epochs before the adversarial term starts
+    prior_weight: float = 0.1  # aegan: weight of the moment-matching penalty on E(x)
+    encoder_width: int | None = None  # aegan: None = width
+    disc_lr: float | None = None  # aegan: None = 2e-4
+    ema: float = 0.995  # aegan: decay of the weight average of G and E (0: no averaging)
+    validation: bool = True  # aegan: carve a validation split from the training side to pick the best epoch
+
+    def __post_init__(self) -> None:
+        checks = {
+            "objective": self.objective in OBJECTIVES,
+            "recon_loss": self.recon_loss in RECON_LOSSES,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
+            "disc_lr": self.disc_lr is None or (math.isfinite(self.disc_lr) and self.disc_lr > 0),
+            "beta1": math.isfinite(self.beta1) and 0 <= self.beta1 < 1,
+            "real_label": math.isfinite(self.real_label) and 0 < self.real_label <= 1,
+            "adv_weight": math.isfinite(self.adv_weight) and self.adv_weight >= 0,
+            "adv_warmup": self.adv_warmup >= 0,
+            "prior_weight": math.isfinite(self.prior_weight) and self.prior_weight >= 0,
+            "ema": math.isfinite(self.ema) and 0 <= self.ema < 1,
+            "width": self.width >= 1 and self.disc_width >= 1 and (self.encoder_width or 1) >= 1,
+            "latent_dim": self.latent_dim >= 1,
+            "max_steps_per_epoch": self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            allowed = {"objective": ", ".join(OBJECTIVES), "recon_loss": ", ".join(RECON_LOSSES)}.get(
+                name, "see `ganrev fit-generator --help` for the valid range")
+            raise GanrevError(f"invalid --{name.replace('_', '-')} {getattr(self, name)!r}: {allowed}")
+
+    @property
+    def generator_lr(self) -> float:
+        return self.lr if self.lr is not None else (2e-4 if self.objective == "gan" else 1e-3)
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -87,9 +147,228 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+class GanObjective:
+    """The DCGAN game of pytorch/examples: BCE-with-logits, one-sided label smoothing, one D and one G step."""
+
+    def __init__(self, options: TrainOptions, device: torch.device) -> None:
+        self.options, self.device = options, device
+        cfg = GeneratorConfig(options.latent_dim, options.channels, options.resolution, options.width)
+        self.netG = Generator(cfg).to(device)
+        self.netD = Discriminator(GeneratorConfig(options.latent_dim, options.channels, options.resolution,
+                                                  options.disc_width)).to(device)
+        self.netG.apply(init_weights)
+        self.netD.apply(init_weights)
+        betas = (options.beta1, 0.999)
+        self.optG = torch.optim.Adam(self.netG.parameters(), lr=options.generator_lr, betas=betas)
+        self.optD = torch.optim.Adam(self.netD.parameters(), lr=options.generator_lr, betas=betas)
+
+    def wrap_ddp(self) -> None:
+        self.netG = nn.parallel.DistributedDataParallel(self.netG)  # type: ignore[assignment]
+        self.netD = nn.parallel.DistributedDataParallel(self.netD)  # type: ignore[assignment]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": _plain(self.netG).state_dict(), "discriminator": _plain(self.netD).state_dict(),
+                "opt_generator": self.optG.state_dict(), "opt_discriminator": self.optD.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _plain(self.netG).load_state_dict(state["generator"])
+        _plain(self.netD).load_state_dict(state["discriminator"])
+        self.optG.load_state_dict(state["opt_generator"])
+        self.optD.load_state_dict(state["opt_discriminator"])
+
+    def shipped(self) -> tuple[Generator, Encoder | None]:
+        return _plain(self.netG), None
+
+    def train(self) -> None:
+        self.netG.train()
+        self.netD.train()
+
+    def step(self, real: torch.Tensor, epoch: int, autocast: Any) -> dict[str, float]:
+        """One D and one G update on a batch of real images in [-1, 1]; returns the batch's figures."""
+        options, netG, netD = self.options, self.netG, self.netD
+        noise = torch.randn(real.shape[0], options.latent_dim, device=self.device)
+        with autocast:
+            fake = netG(noise)
+            logits_real = netD(real)
+            logits_fake = netD(fake.detach())
+            loss_d = (F.binary_cross_entropy_with_logits(logits_real, torch.full_like(logits_real, options.real_label))
+                      + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+        self.optD.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optD.step()
+        with autocast:
+            logits_gen = netD(fake)
+            loss_g = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
+        self.optG.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optG.step()
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                "d_real": torch.sigmoid(logits_real.float()).mean().item(),
+                "d_fake": torch.sigmoid(logits_fake.float()).mean().item()}
+
+
+class AeganObjective:
+    """Reconstruction-trained DCGAN generator + encoder (see the module docstring).
+
+    Per step: E and G descend ``recon(G(E(x)), x) + prior_weight * moments(E(x))
+    + adv_weight * hinge_G(D(aug(G(z))), D(aug(G(E(x)))))``; D (spectral norm, hinge loss) descends
+    ``hinge_D`` on augmented real vs both kinds of fake. G runs once on ``[E(x); z]`` so its batch-norm
+    statistics mix both, as they will at decode time (E(x) ~ z by the prior penalty).
+    """
+
+    def __init__(self, options: TrainOptions, device: torch.device) -> None:
+        self.options, self.device = options, device
+        cfg = GeneratorConfig(options.latent_dim, options.channels, options.resolution, options.width)
+        enc_cfg = GeneratorConfig(options.latent_dim, options.channels, options.resolution,
+                                  options.encoder_width or options.width)
+        disc_cfg = GeneratorConfig(options.latent_dim, options.channels, options.resolution, options.disc_width)
+        self.netG, self.netE = Generator(cfg).to(device), Encoder(enc_cfg).to(device)
+        self.netD = Discriminator(disc_cfg, spectral=True).to(device)
+        self.netG.apply(init_weights)
+        self.netE.apply(init_weights)
+        self.emaG, self.emaE = copy.deepcopy(self.netG).eval(), copy.deepcopy(self.netE).eval()
+        self.emaG.requires_grad_(False)
+        self.emaE.requires_grad_(False)
+        betas = (options.beta1, 0.999)
+        self.optG = torch.optim.Adam(list(self.netG.parameters()) + list(self.netE.parameters()),
+                                     lr=options.generator_lr, betas=betas)
+        self.optD = torch.optim.Adam(self.netD.parameters(), lr=options.disc_lr or 2e-4, betas=betas)
+        self.recon = per_image_loss(options.recon_loss)
+        self.ema_steps = 0
+
+    def wrap_ddp(self) -> None:
+        self.netG = nn.parallel.DistributedDataParallel(self.netG)  # type: ignore[assignment]
+        self.netE = nn.parallel.DistributedDataParallel(self.netE)  # type: ignore[assignment]
+        self.netD = nn.parallel.DistributedDataParallel(self.netD)  # type: ignore[assignment]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": _plain(self.netG).state_dict(), "encoder": _plain(self.netE).state_dict(),
+                "discriminator": _plain(self.netD).state_dict(), "ema_generator": self.emaG.state_dict(),
+                "ema_encoder": self.emaE.state_dict(), "opt_generator": self.optG.state_dict(),
+                "opt_discriminator": self.optD.state_dict(), "ema_steps": self.ema_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _plain(self.netG).load_state_dict(state["generator"])
+        _plain(self.netE).load_state_dict(state["encoder"])
+        _plain(self.netD).load_state_dict(state["discriminator"])
+        self.emaG.load_state_dict(state["ema_generator"])
+        self.emaE.load_state_dict(state["ema_encoder"])
+        self.optG.load_state_dict(state["opt_generator"])
+        self.optD.load_state_dict(state["opt_discriminator"])
+        self.ema_steps = int(state.get("ema_steps", 10**6))  # states saved before the warm-up was recorded
+
+    def shipped(self) -> tuple[Generator, Encoder | None]:
+        return self.emaG, self.emaE
+
+    def train(self) -> None:
+        self.netG.train()
+        self.netE.train()
+        self.netD.train()
+
+    def step(self, real: torch.Tensor, epoch: int, autocast: Any) -> dict[str, float]:
+        options = self.options
+        adversarial = options.adv_weight > 0 and epoch >= options.adv_warmup
+        n = real.shape[0]
+        with autocast:
+            code = self.netE((real + 1) * 0.5)
+            noise = torch.randn(n if adversarial else 0, options.latent_dim, device=self.device)
+            generated = self.netG(torch.cat([code, noise.to(code.dtype)]))
+            recon = (generated[:n].float() + 1) * 0.5
+        loss_recon = self.recon(recon, (real + 1) * 0.5).mean()
+        loss_prior = _moment_penalty(code.float())
+        figures = {"recon": loss_recon.item(), "prior": loss_prior.item(),
+                   "latent_std": code.float().std(dim=0).mean().item()}
+        loss_g = loss_recon + options.prior_weight * loss_prior
+        if adversarial:
+            with autocast:
+                # D step on detached fakes, then G's hinge term through a fresh D pass.
+                logits_real = self.netD(diff_augment(real))
+                logits_fake = self.netD(diff_augment(generated.detach()))
+                loss_d = F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+            self.optD.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.optD.step()
+            self.netD.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+            with autocast:
+                loss_adv = -self.netD(diff_augment(generated)).float().mean()
+            self.netD.requires_grad_(True)
+            loss_g = loss_g + options.adv_weight * loss_adv
+            figures |= {"loss_d": loss_d.item(), "adv": loss_adv.item(),
+                        "d_real": logits_real.float().mean().item(), "d_fake": logits_fake.float().mean().item()}
+        self.optG.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optG.step()
+        self._update_ema()
+        return figures
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up (as in TensorFlow's ExponentialMovingAverage with num_updates): early on the average
+        # follows the weights closely instead of remembering the random initialisation for ~1/(1-decay) steps.
+        self.ema_steps += 1
+        decay = min(self.options.ema, (1 + self.ema_steps) / (10 + self.ema_steps))
+        for ema, net in ((self.emaG, _plain(self.netG)), (self.emaE, _plain(self.netE))):
+            for p_ema, p in zip(ema.parameters(), net.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+            for b_ema, b in zip(ema.buffers(), net.buffers()):  # batch-norm statistics: copied, not averaged
+                b_ema.copy_(b)
+
+
+def _moment_penalty(code: torch.Tensor) -> torch.Tensor:
+    """How far a batch of latents is from N(0, I) in its first two moments: squared per-coordinate mean,
+    squared (variance - 1), and the mean squared correlation between coordinates. Keeps E(x) where the range
+    coder's Gaussian model and the generator's sampling prior put their mass.
+
+    Correlations rather than covariances: with fewer samples than coordinates the sample covariance cannot
+    be I, and penalising its off-diagonal entries would shrink the latents (they scale with the variance);
+    correlations are scale-free, so their sampling floor (~1/batch) pulls only towards independence.
+    Needs no sampling (unlike MMD) and, unlike a VAE's KL term, leaves E deterministic: E(x) is the point
+    the search starts from.
+    """
+    if code.shape[0] < 2:
+        return code.new_zeros(())
+    mean, var = code.mean(dim=0), code.var(dim=0)
+    centred = (code - mean) / (var.sqrt() + 1e-6)
+    corr = centred.T @ centred / (code.shape[0] - 1)
+    off_diagonal = corr - torch.diag_embed(corr.diagonal())
+    d = code.shape[1]
+    return mean.square().mean() + (var - 1).square().mean() + off_diagonal.square().sum() / max(d * (d - 1), 1)
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+@torch.no_grad()
+def validation_ssim(generator: Generator, encoder: Encoder, images: torch.Tensor, device: torch.device,
+                    chunk: int = 256) -> torch.Tensor:
+    """Per-image SSIM of G(E(x)) against x, the encoder-only reconstruction (no search)."""
+    generator.eval()
+    encoder.eval()
+    scores = []
+    for part in images.split(chunk):
+        part = part.to(device)
+        scores.append(ssim(generator.images(encoder(part)).float().clamp(0, 1), part).cpu())
+    return torch.cat(scores)
+
+
+RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup")
+"""Options a resumed run may change: the schedule. Architecture, data, seed and the rest are the saved run's."""
+
+
 def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, resume: bool = False,
-                  device: str = "auto", workers: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a DCGAN on ``options.data``; returns the final training summary."""
+                  device: str = "auto", workers: int = 0, progress: bool = True,
+                  resume_changes: tuple[str, ...] = ("epochs",)) -> dict[str, Any]:
+    """Train (or resume) a generator on ``options.data`` with ``options.objective``; returns a summary.
+
+    Resuming keeps the saved run's options except the fields named in ``resume_changes`` (a subset of
+    :data:`RESUME_CHANGES`), which are taken from ``options``: e.g. start the adversarial term of a run
+    trained for reconstruction only (``adv_weight``, ``adv_warmup``), as HiFiC does.
+    """
+    unknown = set(resume_changes) - set(RESUME_CHANGES)
+    if unknown:
+        raise GanrevError(f"a resumed run cannot change {', '.join(sorted(unknown))}: only {', '.join(RESUME_CHANGES)}")
     out = Path(out_dir)
     rank, world = _distributed()
     dev = choose_device(device)
@@ -102,56 +381,59 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         state_path = out / STATE_FILE
         if not state_path.is_file():
             raise GanrevError(f"--resume: no {STATE_FILE} in {out}")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged or foreign file: name it, in one line
+            raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
         # A resumed run keeps its architecture, data and seed; only the epoch budget can grow.
-        options = TrainOptions(**(state["options"] | {"epochs": options.epochs}))
+        # Runs saved before the aegan objective existed were gan runs with a fixed learning rate.
+        saved = {"objective": "gan"} | state["options"]
+        options = TrainOptions(**(saved | {name: getattr(options, name) for name in resume_changes}))
 
     torch.manual_seed(options.seed + rank)
     dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=options.channels)
+    train_size = len(dataset)
     try:
         test_size = len(open_dataset(options.data, "test", resolution=options.resolution, channels=options.channels))
     except EmptySplitError:  # a small folder may hold no held-out image: recorded as 0, training goes on
         test_size = 0
-    if len(dataset) < options.batch_size:
-        raise GanrevError(f"{len(dataset)} training images is fewer than one batch ({options.batch_size})")
+    validation: ImageSet | None = None
+    if options.objective == "aegan" and options.validation:
+        dataset, validation = carve_validation(dataset, options.data)
+    batch_size = options.batch_size
+    if len(dataset) < batch_size * world:
+        batch_size = max(1, len(dataset) // world)
+        warnings.warn(f"{len(dataset)} training images are fewer than one batch of {options.batch_size}: "
+                      f"training with batches of {batch_size}")
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=options.seed) if world > 1 else None
     shuffle_rng = torch.Generator()
-    loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=sampler is None, sampler=sampler,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                         drop_last=True, num_workers=workers, pin_memory=dev.type == "cuda", generator=shuffle_rng)
+    val_images = torch.stack([validation[i] for i in range(len(validation))]) if validation is not None else None
 
-    config = GeneratorConfig(options.latent_dim, options.channels, options.resolution, options.width)
-    netG, netD = Generator(config).to(dev), Discriminator(
-        GeneratorConfig(options.latent_dim, options.channels, options.resolution, options.disc_width)).to(dev)
-    netG.apply(init_weights)
-    netD.apply(init_weights)
-    optG = torch.optim.Adam(netG.parameters(), lr=options.lr, betas=(options.beta1, 0.999))
-    optD = torch.optim.Adam(netD.parameters(), lr=options.lr, betas=(options.beta1, 0.999))
+    objective = AeganObjective(options, dev) if options.objective == "aegan" else GanObjective(options, dev)
     fixed_noise = torch.randn(64, options.latent_dim, generator=torch.Generator().manual_seed(options.seed))
     history: list[dict[str, float]] = []
     start_epoch, wall_before = 0, 0.0
     if state is not None:
-        netG.load_state_dict(state["generator"])
-        netD.load_state_dict(state["discriminator"])
-        optG.load_state_dict(state["opt_generator"])
-        optD.load_state_dict(state["opt_discriminator"])
+        objective.load_state_dict(state)
         history, start_epoch, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
         torch.set_rng_state(state["rng_cpu"])
     if world > 1:
-        netG = torch.nn.parallel.DistributedDataParallel(netG)
-        netD = torch.nn.parallel.DistributedDataParallel(netD)
-    plainG: Generator = netG.module if world > 1 else netG  # type: ignore[assignment]
+        objective.wrap_ddp()
 
     # bf16 autocast on CUDA: halves activation traffic and needs no loss scaler.
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    sizes = {"train_images": train_size, "test_images": test_size,
+             "fit_images": len(dataset), "validation_images": len(val_images) if val_images is not None else 0}
     started = time.perf_counter()
     for epoch in range(start_epoch, options.epochs):
         # Each epoch's order depends on (seed, epoch) alone, so a resumed run sees what an uninterrupted one would.
         shuffle_rng.manual_seed(options.seed * 100_003 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        netG.train()
-        netD.train()
-        sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
+        objective.train()
+        sums: dict[str, float] = {}
         steps = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress or rank != 0,
                    leave=False, dynamic_ncols=True)
@@ -160,69 +442,62 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             if options.hflip:
                 flip = torch.rand(real.shape[0], device=dev) < 0.5
                 real = torch.where(flip.view(-1, 1, 1, 1), real.flip(-1), real)
-            noise = torch.randn(real.shape[0], options.latent_dim, device=dev)
-            with autocast:
-                fake = netG(noise)
-                logits_real = netD(real)
-                logits_fake = netD(fake.detach())
-                loss_d = (F.binary_cross_entropy_with_logits(logits_real, torch.full_like(logits_real, options.real_label))
-                          + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
-            optD.zero_grad(set_to_none=True)
-            loss_d.backward()
-            optD.step()
-            with autocast:
-                logits_gen = netD(fake)
-                loss_g = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
-            optG.zero_grad(set_to_none=True)
-            loss_g.backward()
-            optG.step()
-            sums["loss_d"] += loss_d.item()
-            sums["loss_g"] += loss_g.item()
-            sums["d_real"] += torch.sigmoid(logits_real.float()).mean().item()
-            sums["d_fake"] += torch.sigmoid(logits_fake.float()).mean().item()
+            figures = objective.step(real, epoch, autocast)
+            for key, value in figures.items():
+                sums[key] = sums.get(key, 0.0) + value
             steps += 1
-            bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}")
+            bar.set_postfix({key: f"{value:.3f}" for key, value in figures.items() if key in ("loss_d", "loss_g", "recon")})
             if options.max_steps_per_epoch and steps >= options.max_steps_per_epoch:
                 break
-        if not math.isfinite(sums["loss_d"] + sums["loss_g"]):
+        if not math.isfinite(sum(sums.values())):
             raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
         record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        generator, encoder = objective.shipped()
+        if val_images is not None and encoder is not None:
+            record["val_ssim"] = float(validation_ssim(generator, encoder, val_images, dev).mean())
         history.append(record)
         wall = wall_before + time.perf_counter() - started
         if rank == 0:
-            _save_epoch(out, plainG, netD.module if world > 1 else netD, optG, optD, options,
-                        split_sizes=(len(dataset), test_size),
-                        epoch=epoch + 1, history=history, wall_s=wall, device=dev, fixed_noise=fixed_noise)
+            _save_epoch(out, objective, options, sizes=sizes, epoch=epoch + 1, history=history, wall_s=wall,
+                        device=dev, fixed_noise=fixed_noise, val_images=val_images)
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{options.epochs}: loss_d {record['loss_d']:.3f} "
-                           f"loss_g {record['loss_g']:.3f} D(x) {record['d_real']:.3f} "
-                           f"D(G(z)) {record['d_fake']:.3f} [{wall:.0f} s]")
+                tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
+                           + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
     if world > 1:
         dist.barrier()
     return {"epochs": options.epochs, "history": history, "out": str(out)}
 
 
-def _save_epoch(out: Path, netG: Generator, netD: Discriminator, optG: torch.optim.Optimizer,
-                optD: torch.optim.Optimizer, options: TrainOptions, *, split_sizes: tuple[int, int], epoch: int,
-                history: list[dict[str, float]], wall_s: float, device: torch.device,
-                fixed_noise: torch.Tensor) -> None:
-    netG.eval()
+def _save_epoch(out: Path, objective: GanObjective | AeganObjective, options: TrainOptions, *,
+                sizes: dict[str, int], epoch: int, history: list[dict[str, float]], wall_s: float,
+                device: torch.device, fixed_noise: torch.Tensor, val_images: torch.Tensor | None) -> None:
+    generator, encoder = objective.shipped()
+    generator.eval()
     with torch.no_grad():
-        samples = netG.images(fixed_noise.to(device)).float().cpu()
-    save_image(image_grid(samples), out / "samples" / f"epoch_{epoch:04d}.png")
+        samples = generator.images(fixed_noise.to(device)).float().cpu()
+        save_image(image_grid(samples), out / "samples" / f"epoch_{epoch:04d}.png")
+        if encoder is not None and val_images is not None:
+            shown = val_images[:32]
+            encoder.eval()
+            recon = generator.images(encoder(shown.to(device))).float().clamp(0, 1).cpu()
+            pairs = torch.stack([torch.cat([shown[k:k + 8], recon[k:k + 8]]) for k in range(0, len(shown), 8)])
+            save_image(image_grid(pairs.flatten(0, 1)), out / "samples" / f"recon_{epoch:04d}.png")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    save_generator(netG, out, {
+    metadata = {
         "dataset": options.data,
-        "split": {"rule": split_rule(options.data), "train_images": split_sizes[0],
-                  "test_images": split_sizes[1]},
-        "training": {"epochs": epoch, "wall_s": round(wall_s, 1), "device": device_name,
-                     "torch": torch.__version__, "options": asdict(options), "last_epoch": history[-1]},
-    })
+        "split": {"rule": split_rule(options.data), "train_images": sizes["train_images"],
+                  "test_images": sizes["test_images"]},
+        "training": {"objective": options.objective, "epochs": epoch, "wall_s": round(wall_s, 1),
+                     "device": device_name, "torch": torch.__version__, "options": asdict(options),
+                     "fit_images": sizes["fit_images"], "validation_images": sizes["validation_images"],
+                     "last_epoch": history[-1]},
+    }
+    save_generator(generator, out, metadata, encoder=encoder)
+    scores = [record["val_ssim"] for record in history if "val_ssim" in record]
+    if scores and history[-1].get("val_ssim") == max(scores):
+        save_generator(generator, out / BEST_DIR, metadata | {"training": metadata["training"] | {"best_epoch": epoch}},
+                       encoder=encoder)
     buffer = _io.BytesIO()
-    torch.save({
-        "options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
-        "generator": netG.state_dict(), "discriminator": netD.state_dict(),
-        "opt_generator": optG.state_dict(), "opt_discriminator": optD.state_dict(),
-        "rng_cpu": torch.get_rng_state(),
-    }, buffer)
+    torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
+                "rng_cpu": torch.get_rng_state(), **objective.state_dict()}, buffer)
     atomic_write_bytes(out / STATE_FILE, buffer.getvalue())

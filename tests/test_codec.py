@@ -23,10 +23,10 @@ from ganrev.codec import (
     unpack_file,
 )
 from ganrev.errors import GanrevError
-from ganrev.invert import SearchOptions
+from ganrev.invert import SearchOptions, default_search
 from ganrev.io import load_image, list_images
 from ganrev.metrics import ssim
-from ganrev.models import Generator, GeneratorConfig, init_weights, load_generator, save_generator
+from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, load_generator, save_generator
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 FAST = SearchOptions(iters=20, restarts=2, pool=16, batch_size=64)
@@ -184,3 +184,33 @@ def codec_latent(codec: GanCodec, data: bytes) -> torch.Tensor:
     header, payload = unpack_file(data)
     quantizer = Quantizer(header.bits, header.clip)
     return quantizer.dequantize(torch.from_numpy(quantizer.decode_symbols(payload, header.latent_dim, header.sigma)))
+
+
+def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
+    """A checkpoint with an encoder: GanCodec passes it to the search, so --init encoder works end to end
+    and a one-iteration search from E(x) decodes exactly to the encoder's (quantized, refined) latent."""
+    torch.manual_seed(3)
+    config = GeneratorConfig(latent_dim=16, channels=3, resolution=32, width=8)
+    generator, encoder = Generator(config), Encoder(config)
+    generator.apply(init_weights)
+    encoder.apply(init_weights)
+    save_generator(generator, tmp_path, {"dataset": "test"}, encoder=encoder)
+    checkpoint = load_generator(tmp_path)
+    images = [torch.rand(3, 32, 32) for _ in range(2)]
+    codec = GanCodec(checkpoint, bits=8, search=SearchOptions(iters=0, restarts=1, init="encoder"), refine_iters=0)
+    results = codec.compress(images)
+    with torch.no_grad():
+        codes = checkpoint.encoder(torch.stack(images)).clamp(-3, 3)
+    for result, code in zip(results, codes):
+        assert result.iterations == 0
+        assert torch.allclose(codec_latent(codec, result.data), codec.quantizer.dequantize(
+            codec.quantizer.quantize(code)), atol=1e-6)
+    pool = GanCodec(checkpoint, bits=8, search=SearchOptions(iters=2, restarts=1, pool=8, init="pool"))
+    assert len(pool.compress(images)) == 2
+
+
+def test_a_checkpoint_without_encoder_refuses_encoder_init_but_compresses_with_pool(tiny):
+    images = [torch.rand(3, 32, 32)]
+    with pytest.raises(GanrevError, match="encoder"):
+        GanCodec(tiny, search=SearchOptions(iters=2, restarts=1, init="encoder")).compress(images)
+    assert len(GanCodec(tiny, search=default_search(tiny.encoder is not None, iters=2)).compress(images)) == 1

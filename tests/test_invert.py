@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from ganrev.errors import GanrevError
-from ganrev.invert import LOSSES, SearchOptions, invert, per_image_loss, starting_points
-from ganrev.models import Generator, GeneratorConfig, init_weights
+from ganrev.invert import (
+    ENCODER_SEARCH,
+    INITS,
+    LOSSES,
+    SearchOptions,
+    default_search,
+    invert,
+    per_image_loss,
+    starting_points,
+)
+from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights
 
 
 @pytest.fixture(scope="module")
@@ -92,5 +101,77 @@ def test_bad_inputs_are_refused(generator, targets):
         invert(generator, targets[:, :1], SearchOptions(iters=1))
     with pytest.raises(GanrevError, match="unknown loss"):
         per_image_loss("perceptual")
-    with pytest.raises(GanrevError, match="at least 1"):
-        invert(generator, targets, SearchOptions(iters=0))
+    with pytest.raises(GanrevError, match="invalid --iters -1"):
+        invert(generator, targets, SearchOptions(iters=-1))
+
+
+def test_zero_iterations_keeps_the_best_start(generator, targets):
+    options = SearchOptions(iters=0, restarts=3, pool=0)
+    result = invert(generator, targets, options)
+    starts = starting_points(generator, targets, options, torch.device("cpu")).view(4, 3, -1)
+    assert (result.iterations == 0).all()
+    assert torch.equal(result.z, starts[torch.arange(4), result.restart_loss.argmin(dim=1)])
+    assert torch.allclose(result.loss, per_image_loss("ssim")(generator.images(result.z), targets), atol=1e-6)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("iters", -1), ("restarts", 0), ("patience", 0), ("pool", -1), ("batch_size", 0), ("lr", float("nan")),
+    ("lr", float("inf")), ("lr", -1.0), ("lr", 0.0), ("clip", 0.0), ("min_delta", -1e-3), ("loss", "perceptual"),
+    ("init", "zeros"),
+])
+def test_search_options_are_checked_on_construction(field, value):
+    with pytest.raises(GanrevError, match=f"invalid --{field.replace('_', '-')}"):
+        SearchOptions(**{field: value})
+
+
+def _encoder_for(generator: Generator) -> Encoder:
+    torch.manual_seed(5)
+    encoder = Encoder(generator.config)
+    encoder.apply(init_weights)
+    return encoder.eval().requires_grad_(False)
+
+
+def test_encoder_start_begins_at_e_of_x_and_spreads_further_restarts(generator, targets):
+    encoder = _encoder_for(generator)
+    options = SearchOptions(iters=1, restarts=3, init="encoder")
+    starts = starting_points(generator, targets, options, torch.device("cpu"), encoder).view(4, 3, -1)
+    with torch.no_grad():
+        codes = encoder(targets).clamp(-options.clip, options.clip)
+    assert torch.allclose(starts[:, 0], codes, atol=1e-6)  # restart 1 is E(x) itself
+    spread = (starts[:, 1:] - codes[:, None]).std()
+    assert 0.1 < spread < 0.3  # small offsets (ENCODER_NOISE 0.2), clamped to the clip range
+    with pytest.raises(GanrevError, match="encoder"):
+        starting_points(generator, targets, options, torch.device("cpu"), None)
+
+
+def test_search_from_a_good_encoder_start_is_better_than_from_the_prior(generator, targets):
+    # An "encoder" that knows the answer up to noise: the search must start from it, so after a few
+    # iterations it is far closer than a random start after the same iterations.
+    class NearlyRight(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return truth[: len(images)] + 0.05
+
+    truth = torch.randn(4, 12, generator=torch.Generator().manual_seed(9)).clamp(-2, 2)
+    near = invert(generator, targets, SearchOptions(iters=5, restarts=1, init="encoder"), encoder=NearlyRight())
+    far = invert(generator, targets, SearchOptions(iters=5, restarts=1, init="random"))
+    assert (near.loss < far.loss).all()
+    assert near.loss.max() < 0.05
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_every_init_runs_and_is_deterministic(generator, targets, init):
+    encoder = _encoder_for(generator)
+    options = SearchOptions(iters=4, restarts=2, pool=16, init=init)
+    first = invert(generator, targets, options, encoder=encoder)
+    again = invert(generator, targets, options, encoder=encoder)
+    assert torch.equal(first.z, again.z) and first.iterations.shape == (4, 2)
+
+
+def test_default_search_follows_the_checkpoint():
+    assert default_search(True) == SearchOptions(init="encoder", **ENCODER_SEARCH)
+    assert default_search(False) == SearchOptions(init="pool")
+    assert default_search(True, init="pool").iters == SearchOptions().iters
+    assert default_search(True, iters=7, restarts=None).iters == 7
+    assert default_search(True, restarts=None).restarts == ENCODER_SEARCH["restarts"]
+    with pytest.raises(GanrevError, match="no encoder"):
+        default_search(False, init="encoder")

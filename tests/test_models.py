@@ -14,8 +14,10 @@ from safetensors.torch import load_file, save_file
 from ganrev.errors import GanrevError
 from ganrev.models import (
     CONFIG_FILE,
+    ENCODER_FILE,
     WEIGHTS_FILE,
     Discriminator,
+    Encoder,
     Generator,
     GeneratorConfig,
     init_weights,
@@ -355,3 +357,100 @@ def test_load_refuses_malformed_config_values(saved, config) -> None:
 def test_save_is_atomic_no_temporary_files_left(saved) -> None:
     _, ckpt, _ = saved
     assert sorted(p.name for p in ckpt.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+
+
+# ------------------------------------------------------------------------------------------------ encoder
+
+def _encoder(config: GeneratorConfig, seed: int = 1) -> Encoder:
+    torch.manual_seed(seed)
+    enc = Encoder(config)
+    enc.apply(init_weights)
+    return enc.eval()
+
+
+@pytest.mark.parametrize("resolution,channels", [(32, 3), (64, 1)])
+def test_encoder_maps_images_to_latents(resolution: int, channels: int) -> None:
+    enc = _encoder(GeneratorConfig(16, channels, resolution, 4))
+    with torch.no_grad():
+        z = enc(torch.rand(5, channels, resolution, resolution))
+    assert z.shape == (5, 16) and torch.isfinite(z).all()
+
+
+def test_spectral_discriminator_has_no_batch_norm_and_bounded_layers() -> None:
+    disc = Discriminator(GeneratorConfig(8, 3, 32, 4), spectral=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in disc.modules())
+    disc.train()
+    for _ in range(20):  # power iterations converge; every layer's spectral norm is then ~1
+        disc(torch.randn(4, 3, 32, 32))
+    conv = disc.main[0]
+    matrix = conv.weight.detach().flatten(1)
+    assert torch.linalg.matrix_norm(matrix, ord=2) == pytest.approx(1.0, rel=0.05)
+
+
+def test_checkpoint_with_encoder_round_trips(saved, tmp_path: Path) -> None:
+    gen, _, _ = saved
+    enc = _encoder(gen.config)
+    out = tmp_path / "with-encoder"
+    fingerprint = save_generator(gen, out, META, encoder=enc)
+    config = json.loads((out / CONFIG_FILE).read_text())
+    assert config["encoder"]["file"] == ENCODER_FILE and config["encoder"]["width"] == 4
+    assert config["encoder"]["fingerprint"] == weights_fingerprint(enc.state_dict())
+    loaded = load_generator(out)
+    assert loaded.fingerprint == fingerprint and loaded.encoder is not None
+    assert not any(p.requires_grad for p in loaded.encoder.parameters()) and not loaded.encoder.training
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.encoder(images), enc(images))
+
+
+def test_checkpoint_without_encoder_has_none_and_saving_removes_a_stale_one(saved, tmp_path: Path) -> None:
+    gen, ckpt, _ = saved
+    assert load_generator(ckpt).encoder is None
+    out = tmp_path / "reused"
+    save_generator(gen, out, META, encoder=_encoder(gen.config))
+    save_generator(gen, out, META)  # a later save without an encoder must not leave the old one behind
+    assert not (out / ENCODER_FILE).exists() and load_generator(out).encoder is None
+
+
+def test_encoder_from_another_run_is_refused(saved, tmp_path: Path) -> None:
+    gen, _, _ = saved
+    first, second = tmp_path / "first", tmp_path / "second"
+    save_generator(gen, first, META, encoder=_encoder(gen.config, seed=1))
+    save_generator(gen, second, META, encoder=_encoder(gen.config, seed=2))
+    (first / ENCODER_FILE).write_bytes((second / ENCODER_FILE).read_bytes())
+    with pytest.raises(GanrevError, match="encoder fingerprint"):
+        load_generator(first)
+
+
+def test_encoder_file_not_in_config_or_missing_is_refused(saved, tmp_path: Path) -> None:
+    gen, ckpt, _ = saved
+    other = tmp_path / "other"
+    save_generator(gen, other, META, encoder=_encoder(gen.config))
+    (ckpt / ENCODER_FILE).write_bytes((other / ENCODER_FILE).read_bytes())
+    with pytest.raises(GanrevError, match="not listed"):
+        load_generator(ckpt)
+    (other / ENCODER_FILE).unlink()
+    with pytest.raises(GanrevError, match="missing"):
+        load_generator(other)
+
+
+def test_config_without_fingerprint_is_refused(saved) -> None:
+    _, ckpt, _ = saved
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    del config["fingerprint"]
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(GanrevError, match="no weights fingerprint"):
+        load_generator(ckpt)
+
+
+def test_weights_that_do_not_fit_give_one_line(saved, tmp_path: Path) -> None:
+    _, ckpt, _ = saved
+    wide = _generator(width=8)
+    state = {k: v.contiguous() for k, v in wide.state_dict().items()}
+    save_file(state, str(ckpt / WEIGHTS_FILE))
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    config["fingerprint"] = weights_fingerprint(state)
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(GanrevError, match="do not fit") as info:
+        load_generator(ckpt)
+    assert "\n" not in str(info.value)

@@ -19,10 +19,19 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from ganrev.cli import app, main
-from ganrev.data import folder_dataset, is_test_group
+from ganrev.data import carve_validation, folder_dataset, is_test_group
 from ganrev.errors import GanrevError
 from ganrev.models import load_generator
-from ganrev.train import STATE_FILE, TrainOptions, choose_device, fit_generator, image_grid
+from ganrev.train import (
+    BEST_DIR,
+    STATE_FILE,
+    TrainOptions,
+    _moment_penalty,
+    choose_device,
+    fit_generator,
+    image_grid,
+    validation_ssim,
+)
 
 GRID_64 = 8 * (32 + 2) + 2  # an 8x8 grid of 32-pixel tiles with 2-pixel white gaps
 
@@ -50,8 +59,9 @@ def _shapes_folder(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path
 
 
 def _options(folder: Path, **changes) -> TrainOptions:
+    """A tiny plain-GAN run (the aegan tests below pass objective="aegan")."""
     base = dict(data=str(folder), resolution=32, channels=3, latent_dim=16, width=8, disc_width=8, epochs=1,
-                batch_size=8, max_steps_per_epoch=2, seed=0)
+                batch_size=8, max_steps_per_epoch=2, seed=0, objective="gan")
     return TrainOptions(**(base | changes))
 
 
@@ -138,6 +148,78 @@ def test_history_figures_are_sane(trained) -> None:
     assert 0 < record["d_real"] < 1 and 0 < record["d_fake"] < 1
 
 
+@pytest.mark.parametrize("change", [
+    {"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}, {"objective": "vae"},
+    {"recon_loss": "perceptual"}, {"adv_weight": -0.1}, {"ema": 1.0}, {"beta1": 1.0}, {"adv_warmup": -1},
+])
+def test_train_options_are_checked_before_training(change: dict) -> None:
+    with pytest.raises(GanrevError, match="invalid --"):
+        _options(Path("."), **change)
+
+
+# ------------------------------------------------------------------------------------- aegan objective
+
+def _aegan(folder: Path, **changes) -> TrainOptions:
+    return _options(folder, **({"objective": "aegan", "adv_warmup": 1, "epochs": 2} | changes))
+
+
+@pytest.fixture(scope="module")
+def aegan_run(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("aegan") / "ckpt"
+    return out, fit_generator(_aegan(shapes), out, device="cpu", progress=False)
+
+
+def test_aegan_writes_generator_encoder_best_and_reconstructions(aegan_run, shapes: Path) -> None:
+    out, summary = aegan_run
+    ckpt = load_generator(out)
+    assert ckpt.encoder is not None and ckpt.encoder.config.latent_dim == 16
+    config = json.loads((out / "config.json").read_text())
+    training = config["training"]
+    assert training["objective"] == "aegan" and training["options"]["recon_loss"] == "ssim+l1"
+    fit, val = carve_validation(folder_dataset(shapes, "train", 32, 3), str(shapes))
+    assert val is not None and training["validation_images"] == len(val) and training["fit_images"] == len(fit)
+    assert len(fit) + len(val) == config["split"]["train_images"] == 36
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "epoch_0001.png", "epoch_0002.png", "recon_0001.png", "recon_0002.png"]
+    best = load_generator(out / BEST_DIR)
+    best_epoch = json.loads((out / BEST_DIR / "config.json").read_text())["training"]["best_epoch"]
+    scores = [record["val_ssim"] for record in summary["history"]]
+    assert scores[best_epoch - 1] == max(scores) and best.encoder is not None
+    images = torch.stack([val[i] for i in range(len(val))])
+    assert validation_ssim(ckpt.generator, ckpt.encoder, images, torch.device("cpu")).mean() == pytest.approx(
+        scores[-1], abs=1e-5)  # the saved (EMA) weights are the ones validated
+
+
+def test_aegan_history_reconstruction_then_adversarial(aegan_run) -> None:
+    _, summary = aegan_run
+    first, second = summary["history"]
+    assert {"recon", "prior", "latent_std", "val_ssim"} <= set(first) and "loss_d" not in first  # warm-up epoch
+    assert {"loss_d", "adv", "d_real", "d_fake"} <= set(second)
+    assert all(math.isfinite(v) for record in summary["history"] for v in record.values())
+    assert 0 < first["recon"] < 1.5 and -1 <= first["val_ssim"] <= 1
+
+
+def test_aegan_resume_continues_every_network(aegan_run, tmp_path: Path) -> None:
+    first, summary = aegan_run
+    out = tmp_path / "resumed"
+    shutil.copytree(first, out)
+    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    assert {"generator", "encoder", "discriminator", "ema_generator", "ema_encoder", "opt_generator",
+            "opt_discriminator"} <= set(state)
+    resumed = fit_generator(_aegan(Path("/nonexistent"), epochs=3), out, resume=True, device="cpu", progress=False)
+    assert resumed["history"][:2] == summary["history"] and resumed["history"][2]["epoch"] == 3
+    assert load_generator(out).fingerprint != load_generator(first).fingerprint
+
+
+def test_moment_penalty_is_small_for_prior_samples_and_large_otherwise() -> None:
+    torch.manual_seed(0)
+    prior = torch.randn(256, 16)
+    assert _moment_penalty(prior) < 0.05
+    assert _moment_penalty(prior * 0.5) > 0.4  # shrunk latents pay (var - 1)^2
+    assert _moment_penalty(prior + 1) > 0.9  # shifted latents pay the mean
+    assert _moment_penalty(prior[:, :1].repeat(1, 16)) > 0.9  # fully correlated ones pay the correlations
+
+
 def test_train_state_loads_without_pickle(trained) -> None:
     out, summary = trained
     state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
@@ -196,9 +278,11 @@ def test_training_is_reproducible_for_a_seed(trained, shapes: Path, tmp_path: Pa
     assert load_generator(tmp_path / "again").fingerprint == load_generator(first).fingerprint
 
 
-def test_fewer_images_than_a_batch_is_an_error(shapes: Path, tmp_path: Path) -> None:
-    with pytest.raises(GanrevError, match="fewer than one batch"):
-        fit_generator(_options(shapes, batch_size=64), tmp_path / "out", device="cpu", progress=False)
+def test_fewer_images_than_a_batch_trains_with_a_clamped_batch(shapes: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="36 training images are fewer than one batch of 64: training with "
+                                         "batches of 36"):
+        summary = fit_generator(_options(shapes, batch_size=64), tmp_path / "out", device="cpu", progress=False)
+    assert len(summary["history"]) == 1 and load_generator(tmp_path / "out").encoder is None
 
 
 def test_folder_whose_test_split_is_empty_still_trains(tmp_path: Path) -> None:
@@ -295,3 +379,16 @@ def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkey
     result = CliRunner().invoke(app, ["fetch", "emoji"])
     assert result.exit_code == 0, repr(result.exception)
     assert str(root) in result.output
+
+
+def test_resume_can_start_the_adversarial_term_of_a_reconstruction_run(shapes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "recon-first"
+    fit_generator(_aegan(shapes, epochs=1, adv_weight=0.0), out, device="cpu", progress=False)
+    later = _aegan(Path("/nonexistent"), epochs=2, adv_weight=0.1, adv_warmup=1, width=16)
+    summary = fit_generator(later, out, resume=True, device="cpu", progress=False,
+                            resume_changes=("epochs", "adv_weight", "adv_warmup"))
+    assert "loss_d" not in summary["history"][0] and "loss_d" in summary["history"][1]
+    options = json.loads((out / "config.json").read_text())["training"]["options"]
+    assert options["adv_weight"] == 0.1 and options["width"] == 8  # the schedule changed, the architecture not
+    with pytest.raises(GanrevError, match="cannot change width"):
+        fit_generator(later, out, resume=True, device="cpu", progress=False, resume_changes=("width",))
