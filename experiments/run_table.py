@@ -18,12 +18,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from ganrev.cli import TABLE_BITS, TABLE_RESTARTS  # noqa: E402
+from ganrev.cli import COMPARE_GENERATOR, TABLE_BITS  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.evaluate import (  # noqa: E402
     CURVE_BITS,
     CURVE_JPEG_QUALITIES,
     CURVE_WEBP_QUALITIES,
+    EvalOptions,
     plot_curves,
     run_curves,
     run_table,
@@ -44,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
     parser.add_argument("--images", type=Path, default=None, help="default: GENERATOR/heldout")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
-    parser.add_argument("--iters", type=int, default=1000, help="latent-search iterations (rows stop early)")
-    parser.add_argument("--restarts", type=int, default=TABLE_RESTARTS)
+    parser.add_argument("--compare", type=Path, nargs="*",
+                        default=[ROOT / "pretrained" / COMPARE_GENERATOR], help="more generators, one row each")
+    parser.add_argument("--init", default=None, help="search start (default: compress's, per generator)")
+    parser.add_argument("--iters", type=int, default=None, help="latent-search iterations (default: compress's)")
+    parser.add_argument("--restarts", type=int, default=None, help="default: compress's")
     parser.add_argument("--bits", type=int, default=TABLE_BITS, help="bits per latent coordinate in the table")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,10 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    overrides = tuple((key, value) for key, value in (("init", args.init), ("iters", args.iters),
+                                                      ("restarts", args.restarts), ("seed", args.seed))
+                      if value is not None)
     try:
-        result = run_table(args.generator, args.images, iters=args.iters, restarts=args.restarts, bits=args.bits,
-                           limit=args.limit, seed=args.seed, device=args.device, progress=not args.quiet,
-                           lpips_weights=args.lpips_weights)
+        options = EvalOptions(search_overrides=overrides, bits=args.bits, limit=args.limit, seed=args.seed,
+                              device=args.device, progress=not args.quiet, lpips_weights=args.lpips_weights,
+                              compare=tuple(args.compare), jpeg_qualities=tuple(args.jpeg_qualities),
+                              webp_qualities=tuple(args.webp_qualities), bits_list=tuple(args.bits_list),
+                              iters_list=tuple(args.iters_list))
+        result = run_table(args.generator, args.images, options)
         out = args.out
         write_table_json(result, out / "table.json")
         write_table_markdown(result, out / "table.md")
@@ -73,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(result.matched_rate_line())
         written = ["table.json", "table.md", "table.csv"]
         if not args.no_curves:
-            curves = run_curves(args.generator, args.images, jpeg_qualities=args.jpeg_qualities,
-                                webp_qualities=args.webp_qualities, bits_list=args.bits_list, iters=args.iters,
-                                restarts=args.restarts, bits=args.bits, iters_list=args.iters_list, limit=args.limit,
-                                seed=args.seed, device=args.device, progress=not args.quiet, search=result.search,
-                                lpips_weights=args.lpips_weights)
+            curves = run_curves(args.generator, args.images, options, search=result.search)
             write_curves_json(curves, out / "curves.json")
             plot_curves(curves, out / "curves.png")
             written += ["curves.json", "curves.png"]

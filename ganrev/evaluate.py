@@ -44,7 +44,7 @@ import ganrev
 from ganrev.baselines import AVIFCodec, JPEGCodec, KMeansCodec, PNGCodec, WebPCodec, avif_available
 from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
-from ganrev.invert import InversionResult, SearchOptions, invert
+from ganrev.invert import InversionResult, SearchOptions, default_search
 from ganrev.io import atomic_write_text, atomic_writer, list_images, load_image
 from ganrev.metrics import image_metrics, lpips_status
 from ganrev.models import GeneratorCheckpoint, load_generator
@@ -57,7 +57,10 @@ __all__ = [
     "RECORD_FIELDS",
     "RateMatch",
     "TableResult",
+    "EvalOptions",
+    "display_path",
     "evaluate",
+    "generator_label",
     "load_image_folder",
     "markdown_table",
     "match_rate",
@@ -99,6 +102,65 @@ _MEAN_FIELDS = ("bytes", "bpp", "mse", "psnr", "ssim", "ms_ssim", "lpips", "enco
 CodecLike = Union[ImageCodec, tuple[str, ImageCodec]]
 """A codec, or ``(label, codec)`` to record it under another scheme name than ``codec.name``."""
 
+REPO_ROOT = Path(ganrev.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`run_table` and :func:`run_curves` measure: one object from the CLI (or a script) down.
+
+    ``search=None`` gives each generator the CLI's own defaults (:func:`ganrev.invert.default_search`: an
+    encoder start when the checkpoint has an encoder, else the best-of-pool start), changed by
+    ``search_overrides`` (e.g. ``(("iters", 500),)``), so the table measures what ``ganrev compress`` does. ``compare`` names further generator checkpoints, each a GAN-reversal row
+    on the same images (the rate matching follows the first generator).
+    """
+
+    search: SearchOptions | None = None
+    search_overrides: tuple[tuple[str, Any], ...] = ()  # with search=None: fields changed from those defaults
+    bits: int = 6
+    refine_iters: int = 50
+    limit: int | None = None
+    seed: int = 0  # K-means initialisation (the search has its own seed in ``search``)
+    device: str | torch.device = "auto"
+    progress: bool = False
+    lpips_weights: str | os.PathLike[str] | None = None
+    kmeans_k: int = 4
+    rate_step: int = 5  # coarse step of the rate-matching sweeps (1: exhaustive)
+    compare: tuple[str | os.PathLike[str], ...] = ()
+    jpeg_qualities: tuple[int, ...] = CURVE_JPEG_QUALITIES
+    webp_qualities: tuple[int, ...] = CURVE_WEBP_QUALITIES
+    avif_qualities: tuple[int, ...] = CURVE_AVIF_QUALITIES  # empty: no AVIF curve
+    bits_list: tuple[int, ...] = CURVE_BITS
+    iters_list: tuple[int, ...] = ()  # a GAN curve over search iterations (one search each)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 16:
+            raise GanrevError(f"invalid --bits {self.bits}: must be 2..16")
+        if self.refine_iters < 0 or self.kmeans_k < 1 or self.rate_step < 1:
+            raise GanrevError("refine_iters must be >= 0, kmeans_k and rate_step >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")
+
+    def search_for(self, checkpoint: GeneratorCheckpoint) -> SearchOptions:
+        """``search``, or compress's defaults for this checkpoint with ``search_overrides`` applied."""
+        return self.search or default_search(checkpoint.encoder is not None, **dict(self.search_overrides))
+
+
+def display_path(path: str | os.PathLike[str] | None) -> str | None:
+    """A path as results files show it: relative to the repository when inside it (no machine paths)."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def generator_label(checkpoint: GeneratorCheckpoint) -> str:
+    """A GAN-reversal row's scheme name: ``GAN reversal (<checkpoint directory name>)``."""
+    return f"{GAN_SCHEME} ({checkpoint.path.name})" if checkpoint.path is not None else GAN_SCHEME
+
 
 # ----------------------------------------------------------------------------------------------- images
 
@@ -127,8 +189,7 @@ def search_latents(codec: GanCodec, images: Sequence[torch.Tensor]) -> Inversion
     ``codec.compress_latents(images, search_latents(codec, images))`` gives the same files as
     ``codec.compress(images)``.
     """
-    batch = torch.stack([codec.to_model_input(image)[0] for image in images])
-    return invert(codec.generator, batch, codec.search, device=codec.device, progress=codec.progress)
+    return codec.search_latents(list(images))
 
 
 def _unpack(codec: CodecLike) -> tuple[str, ImageCodec]:
@@ -365,15 +426,16 @@ def run_metadata(checkpoint: GeneratorCheckpoint, device: torch.device, *, image
         "versions": {"ganrev": ganrev.__version__, "torch": torch.__version__, "pillow": PIL.__version__,
                      "python": platform.python_version()},
         "platform": platform.platform(),
-        "generator": {"path": str(checkpoint.path) if checkpoint.path else None,
+        "generator": {"path": display_path(checkpoint.path),
                       "fingerprint": checkpoint.fingerprint, "config": asdict(checkpoint.config),
                       "dataset": checkpoint.metadata.get("dataset"),
                       "training_epochs": (checkpoint.metadata.get("training") or {}).get("epochs")},
-        "images_dir": str(images_dir) if images_dir is not None else None,
+        "images_dir": display_path(images_dir),
         "images": images,
         "lpips": {"available": lpips_ok, "reason": lpips_reason},
         "avif_available": avif_available(),
-        "command": " ".join(sys.argv),
+        "command": " ".join([Path(sys.argv[0]).name] + [display_path(a) if os.path.isabs(a) else a
+                                                        for a in sys.argv[1:]]),
     }
 
 
@@ -428,7 +490,7 @@ class TableResult:
                                               else ", the highest it reaches")
             parts.append(f"{m['codec']} q={m['quality']} at {m['bpp']:.3f} bpp{reach}: SSIM {m['ssim']:.4f}, "
                          f"SSIM GAN − {m['codec']} = {m['ssim_gap']:+.4f}")
-        return (f"Matched rate ({GAN_SCHEME} {match['target_bpp']:.3f} bpp, SSIM {match['gan_ssim']:.4f}): "
+        return (f"Matched rate ({match.get('gan_scheme', GAN_SCHEME)} {match['target_bpp']:.3f} bpp, SSIM {match['gan_ssim']:.4f}): "
                 + "; ".join(parts))
 
     def to_dict(self) -> dict[str, Any]:
@@ -437,40 +499,43 @@ class TableResult:
 
 
 def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
-              images_dir: str | os.PathLike[str] | None = None, *, iters: int = 1000, restarts: int = 2,
-              bits: int = 8, limit: int | None = None, seed: int = 0, device: str | torch.device = "auto",
-              progress: bool = False, lpips_weights: str | os.PathLike[str] | None = None, refine_iters: int = 50,
-              search: SearchOptions | None = None, kmeans_k: int = 4, rate_step: int = 5) -> TableResult:
+              images_dir: str | os.PathLike[str] | None = None,
+              options: EvalOptions = EvalOptions()) -> TableResult:
     """The comparison table on the images in ``images_dir`` (default: ``<generator>/heldout``).
 
-    ``iters``, ``restarts`` and ``seed`` override the corresponding fields of ``search`` (default
-    :class:`SearchOptions`); ``bits`` and ``refine_iters`` go to :class:`GanCodec`; ``limit`` keeps the first
-    images in sorted order; ``rate_step`` is the coarse step of the rate-matching sweeps (1: exhaustive).
+    Rows: PNG, K-means, JPEG 10% and 1%, WebP and AVIF at the GAN's rate, then one GAN-reversal row per
+    generator (``generator`` first, then ``options.compare``), each searched with ``options.search_for``.
     """
     started = time.perf_counter()
-    checkpoint, dev = _checkpoint(generator, device)
+    checkpoint, dev = _checkpoint(generator, options.device)
     folder = _images_dir(checkpoint, images_dir)
-    names, images = load_image_folder(folder, limit)
-    metadata = run_metadata(checkpoint, dev, images_dir=folder, images=len(images), lpips_weights=lpips_weights)
-    options = replace(search or SearchOptions(), iters=iters, restarts=restarts, seed=seed)
-    kw: dict[str, Any] = {"names": names, "lpips_weights": lpips_weights, "progress": progress}
+    names, images = load_image_folder(folder, options.limit)
+    metadata = run_metadata(checkpoint, dev, images_dir=folder, images=len(images),
+                            lpips_weights=options.lpips_weights)
+    kw: dict[str, Any] = {"names": names, "lpips_weights": options.lpips_weights, "progress": options.progress}
 
-    baseline_rows = evaluate(images, [PNGCodec(), KMeansCodec(kmeans_k, seed=seed), JPEGCodec(10), JPEGCodec(1)], **kw)
+    baseline_rows = evaluate(images, [PNGCodec(), KMeansCodec(options.kmeans_k, seed=options.seed), JPEGCodec(10),
+                                      JPEGCodec(1)], **kw)
 
-    gan = GanCodec(checkpoint, bits=bits, search=options, refine_iters=refine_iters, device=dev, progress=progress)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # resize notes are kept per image in the records
-        result = search_latents(gan, images)
-    gan_rows = evaluate(images, [gan], gan_search=result, **kw)
-    target = _mean([r["bpp"] for r in gan_rows])
-    gan_ssim = _mean([r["ssim"] for r in gan_rows])
+    gan_rows, searches = [], []
+    for ckpt in [checkpoint] + [_checkpoint(path, dev)[0] for path in options.compare]:
+        gan = GanCodec(ckpt, bits=options.bits, search=options.search_for(ckpt), refine_iters=options.refine_iters,
+                       device=dev, progress=options.progress)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # resize notes are kept per image in the records
+            searches.append(search_latents(gan, images))
+        gan_rows.append(evaluate(images, [(generator_label(ckpt), gan)], gan_search=searches[-1], **kw))
+    result = searches[0]
+    target = _mean([r["bpp"] for r in gan_rows[0]])
+    gan_ssim = _mean([r["ssim"] for r in gan_rows[0]])
 
-    matches = {"jpeg": match_rate(JPEGCodec, images, target, lo=1, hi=100, step=rate_step, codec="JPEG",
+    step, progress = options.rate_step, options.progress
+    matches = {"jpeg": match_rate(JPEGCodec, images, target, lo=1, hi=100, step=step, codec="JPEG",
                                   progress=progress),
-               "webp": match_rate(WebPCodec, images, target, lo=0, hi=100, step=rate_step, codec="WebP",
+               "webp": match_rate(WebPCodec, images, target, lo=0, hi=100, step=step, codec="WebP",
                                   progress=progress)}
     if avif_available():
-        matches["avif"] = match_rate(AVIFCodec, images, target, lo=0, hi=100, step=rate_step, codec="AVIF",
+        matches["avif"] = match_rate(AVIFCodec, images, target, lo=0, hi=100, step=step, codec="AVIF",
                                      progress=progress)
     matched_rows = {}
     for key, m in matches.items():
@@ -478,19 +543,32 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
         matched_rows[key] = evaluate(images, [(f"{codec.name} at GAN rate", codec)],
                                      role="matched" if key == "jpeg" else "row", **kw)
 
-    rows = baseline_rows + matched_rows["webp"] + matched_rows.get("avif", []) + gan_rows
+    rows = baseline_rows + matched_rows["webp"] + matched_rows.get("avif", []) + [r for g in gan_rows for r in g]
     summary = summarise(rows)
-    rate_match: dict[str, Any] = {"target_bpp": target, "gan_ssim": gan_ssim}
+    rate_match: dict[str, Any] = {"target_bpp": target, "gan_ssim": gan_ssim, "gan_scheme": generator_label(checkpoint)}
     for key, m in matches.items():
         ssim_value = _mean([r["ssim"] for r in matched_rows[key]])
         rate_match[key] = {**m.to_dict(), "scheme": matched_rows[key][0]["scheme"], "ssim": ssim_value,
                            "ssim_gap": gan_ssim - ssim_value}
-    metadata["settings"] = {"search": asdict(options), "bits": bits, "refine_iters": refine_iters, "limit": limit,
-                            "kmeans_k": kmeans_k, "rate_sweep_step": rate_step}
+    metadata["settings"] = _settings(options, checkpoint)
+    metadata["compared_generators"] = [
+        {"path": display_path(path), "fingerprint": _checkpoint(path, dev)[0].fingerprint} for path in options.compare]
     metadata["gan"] = {"search_seconds": result.seconds, "image_iterations": result.image_iterations,
                        "mean_iterations_per_restart": float(result.iterations.float().mean())}
     metadata["wall_s"] = time.perf_counter() - started
     return TableResult(rows + matched_rows["jpeg"], summary, rate_match, metadata, names, result)
+
+
+def _settings(options: EvalOptions, checkpoint: GeneratorCheckpoint) -> dict[str, Any]:
+    """The options as recorded in results files (JSON-ready; paths relative to the repository)."""
+    settings = asdict(options)
+    settings["search"] = asdict(options.search_for(checkpoint))
+    settings["search_default"] = options.search is None
+    settings["search_overrides"] = dict(options.search_overrides)
+    settings["device"] = str(options.device)
+    settings["lpips_weights"] = display_path(options.lpips_weights)
+    settings["compare"] = [display_path(p) for p in options.compare]
+    return settings
 
 
 def _factory(key: str) -> Callable[[int], ImageCodec]:
@@ -571,68 +649,61 @@ def _point(series: str, parameter: str, value: int, records: list[dict[str, Any]
 
 
 def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
-               images_dir: str | os.PathLike[str] | None = None, *,
-               jpeg_qualities: Sequence[int] = CURVE_JPEG_QUALITIES,
-               webp_qualities: Sequence[int] = CURVE_WEBP_QUALITIES,
-               avif_qualities: Sequence[int] | None = CURVE_AVIF_QUALITIES,
-               bits_list: Sequence[int] = CURVE_BITS, iters: int = 1000, restarts: int = 2, bits: int = 8,
-               iters_list: Sequence[int] = (), limit: int | None = None, seed: int = 0,
-               device: str | torch.device = "auto", progress: bool = False, refine_iters: int = 50,
-               search_options: SearchOptions | None = None, search: InversionResult | None = None,
-               lpips_weights: str | os.PathLike[str] | None = None) -> CurvesResult:
+               images_dir: str | os.PathLike[str] | None = None, options: EvalOptions = EvalOptions(), *,
+               search: InversionResult | None = None) -> CurvesResult:
     """Rate-distortion points: JPEG and WebP (and AVIF where available) quality sweeps, GAN reversal over bits.
 
-    The latent search does not depend on ``bits``, so it runs once (``iters`` iterations, or ``search`` from
-    an earlier run on the same images, e.g. :attr:`TableResult.search`) and each ``bits`` setting only
-    re-quantizes, refines and packs. ``iters_list`` adds a GAN series over search iterations at ``bits``
-    (one search each; an entry equal to ``iters`` re-uses that search). ``avif_qualities=None`` skips AVIF.
+    The latent search does not depend on ``bits``, so it runs once (``options.search_for`` the generator, or
+    ``search`` from an earlier run on the same images, e.g. :attr:`TableResult.search`) and each of
+    ``options.bits_list`` only re-quantizes, refines and packs. ``options.iters_list`` adds a GAN series over
+    search iterations at ``options.bits`` (one search each).
     """
     started = time.perf_counter()
-    checkpoint, dev = _checkpoint(generator, device)
+    checkpoint, dev = _checkpoint(generator, options.device)
     folder = _images_dir(checkpoint, images_dir)
-    names, images = load_image_folder(folder, limit)
+    names, images = load_image_folder(folder, options.limit)
     if search is not None and len(search.z) != len(images):
         raise GanrevError(f"the search given holds {len(search.z)} latents for {len(images)} images")
-    metadata = run_metadata(checkpoint, dev, images_dir=folder, images=len(images), lpips_weights=lpips_weights)
-    kw: dict[str, Any] = {"names": names, "lpips_weights": lpips_weights}
+    metadata = run_metadata(checkpoint, dev, images_dir=folder, images=len(images),
+                            lpips_weights=options.lpips_weights)
+    kw: dict[str, Any] = {"names": names, "lpips_weights": options.lpips_weights}
+    progress = options.progress
     points = []
     sweeps: list[tuple[str, Callable[[int], ImageCodec], Sequence[int]]] = [
-        ("JPEG", JPEGCodec, jpeg_qualities), ("WebP", WebPCodec, webp_qualities)]
-    if avif_qualities and avif_available():
-        sweeps.append(("AVIF", AVIFCodec, avif_qualities))
+        ("JPEG", JPEGCodec, options.jpeg_qualities), ("WebP", WebPCodec, options.webp_qualities)]
+    if options.avif_qualities and avif_available():
+        sweeps.append(("AVIF", AVIFCodec, options.avif_qualities))
     for series, factory, qualities in sweeps:
         for quality in tqdm(list(qualities), desc=f"{series} curve", disable=not progress, leave=False,
                             dynamic_ncols=True):
             points.append(_point(series, "quality", int(quality), evaluate(images, [factory(quality)], **kw)))
 
-    options = replace(search_options or SearchOptions(), iters=iters, restarts=restarts, seed=seed)
+    search_options = options.search_for(checkpoint)
     searches: dict[int, InversionResult] = {}
 
     def search_at(count: int) -> InversionResult:
         if count not in searches:
-            if count == iters and search is not None:
+            if count == search_options.iters and search is not None:
                 searches[count] = search
             else:
-                codec = GanCodec(checkpoint, bits=bits, search=replace(options, iters=count), device=dev,
-                                 progress=progress)
+                codec = GanCodec(checkpoint, bits=options.bits, search=replace(search_options, iters=count),
+                                 device=dev, progress=progress)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     searches[count] = search_latents(codec, images)
         return searches[count]
 
-    gan_series = [("GAN reversal (bits)", "bits", b, iters, b) for b in bits_list]
-    gan_series += [("GAN reversal (iterations)", "iters", n, n, bits) for n in iters_list]
+    iters = search_options.iters
+    gan_series = [("GAN reversal (bits)", "bits", b, iters, b) for b in options.bits_list]
+    gan_series += [("GAN reversal (iterations)", "iters", n, n, options.bits) for n in options.iters_list]
     for series, parameter, value, count, b in tqdm(gan_series, desc="GAN curve", disable=not progress, leave=False,
                                                    dynamic_ncols=True):
-        codec = GanCodec(checkpoint, bits=b, search=replace(options, iters=count), refine_iters=refine_iters,
-                         device=dev)
+        codec = GanCodec(checkpoint, bits=b, search=replace(search_options, iters=count),
+                         refine_iters=options.refine_iters, device=dev)
         records = evaluate(images, [codec], gan_search=search_at(count), **kw)
         points.append(_point(series, parameter, int(value), records))
-    metadata["settings"] = {"search": asdict(options), "bits": bits, "bits_list": list(bits_list),
-                            "iters_list": list(iters_list), "refine_iters": refine_iters, "limit": limit,
-                            "jpeg_qualities": list(jpeg_qualities), "webp_qualities": list(webp_qualities),
-                            "avif_qualities": list(avif_qualities or ()) if avif_available() else [],
-                            "search_reused": search is not None}
+    metadata["settings"] = _settings(options, checkpoint) | {
+        "avif_qualities": list(options.avif_qualities) if avif_available() else [], "search_reused": search is not None}
     metadata["wall_s"] = time.perf_counter() - started
     return CurvesResult(points, metadata)
 

@@ -20,6 +20,9 @@ from ganrev.errors import GanrevError
 from ganrev.evaluate import (
     RECORD_FIELDS,
     TABLE_COLUMNS,
+    EvalOptions,
+    display_path,
+    run_table,
     evaluate,
     load_image_folder,
     markdown_table,
@@ -29,7 +32,7 @@ from ganrev.evaluate import (
 )
 from ganrev.invert import SearchOptions
 from ganrev.io import from_uint8, load_image, resize, save_image
-from ganrev.models import Generator, GeneratorConfig, init_weights, load_generator, save_generator
+from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, load_generator, save_generator
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 BASE_ROWS = ["PNG", "K-means (K=4)", "JPEG (10%)", "JPEG (1%)"]
@@ -66,6 +69,12 @@ def table_run(generator_dir, image_dir, tmp_path_factory):
     return result.output, out
 
 
+def gan_scheme(out: Path) -> str:
+    """The GAN-reversal row's name: the generator directory's name in brackets."""
+    meta = json.loads((out / "t.json").read_text())["metadata"]
+    return f"GAN reversal ({Path(meta['generator']['path']).name})"
+
+
 def _table_lines(text: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()
             if line.startswith("|")]
@@ -80,13 +89,13 @@ def test_cli_prints_all_rows_and_columns(table_run):
     assert schemes[4].startswith("WebP (") and schemes[4].endswith("at GAN rate")
     if avif_available():
         assert schemes[5].startswith("AVIF (")
-    assert schemes[-1] == "GAN reversal"
+    assert schemes[-1] == gan_scheme(out)
     assert len(schemes) == (7 if avif_available() else 6)
     png = lines[2]
     assert png[1:] and png[3] == "∞" and float(png[4]) == 0 and float(png[5]) == 1 and float(png[2]) == 1.0
     assert all(len(line) == len(TABLE_COLUMNS) for line in lines)
-    assert all(line[7] == "n/a" for line in lines[2:])  # no AlexNet weights in the test environment
-    assert "Matched rate (GAN reversal" in output and "SSIM GAN − JPEG" in output and "SSIM GAN − WebP" in output
+    assert all(float(line[7]) >= 0 for line in lines[2:]) and float(png[7]) == 0  # the shipped LPIPS weights
+    assert f"Matched rate ({gan_scheme(out)}" in output and "SSIM GAN − JPEG" in output and "SSIM GAN − WebP" in output
     for name in ("t.json", "t.csv", "t.md", "curves.png", "curves.json"):
         assert f"wrote {out / name}" in output
 
@@ -95,17 +104,17 @@ def test_json_and_csv_parse(table_run):
     _, out = table_run
     data = json.loads((out / "t.json").read_text())  # strict: non-finite numbers are strings
     summary = {row["scheme"]: row for row in data["summary"]}
-    assert list(summary)[:4] == BASE_ROWS and list(summary)[-1] == "GAN reversal"
+    assert list(summary)[:4] == BASE_ROWS and list(summary)[-1] == gan_scheme(out)
     png = summary["PNG"]
     assert png["ssim"] == 1.0 and png["ms_ssim"] == 1.0 and png["mse"] == 0.0 and png["psnr"] == "inf"
-    assert png["cr"] == 1.0 and png["lpips"] is None
-    gan = summary["GAN reversal"]
+    assert png["cr"] == 1.0 and png["lpips"] == 0.0
+    gan = summary[gan_scheme(out)]
     assert gan["cr"] == pytest.approx(png["bytes"] / gan["bytes"])
     assert all(gan[key] is not None for key in ("ssim_latent", "ssim_quantized", "ssim_refined"))
     meta = data["metadata"]
     assert meta["images"] == 4 and meta["settings"]["search"]["iters"] == 50 and meta["settings"]["bits"] == 6
     assert meta["generator"]["fingerprint"] == load_generator(meta["generator"]["path"]).fingerprint
-    assert meta["generator"]["dataset"] == "test" and meta["lpips"]["available"] is False and meta["wall_s"] > 0
+    assert meta["generator"]["dataset"] == "test" and meta["lpips"]["available"] is True and meta["wall_s"] > 0
     assert meta["versions"]["torch"] == torch.__version__ and meta["device"]
     per_image = data["per_image"]
     assert len(per_image) == 4 * (len(summary) + 1)  # table rows + the rate-matched JPEG
@@ -116,7 +125,7 @@ def test_json_and_csv_parse(table_run):
         assert row["scheme"] == record["scheme"] and int(row["bytes"]) == record["bytes"]
         assert float(row["ssim"]) == pytest.approx(record["ssim"])
     assert {float(r["psnr"]) for r in rows if r["scheme"] == "PNG"} == {math.inf}
-    assert "| GAN reversal |" in (out / "t.md").read_text()
+    assert f"| {gan_scheme(out)} |" in (out / "t.md").read_text()
 
 
 def _codec_for(scheme: str, rate_match: dict):
@@ -137,7 +146,7 @@ def test_baseline_bpp_is_the_bytes_of_a_re_encoding(table_run, image_dir):
         image = load_image(image_dir / record["image"])
         pixels = image.shape[1] * image.shape[2]
         assert record["bpp"] == record["bytes"] * 8 / pixels
-        if record["scheme"] == "GAN reversal":
+        if record["scheme"].startswith("GAN reversal"):
             continue
         codec = _codec_for(record["scheme"], data["rate_match"])
         assert len(codec.encode(image)) == record["bytes"], record["scheme"]
@@ -148,7 +157,7 @@ def test_matched_rate_is_the_closest_in_the_sweep(table_run):
     data = json.loads((out / "t.json").read_text())
     match = data["rate_match"]
     target = match["target_bpp"]
-    gan_rows = [r for r in data["per_image"] if r["scheme"] == "GAN reversal"]
+    gan_rows = [r for r in data["per_image"] if r["scheme"] == gan_scheme(out)]
     assert target == pytest.approx(sum(r["bpp"] for r in gan_rows) / len(gan_rows))
     for key in ("jpeg", "webp") + (("avif",) if avif_available() else ()):
         sweep = {int(q): bpp for q, bpp in match[key]["sweep"].items()}
@@ -236,3 +245,25 @@ def test_table_without_heldout_folder_explains(generator_dir):
     result = CliRunner().invoke(app, ["table", "--generator", str(generator_dir), "--no-progress"])
     assert result.exit_code != 0
     assert isinstance(result.exception, GanrevError) and "heldout" in str(result.exception)
+
+
+def test_table_compares_generators_and_records_relative_paths(generator_dir, image_dir, tmp_path):
+    """--compare adds one GAN-reversal row per generator; settings follow compress's defaults per generator."""
+    torch.manual_seed(1)
+    other = tmp_path / "other-gen"
+    generator = Generator(GeneratorConfig(width=8))
+    generator.apply(init_weights)
+    encoder = Encoder(GeneratorConfig(width=8))
+    encoder.apply(init_weights)
+    save_generator(generator, other, {"dataset": "test"}, encoder=encoder)
+    options = EvalOptions(search_overrides=(("iters", 3),), limit=2, device="cpu", compare=(other,), rate_step=20,
+                          refine_iters=1)
+    result = run_table(generator_dir, image_dir, options)
+    schemes = [row["scheme"] for row in result.summary]
+    assert schemes[-2:] == [f"GAN reversal ({generator_dir.name})", "GAN reversal (other-gen)"]
+    assert result.rate_match["gan_scheme"] == schemes[-2]
+    assert options.search_for(load_generator(other)).init == "encoder"  # each generator gets its own default start
+    assert options.search_for(load_generator(generator_dir)).init == "pool"
+    assert result.metadata["compared_generators"][0]["fingerprint"] == load_generator(other).fingerprint
+    assert display_path(Path(__file__)) == "tests/test_evaluate.py"  # inside the repository: relative
+    assert display_path(tmp_path) == str(tmp_path)  # outside: as given
