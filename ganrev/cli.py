@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
@@ -18,7 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_GENERATOR = "emoji64"
-TABLE_RESTARTS, TABLE_BITS = 2, 6  # the table's GAN-reversal setting: ~0.18 bpp on 64x64 emoji
+TABLE_BITS = 6  # the table's GAN-reversal setting: ~0.18 bpp on 64x64 emoji
+COMPARE_GENERATOR = "emoji64-gan"  # the seed's purely adversarial generator, a row beside the default one
 
 GeneratorOption = typer.Option(
     None, "--generator", "-g",
@@ -70,13 +74,16 @@ def metrics(
     reference: Path = typer.Argument(..., help="reference image"),
     test: Path = typer.Argument(..., help="image to compare with the reference"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    lpips_weights: Optional[Path] = typer.Option(None, help="AlexNet backbone weights for LPIPS "
-                                                 "(default: $GANREV_LPIPS_WEIGHTS or the torch hub cache)"),
+    lpips_weights: Optional[Path] = typer.Option(None, help="LPIPS weights: an AlexNet backbone .pth or a whole "
+                                                 "LPIPS .safetensors (default: $GANREV_LPIPS_WEIGHTS, else the "
+                                                 "shipped pretrained/lpips/)"),
 ) -> None:
     """Print MSE, PSNR (0-255 scale), SSIM, MS-SSIM and LPIPS between two images of the same size."""
     from ganrev.io import load_image
     from ganrev.metrics import image_metrics
 
+    if lpips_weights is not None and not lpips_weights.is_file():
+        raise GanrevError(f"--lpips-weights {lpips_weights}: no such file")
     ref, tst = load_image(reference), load_image(test)
     if ref.shape[0] != tst.shape[0]:  # gray vs colour: compare both as RGB rather than refusing
         ref, tst = (load_image(reference, "rgb"), load_image(test, "rgb"))
@@ -110,50 +117,283 @@ def fetch(dataset: str = typer.Argument(..., help="built-in data set to download
 def fit_generator_command(
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
     data: str = typer.Option("emoji", help="emoji, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    objective: str = typer.Option("aegan", help="aegan: reconstruction-trained generator + encoder with an "
+                                  "adversarial term (default); gan: the plain DCGAN game"),
     resolution: int = typer.Option(64, help="image size (power of two: 32, 64, ...)"),
     channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
     latent_dim: int = typer.Option(100, help="latent size"),
     width: int = typer.Option(64, help="generator width (ngf)"),
     disc_width: int = typer.Option(64, help="discriminator width (ndf)"),
+    encoder_width: Optional[int] = typer.Option(None, help="aegan: encoder width (default: --width)"),
     epochs: int = typer.Option(25, help="total epochs (with --resume: the new total)"),
-    batch_size: int = typer.Option(64),
-    lr: float = typer.Option(2e-4),
+    batch_size: int = typer.Option(64, help="images per step (clamped, with a warning, to a smaller data set)"),
+    lr: Optional[float] = typer.Option(None, help="Adam step for G (and E) [gan 2e-4, aegan 1e-3]"),
+    disc_lr: Optional[float] = typer.Option(None, help="aegan: Adam step for D [2e-4]"),
     beta1: float = typer.Option(0.5),
+    recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1), "
+                                   "ssim, ms-ssim, l1, l2, mix (MS-SSIM + L1)"),
+    adv_weight: Optional[float] = typer.Option(None, help="aegan: weight of the adversarial term (0: plain "
+                                               "autoencoder) [0.05; with --resume: the saved run's]"),
+    adv_warmup: Optional[int] = typer.Option(None, help="aegan: reconstruction-only epochs before the adversarial "
+                                             "term [10; with --resume: the saved run's]"),
+    prior_weight: float = typer.Option(0.1, help="aegan: weight of the penalty keeping E(x) ~ N(0, I)"),
+    ema: float = typer.Option(0.995, help="aegan: decay of the weight average of G and E that is saved"),
+    validation: bool = typer.Option(True, help="aegan: hold back 10%% of training groups to pick the best epoch "
+                                    "(OUT/best/)"),
     seed: int = typer.Option(0),
     hflip: bool = typer.Option(True, help="random horizontal flips"),
-    resume: bool = typer.Option(False, help="continue from OUT/train_state.pt"),
+    resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (the saved options, except --epochs "
+                                "and any --adv-weight / --adv-warmup given)"),
     device: str = DeviceOption,
     workers: int = typer.Option(0, help="data-loader worker processes"),
     max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
 ) -> None:
-    """Train a DCGAN generator; writes OUT/generator.safetensors + config.json and samples every epoch.
+    """Train a generator; writes OUT/generator.safetensors (+ encoder.safetensors) + config.json and samples
+    every epoch.
 
     Under `torchrun --nproc-per-node N ganrev fit-generator ...` training is data-parallel (DDP).
     """
     from ganrev.train import TrainOptions, fit_generator
 
-    options = TrainOptions(data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
+    _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
+    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup}
+    given = {name: value for name, value in schedule.items() if value is not None}
+    options = TrainOptions(**given,data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
                            disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
-                           seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch)
-    summary = fit_generator(options, out, resume=resume, device=device, workers=workers)
+                           seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch, objective=objective,
+                           recon_loss=recon_loss, prior_weight=prior_weight, encoder_width=encoder_width, disc_lr=disc_lr, ema=ema,
+                           validation=validation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = fit_generator(options, out, resume=resume, device=device, workers=workers,
+                                resume_changes=("epochs", *given))
+    for note in sorted({str(w.message) for w in caught}):
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"trained {summary['epochs']} epochs; generator in {out}")
+
+
+MIN_IMAGE_SIDE = 3
+"""Smallest height and width compress accepts: SSIM, which it measures and reports, needs 3 pixels a side."""
+
+DECODED_SUFFIX = ".dec.png"
+"""decompress without -o writes ``a.grv`` to ``a.dec.png`` beside it, so the original ``a.png`` is never touched."""
+
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(days=7)
+"""How long a torchrun process waits at the end of a batch for the slowest one (torchrun ends them all if one
+fails, so this only has to outlast an uneven split of a long batch)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a batch command: which outputs were written. ``main`` prints it and exits 130.
+
+    Outputs are written in input order, so the written ones are the first ``len(done)`` of the batch's
+    (or, under torchrun, this process's share's) inputs.
+    """
+
+    def __init__(self, done: list[Path], total: int, rank: Optional[int] = None) -> None:
+        super().__init__("interrupted")
+        self.done, self.total, self.rank = done, total, rank
+
+    def report(self) -> str:
+        who = f"rank {self.rank}: " if self.rank is not None else ""
+        if not self.done:
+            return f"{who}no outputs were written (0 of {self.total})"
+        if len(self.done) <= 10:
+            return f"{who}{len(self.done)} of {self.total} outputs were written: {', '.join(map(str, self.done))}"
+        return (f"{who}{len(self.done)} of {self.total} outputs were written (the first {len(self.done)} in input "
+                f"order; the last: {self.done[-1]})")
+
+
+def _require(ok: bool, flag: str, value: object, rule: str) -> None:
+    if not ok:
+        raise GanrevError(f"invalid {flag} {value!r}: must be {rule}")
+
+
+def _check_seed(seed: int) -> None:
+    _require(-(2**63) <= seed < 2**64, "--seed", seed, "an integer between -2**63 and 2**64 - 1")
+
+
+def _device(requested: str, local_rank: int = 0):
+    """The torch device for ``--device``, checked before anything runs. ``auto`` is CUDA when present; under
+    torchrun ``auto`` and ``cuda`` take the process's own GPU (LOCAL_RANK modulo the GPUs present)."""
+    import torch
+
+    hint = "use auto, cpu, cuda or cuda:N"
+    text = requested.strip()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise GanrevError(f"invalid --device {requested!r}: {hint}") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GanrevError(f"--device {requested}: no CUDA GPU is available (use --device cpu)")
+        if device.index is None:
+            return torch.device("cuda", local_rank % count)
+        if device.index >= count:
+            raise GanrevError(f"--device {requested}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}")
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise GanrevError(f"invalid --device {requested!r}: {hint}")
+
+
+def _torchrun_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as torchrun sets them in the environment; (0, 1, 0) for a plain run."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise GanrevError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (torchrun sets them)") from None
+    if world <= 1:
+        return 0, 1, 0
+    if not 0 <= rank < world:
+        raise GanrevError(f"RANK {rank} is out of range for WORLD_SIZE {world}")
+    return rank, world, local_rank
+
+
+@contextlib.contextmanager
+def _process_group(world: int) -> Iterator[None]:
+    """Join torchrun's process group for a batch's bookkeeping; nothing for a plain run.
+
+    gloo on every device: only small Python objects travel (which inputs failed, result rows), never tensors,
+    so one backend serves CPU and GPU processes alike, and several processes may share a GPU.
+    """
+    if world <= 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    try:
+        dist.init_process_group("gloo", timeout=PROCESS_GROUP_TIMEOUT)
+    except (RuntimeError, ValueError) as exc:
+        raise GanrevError(f"cannot join the torchrun process group: {exc}") from exc
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _all_gather(value: object, world: int) -> list:
+    if world <= 1:
+        return [value]
+    import torch.distributed as dist
+
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _gather_to_rank0(value: object, rank: int, world: int) -> list:
+    """Every process's ``value`` on rank 0 (in rank order); an empty list on the others."""
+    if world <= 1:
+        return [value]
+    import torch.distributed as dist
+
+    gathered: Optional[list] = [None] * world if rank == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered or []
+
+
+def _unique(paths: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """Drop repeats of the same file (given twice, or as itself and inside a folder), keeping the first."""
+    seen: set[Path] = set()
+    kept = []
+    for pair in paths:
+        key = pair[0].resolve()
+        if key not in seen:
+            seen.add(key)
+            kept.append(pair)
+    return kept
+
+
+def _is_input(path: Path, inputs: list[Path]) -> bool:
+    return path.resolve() in {item.resolve() for item in inputs}
+
+
+def _check_outputs(pairs: list[tuple[Optional[Path], Path]], force: bool, verb: str) -> None:
+    """Refuse, before anything runs: an output that is an input (even with --force), two inputs sharing one
+    output, an output that is a directory, existing outputs (without --force), folders that cannot be written."""
+    inputs = {source.resolve() for source, _ in pairs if source is not None}
+    owner: dict[Path, Optional[Path]] = {}
+    for source, target in pairs:
+        key = target.resolve()
+        if key in inputs:
+            raise GanrevError(f"output {target} is one of the inputs: refusing to overwrite an input")
+        if key in owner:
+            other = owner[key]
+            assert other is not None and source is not None
+            cause = ("the same name apart from the suffix" if other.resolve().parent == source.resolve().parent
+                     else "the same file name in different folders")
+            raise GanrevError(f"{other} and {source} would both be written to {target} ({cause}): {verb} them "
+                              "separately, with different -o")
+        owner[key] = source
+        if target.is_dir():
+            raise GanrevError(f"output {target} is a directory")
+    existing = [target for _, target in pairs if target.exists() or target.is_symlink()]
+    if existing and not force:
+        listing = ", ".join(map(str, existing[:3])) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        what = "output exists" if len(existing) == 1 else f"{len(existing)} outputs exist"
+        raise GanrevError(f"{what}: {listing} (--force overwrites)")
+    _check_writable({target.parent for _, target in pairs})
+
+
+def _check_writable(directories: set[Path]) -> None:
+    """Every folder can take a new file (missing ones: their nearest existing parent can), tried for real."""
+    probed: set[Path] = set()
+    for directory in sorted(directories):
+        existing = directory
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if existing.resolve() in probed:
+            continue
+        probed.add(existing.resolve())
+        if not existing.is_dir():
+            raise GanrevError(f"cannot write into {directory}: {existing} is not a directory")
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            raise GanrevError(f"cannot write into {existing}: {exc.strerror or exc}") from None
 
 
 @app.command()
 def generate(
     generator: Optional[str] = GeneratorOption,
-    n: int = typer.Option(64, "-n", help="number of samples"),
-    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="grid image to write"),
+    n: int = typer.Option(64, "-n", help="number of samples (>= 1)"),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="grid image to write: .png, .bmp, .tif or "
+                             ".tiff"),
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite the output if it exists"),
     seed: int = typer.Option(0),
     device: str = DeviceOption,
 ) -> None:
     """Draw samples from a generator as one image grid (look before you trust a generator)."""
     import torch
 
-    from ganrev.io import save_image
+    from ganrev.io import image_output_format, save_image
     from ganrev.train import image_grid
 
-    ckpt = _load_generator(generator, device)
+    _require(n >= 1, "-n", n, ">= 1")
+    _check_seed(seed)
+    dev = _device(device)
+    if out.is_dir():
+        raise GanrevError(f"-o {out} is a directory: name the grid image file")
+    image_output_format(out)
+    _check_outputs([(None, out)], force, "generate")
+    ckpt = _load_generator(generator, dev)
     z = torch.randn(n, ckpt.config.latent_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         images = ckpt.generator.images(z.to(next(ckpt.generator.parameters()).device)).float().cpu()
@@ -161,107 +401,274 @@ def generate(
     typer.echo(f"wrote {n} samples to {out}")
 
 
-def _compress_targets(inputs: List[Path], out: Optional[Path]) -> list[tuple[Path, Path]]:
-    """(image, output file) pairs: folders expand to their images; -o is a file for one image, else a folder."""
-    from ganrev.codec import EXTENSION
-    from ganrev.io import list_images
+def _compress_targets(inputs: List[Path], out: Optional[Path], force: bool = False) -> list[tuple[Path, Path]]:
+    """(image, .grv file) pairs in a fixed order, all checked before anything runs.
 
-    images: list[Path] = []
+    Folders expand to their images (recursively, sorted); a path given twice counts once. Outputs go beside
+    each input; with ``-o DIR`` into DIR, a folder's images keeping their sub-folder layout; ``-o x.grv``
+    names the file for a single image. Refused: a wrong -o, outputs that collide, exist (without ``force``),
+    are inputs, or cannot be written.
+    """
+    from ganrev.codec import EXTENSION
+    from ganrev.io import IMAGE_SUFFIXES, list_images
+
+    if out is not None and not out.is_dir() and _is_input(out, inputs):
+        raise GanrevError(f"-o {out} is one of the inputs: refusing to overwrite an input")
+    found: list[tuple[Path, Path]] = []  # (image, its path under -o DIR)
     for item in inputs:
-        images += list_images(item) if item.is_dir() else [item]
-    if not images:
-        raise GanrevError("no input images")
-    if out is not None and out.suffix == EXTENSION:
-        if len(images) > 1:
-            raise GanrevError(f"-o {out} names one file but {len(images)} images were given: pass a directory")
-        return [(images[0], out)]
-    pairs = []
-    for image in images:
-        target = (out / image.name if out is not None else image).with_suffix(EXTENSION)
-        pairs.append((image, target))
-    if len({target for _, target in pairs}) != len(pairs):
-        raise GanrevError("two inputs would be written to the same output file (same name in different folders)")
+        if item.is_dir():
+            found += [(image, image.relative_to(item)) for image in list_images(item)]
+        else:
+            found.append((item, Path(item.name)))
+    found = _unique(found)
+    if not found:
+        raise GanrevError(f"no images in {', '.join(map(str, inputs))} (folders are searched recursively for "
+                          f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    if out is not None and out.suffix.lower() == EXTENSION and not out.is_dir():
+        if len(found) > 1:
+            raise GanrevError(f"-o {out} names one file but {len(found)} images were given: pass a directory")
+        pairs = [(found[0][0], out)]
+    elif out is not None:
+        if out.exists() and not out.is_dir():
+            raise GanrevError(f"-o {out} is an existing file: give a {EXTENSION} file name (one image) or a "
+                              "directory")
+        if not out.exists() and out.suffix:
+            raise GanrevError(f"-o {out}: a compressed file's name ends in {EXTENSION}; for a directory of outputs "
+                              "give an existing directory or a new name without a suffix")
+        pairs = [(image, (out / name).with_suffix(EXTENSION)) for image, name in found]
+    else:
+        pairs = [(image, image.with_suffix(EXTENSION)) for image, _ in found]
+    _check_outputs(pairs, force, "compress")  # type: ignore[arg-type]
     return pairs
+
+
+def _load_checked(path: Path):
+    """An input image for compress, refused if too small to measure."""
+    from ganrev.io import load_image
+
+    image = load_image(path)
+    if min(image.shape[1:]) < MIN_IMAGE_SIDE:
+        raise GanrevError(f"image {path} is {image.shape[2]}x{image.shape[1]} pixels: compress needs at least "
+                          f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    return image
+
+
+def _write(target: Path, write: Callable[[], None]) -> None:
+    """Run ``write`` (an atomic write of ``target``); a failure (disk full, ...) is an error naming the file."""
+    try:
+        write()
+    except OSError as exc:
+        raise GanrevError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def _after(exc: GanrevError, done: list[Path], total: int) -> GanrevError:
+    """An error in the middle of a batch, saying which outputs were already written."""
+    if not done:
+        return exc
+    return GanrevError(f"{exc} (after writing {len(done)} of {total} outputs, the first {len(done)} in input "
+                       f"order; the last: {done[-1]})")
+
+
+def _report_skipped(skipped: list[str]) -> None:
+    typer.echo(f"ganrev: skipped {len(skipped)} unusable input{'s' if len(skipped) > 1 else ''}:", err=True)
+    for line in skipped:
+        typer.echo(f"  {line}", err=True)
 
 
 @app.command()
 def compress(
-    inputs: List[Path] = typer.Argument(..., help="images or folders of images"),
+    inputs: List[Path] = typer.Argument(..., help="images or folders of images (searched recursively)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output .grv file (one image) or directory "
-                                       "(default: beside each input)"),
+                                       "(default: beside each input, NAME.grv); a folder's images keep their "
+                                       "sub-folders under it"),
     generator: Optional[str] = GeneratorOption,
-    iters: int = typer.Option(1000, help="latent-search iterations (upper bound: rows stop early)"),
-    restarts: int = typer.Option(4, help="starting points per image"),
+    init: Optional[str] = typer.Option(None, help="search start: encoder (E(x); default when the generator has "
+                                       "an encoder), pool (best prior samples; the default otherwise), random"),
+    iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
+                                        "[200 with --init encoder, else 1000]"),
+    restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
     bits: int = typer.Option(8, help="bits per latent coordinate before entropy coding (2-16)"),
     loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2 or mix"),
     lr: float = typer.Option(0.05, help="Adam step size for the latent search"),
     seed: int = typer.Option(0),
     pool: int = typer.Option(256, help="prior samples to choose starting points from (0: random starts)"),
     patience: int = typer.Option(100, help="stop a row after this many iterations without improvement"),
-    refine_iters: int = typer.Option(50, help="quantizer-in-the-loop refinement steps"),
+    refine_iters: int = typer.Option(50, help="quantizer-in-the-loop refinement steps (>= 0)"),
     batch_size: Optional[int] = typer.Option(None, help="latent rows optimised together (default: 64 on CPU, "
                                              "4096 on CUDA)"),
     device: str = DeviceOption,
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite existing .grv outputs"),
+    keep_going: bool = typer.Option(False, "--keep-going", help="skip unreadable or unusable images, compress "
+                                    "the rest, list the skipped ones on stderr and exit with status 1"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
-    """Compress images: latent search + quantization + entropy coding; prints bytes, bpp, PSNR, SSIM."""
+    """Compress images: latent search + quantization + entropy coding; prints bytes, bpp, PSNR, SSIM.
+
+    Options, outputs and every input image are checked before the search starts.
+
+    Each group of images (one row chunk) is written as it finishes: Ctrl-C keeps and lists the files written.
+
+    Under `torchrun --nproc-per-node N $(which ganrev) compress ...` the processes share the inputs.
+    """
     from ganrev.codec import GanCodec, bits_per_pixel
-    from ganrev.invert import SearchOptions
-    from ganrev.io import atomic_write_bytes, load_image
+    from ganrev.invert import chunk_rows, default_search
+    from ganrev.io import atomic_write_bytes
     from ganrev.metrics import psnr, ssim
 
-    pairs = _compress_targets(inputs, out)
-    originals = [load_image(image) for image, _ in pairs]
-    ckpt = _load_generator(generator, device)
-    search = SearchOptions(iters=iters, restarts=restarts, loss=loss, lr=lr, seed=seed, pool=pool,
-                           patience=patience, batch_size=batch_size)
-    codec = GanCodec(ckpt, bits=bits, search=search, refine_iters=refine_iters, progress=not as_json)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = codec.compress(originals)
-    for note in sorted({str(w.message) for w in caught}):
+    _require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
+    _require(refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
+    _check_seed(seed)
+    rank, world, local_rank = _torchrun_env()
+    dev = _device(device, local_rank)
+    pairs = _compress_targets(inputs, out, force)
+    ckpt = _load_generator(generator, dev)
+    search = default_search(ckpt.encoder is not None, init=init, iters=iters, restarts=restarts, loss=loss, lr=lr,
+                            seed=seed, pool=pool, patience=patience, batch_size=batch_size)
+    codec = GanCodec(ckpt, bits=bits, search=search, refine_iters=refine_iters,
+                     progress=not as_json and rank == 0)
+    group_size = max(1, chunk_rows(search, dev) // search.restarts)
+    with _process_group(world):
+        mine = list(enumerate(pairs))[rank::world]  # rank r takes inputs r, r + world, ...
+        usable, unusable = [], []
+        for index, (image_path, target) in mine:
+            try:
+                _load_checked(image_path)
+                usable.append((index, image_path, target))
+            except GanrevError as exc:
+                unusable.append((index, str(exc)))
+        skipped = [message for _, message in sorted(u for part in _all_gather(unusable, world) for u in part)]
+        if skipped and not keep_going:
+            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+            hint = " (--keep-going compresses the others)" if len(pairs) > len(skipped) else ""
+            error = GanrevError(f"{skipped[0]}{more}; nothing was compressed{hint}")
+            if world == 1:
+                raise error
+            if rank == 0:  # the same error on every rank: rank 0 prints it before any rank exits
+                _echo_error(error)
+            _barrier(world)
+            raise typer.Exit(2)
+        rows: list[dict] = []
+        notes: set[str] = set()
+        done: list[Path] = []
+        try:
+            for start in range(0, len(usable), group_size):
+                group = usable[start:start + group_size]
+                originals = [_load_checked(image_path) for _, image_path, _ in group]
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    results = codec.compress(originals)
+                notes |= {str(w.message) for w in caught}
+                measured = []
+                for (index, image_path, target), original, result in zip(group, originals, results):
+                    decoded = codec.decode(result.data)
+                    measured.append((target, result.data, {
+                        "input": str(image_path), "output": str(target), "bytes": len(result.data),
+                        "bpp": bits_per_pixel(len(result.data), original.shape[2], original.shape[1]),
+                        "psnr": float(psnr(decoded[None], original[None])[0]),
+                        "ssim": float(ssim(decoded[None], original[None])[0]),
+                        "ssim_latent": result.ssim_latent, "ssim_quantized": result.ssim_quantized,
+                        "ssim_refined": result.ssim_refined, "iterations": result.iterations, "_index": index,
+                        **({"rank": rank} if world > 1 else {}),
+                    }))
+                for target, data, row in measured:
+                    _write(target, lambda: atomic_write_bytes(target, data))
+                    done.append(target)
+                    rows.append(row)
+                if not as_json and rank == 0 and len(usable) > group_size:
+                    typer.echo(f"{len(done)}/{len(usable)} images compressed"
+                               + (" by rank 0" if world > 1 else ""), err=True)
+        except KeyboardInterrupt:
+            raise Interrupted(done, len(usable), rank if world > 1 else None) from None
+        except GanrevError as exc:
+            raise _after(exc, done, len(usable)) from exc
+        gathered = _gather_to_rank0((rows, sorted(notes)), rank, world)
+    if rank != 0:
+        return  # rank 0 reports, and carries the exit status (torchrun would stop it if another rank failed)
+    rows = sorted((row for part_rows, _ in gathered for row in part_rows), key=lambda row: row["_index"])
+    for row in rows:
+        del row["_index"]
+    for note in sorted({note for _, part_notes in gathered for note in part_notes}):
         typer.echo(f"warning: {note}", err=True)
-    rows = []
-    for (image_path, target), original, result in zip(pairs, originals, results):
-        atomic_write_bytes(target, result.data)
-        decoded = codec.decode(result.data)
-        rows.append({
-            "input": str(image_path), "output": str(target), "bytes": len(result.data),
-            "bpp": bits_per_pixel(len(result.data), original.shape[2], original.shape[1]),
-            "psnr": float(psnr(decoded[None], original[None])[0]),
-            "ssim": float(ssim(decoded[None], original[None])[0]),
-            "ssim_latent": result.ssim_latent, "ssim_quantized": result.ssim_quantized,
-            "ssim_refined": result.ssim_refined, "iterations": result.iterations,
-        })
     if as_json:
         _echo_json(rows)
-        return
-    typer.echo(f"{'file':40} {'bytes':>6} {'bpp':>7} {'PSNR':>7} {'SSIM':>7}")
-    for row in rows:
-        typer.echo(f"{row['output']:40} {row['bytes']:6d} {row['bpp']:7.4f} {row['psnr']:7.3f} {row['ssim']:7.4f}")
+    elif rows:
+        typer.echo(f"{'file':40} {'bytes':>6} {'bpp':>7} {'PSNR':>7} {'SSIM':>7}")
+        for row in rows:
+            typer.echo(f"{row['output']:40} {row['bytes']:6d} {row['bpp']:7.4f} {row['psnr']:7.3f} "
+                       f"{row['ssim']:7.4f}")
+    if skipped:
+        _report_skipped(skipped)
+        raise typer.Exit(1)
+
+
+def _decompress_targets(files: List[Path], out: Optional[Path], force: bool = False) -> list[tuple[Path, Path]]:
+    """(.grv file, image) pairs, all checked before anything is decoded. Default: ``a.grv`` -> ``a.dec.png``
+    beside it; ``-o DIR``: ``DIR/a.png``; ``-o x.png`` (.png, .bmp, .tif, .tiff) for a single file."""
+    from ganrev.io import image_output_format
+
+    if out is not None and not out.is_dir() and _is_input(out, files):
+        raise GanrevError(f"-o {out} is one of the inputs: refusing to overwrite an input")
+    unique = [path for path, _ in _unique([(path, path) for path in files])]
+    if out is None:
+        pairs = [(path, path.with_name(path.stem + DECODED_SUFFIX)) for path in unique]
+    elif out.is_dir() or (not out.exists() and not out.suffix):
+        pairs = [(path, out / (path.stem + ".png")) for path in unique]
+    else:
+        if len(unique) > 1:
+            raise GanrevError(f"-o {out} names one file but {len(unique)} inputs were given: pass a directory")
+        image_output_format(out)
+        pairs = [(unique[0], out)]
+    _check_outputs(pairs, force, "decompress")  # type: ignore[arg-type]
+    return pairs
 
 
 @app.command()
 def decompress(
     files: List[Path] = typer.Argument(..., help=".grv files"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output image (one file) or directory "
-                                       "(default: beside each input, .png)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output image for one file (.png, .bmp, .tif, "
+                                       ".tiff) or directory (DIR/NAME.png); default: NAME.dec.png beside each "
+                                       "input, so an original NAME.png is never touched"),
     generator: Optional[str] = GeneratorOption,
     device: str = DeviceOption,
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
+    keep_going: bool = typer.Option(False, "--keep-going", help="skip unreadable or damaged files, decode the "
+                                    "rest, list the skipped ones on stderr and exit with status 1"),
 ) -> None:
-    """Decode .grv files to PNG (one generator forward pass each)."""
+    """Decode .grv files to lossless images (one generator forward pass each).
+
+    Every file is decoded once before anything is written: a damaged file stops the batch with nothing written.
+    """
     from ganrev.codec import GanCodec
     from ganrev.io import save_image
 
-    if out is not None and out.suffix and len(files) > 1:
-        raise GanrevError(f"-o {out} names one file but {len(files)} inputs were given: pass a directory")
-    codec = GanCodec(_load_generator(generator, device))
-    for path in files:
-        data = _read_bytes(path)
-        image = codec.decode(data)
-        target = out if out is not None and out.suffix else (out or path.parent) / (path.stem + ".png")
-        save_image(image, target)
-        typer.echo(f"{path} -> {target} ({image.shape[2]}x{image.shape[1]})")
+    dev = _device(device)
+    pairs = _decompress_targets(files, out, force)
+    codec = GanCodec(_load_generator(generator, dev))
+    usable, skipped = [], []
+    for path, target in pairs:
+        try:
+            codec.decode(_read_bytes(path))
+            usable.append((path, target))
+        except GanrevError as exc:
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            if not keep_going:
+                hint = " (--keep-going decodes the others)" if len(pairs) > 1 else ""
+                raise GanrevError(f"{message}; nothing was decoded{hint}") from exc
+            skipped.append(message)
+    done: list[Path] = []
+    try:
+        for path, target in usable:
+            image = codec.decode(_read_bytes(path))
+            _write(target, lambda: save_image(image, target))
+            done.append(target)
+            typer.echo(f"{path} -> {target} ({image.shape[2]}x{image.shape[1]})")
+    except KeyboardInterrupt:
+        raise Interrupted(done, len(usable)) from None
+    except GanrevError as exc:
+        raise _after(exc, done, len(usable)) from exc
+    if skipped:
+        _report_skipped(skipped)
+        raise typer.Exit(1)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -282,7 +689,10 @@ def info(
     rows = []
     for path in files:
         data = _read_bytes(path)
-        header, payload = unpack_file(data)
+        try:
+            header, payload = unpack_file(data)
+        except GanrevError as exc:
+            raise GanrevError(f"{path}: {exc}") from exc
         rows.append({
             "file": str(path), "format_version": header.version, "generator_fingerprint": header.fingerprint.hex(),
             "bits": header.bits, "clip": header.clip, "sigma": header.sigma, "latent_dim": header.latent_dim,
@@ -302,8 +712,13 @@ def table(
     generator: Optional[str] = GeneratorOption,
     images: Optional[Path] = typer.Option(None, "--images", help="folder of images to evaluate on "
                                           "(default: the generator directory's heldout/)"),
-    iters: int = typer.Option(1000, help="latent-search iterations (upper bound: rows stop early)"),
-    restarts: int = typer.Option(TABLE_RESTARTS, help="starting points per image"),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", help="another generator (path or shipped name) "
+                                                "to add as a GAN-reversal row; repeatable [default: emoji64-gan "
+                                                "when the default generator is used]"),
+    init: Optional[str] = typer.Option(None, help="search start for every generator (default: what compress "
+                                       "does for each: encoder when it has one, else pool)"),
+    iters: Optional[int] = typer.Option(None, help="latent-search iterations [compress's default for the start]"),
+    restarts: Optional[int] = typer.Option(None, help="starting points per image [compress's default]"),
     bits: int = typer.Option(TABLE_BITS, help="bits per latent coordinate before entropy coding (2-16); "
                              "6 costs ~0.004 SSIM vs 8 and saves ~25 bytes (see the curves)"),
     limit: Optional[int] = typer.Option(None, help="use only the first N images (sorted by name)"),
@@ -316,17 +731,19 @@ def table(
                                 "sweeps, GAN reversal over bits; the latent search is re-used)"),
     curves_out: Optional[Path] = typer.Option(None, "--curves-out", help="PNG for the curves, points beside it "
                                               "as .json (implies --curves; default: curves.png)"),
-    lpips_weights: Optional[Path] = typer.Option(None, help="AlexNet backbone weights for LPIPS "
-                                                 "(default: $GANREV_LPIPS_WEIGHTS or the torch hub cache)"),
+    lpips_weights: Optional[Path] = typer.Option(None, help="LPIPS weights: an AlexNet backbone .pth or a whole "
+                                                 "LPIPS .safetensors (default: $GANREV_LPIPS_WEIGHTS, else the "
+                                                 "shipped pretrained/lpips/)"),
     progress: bool = typer.Option(True, help="progress bars on stderr"),
 ) -> None:
     """Compare GAN reversal with PNG, K-means, JPEG, WebP (and AVIF) on a folder of images: the results table.
 
     Each scheme encodes every image to real file bytes and decodes them; bpp counts every byte.
-
-    WebP and AVIF run at the quality whose mean bpp is closest to GAN reversal's.
+    One GAN-reversal row per generator (--generator, then each --compare). WebP and AVIF run at the
+    quality whose mean bpp is closest to the first generator's.
     """
     from ganrev.evaluate import (
+        EvalOptions,
         plot_curves,
         run_curves,
         run_table,
@@ -336,9 +753,17 @@ def table(
         write_table_markdown,
     )
 
+    _device(device)
     path = resolve_generator_path(generator)
-    result = run_table(path, images, iters=iters, restarts=restarts, bits=bits, limit=limit, seed=seed,
-                       device=device, progress=progress, lpips_weights=lpips_weights)
+    if compare is None:
+        default = generator is None and not os.environ.get("GANREV_GENERATOR")
+        compare = [COMPARE_GENERATOR] if default and (PRETRAINED_DIR / COMPARE_GENERATOR).is_dir() else []
+    compared = tuple(resolve_generator_path(name) for name in compare)
+    overrides = tuple((key, value) for key, value in
+                      (("init", init), ("iters", iters), ("restarts", restarts), ("seed", seed)) if value is not None)
+    options = EvalOptions(search_overrides=overrides, bits=bits, limit=limit, seed=seed, device=device, progress=progress,
+                          lpips_weights=lpips_weights, compare=compared)
+    result = run_table(path, images, options)
     typer.echo(result.markdown())
     typer.echo(result.matched_rate_line())
     meta = result.metadata
@@ -357,8 +782,7 @@ def table(
         written.append(md_out)
     if curves or curves_out is not None:
         png = curves_out if curves_out is not None else Path("curves.png")
-        points = run_curves(path, images, iters=iters, restarts=restarts, bits=bits, limit=limit, seed=seed,
-                            device=device, progress=progress, search=result.search, lpips_weights=lpips_weights)
+        points = run_curves(path, images, options, search=result.search)
         plot_curves(points, png)
         write_curves_json(points, png.with_suffix(".json"))
         written += [png, png.with_suffix(".json")]
@@ -366,13 +790,26 @@ def table(
         typer.echo(f"wrote {target}")
 
 
-def main() -> None:
-    """Entry point: run the app, printing GanrevError as a one-line message (exit code 2)."""
+def _echo_error(exc: GanrevError) -> None:
+    typer.echo(f"ganrev: error: {' '.join(str(exc).split())}", err=True)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point. A GanrevError is printed as one line ``ganrev: error: ...`` (exit 2); Ctrl-C as
+    ``ganrev: interrupted`` (exit 130), with the outputs a batch had written."""
     try:
-        app()
+        app(args=argv, prog_name="ganrev")
     except GanrevError as exc:
-        typer.echo(f"ganrev: error: {exc}", err=True)
+        _echo_error(exc)
         sys.exit(2)
+    except Interrupted as exc:
+        typer.echo("ganrev: interrupted", err=True)
+        typer.echo(f"ganrev: {exc.report()}", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("ganrev: interrupted", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C outside a batch into a silent exit 130
+            typer.echo("ganrev: interrupted", err=True)
+        raise

@@ -151,6 +151,21 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8(image))
 
 
+IMAGE_OUTPUT_SUFFIXES = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+"""The suffixes the CLI writes images as (decompress, generate): lossless formats that keep gray images gray,
+so a decoded file holds exactly the pixels that compress measured."""
+
+
+def image_output_format(path: str | os.PathLike[str]) -> str:
+    """The PIL format for an image output of the CLI, from its suffix; any other suffix is an error."""
+    p = Path(path)
+    fmt = IMAGE_OUTPUT_SUFFIXES.get(p.suffix.lower())
+    if fmt is None:
+        raise GanrevError(f"{p}: an image output's name must end in {', '.join(IMAGE_OUTPUT_SUFFIXES)} "
+                          "(lossless formats)")
+    return fmt
+
+
 def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:
     """Save a ``[C, H, W]`` tensor as an 8-bit image, format from the suffix (PNG if unknown), atomically."""
     p = Path(path)
