@@ -128,7 +128,10 @@ def fit_generator_command(
     epochs: int = typer.Option(25, help="total epochs (with --resume: the new total)"),
     batch_size: int = typer.Option(64, help="images per step (clamped, with a warning, to a smaller data set)"),
     lr: Optional[float] = typer.Option(None, help="Adam step for G (and E) [gan 2e-4, aegan 1e-3]"),
-    disc_lr: Optional[float] = typer.Option(None, help="aegan: Adam step for D [2e-4]"),
+    disc_lr: Optional[float] = typer.Option(None, help="aegan: Adam step for D [2e-4; with --resume: the saved "
+                                            "run's]"),
+    disc_steps: Optional[int] = typer.Option(None, help="aegan: D updates per G update [1; with --resume: the "
+                                             "saved run's]"),
     beta1: float = typer.Option(0.5),
     recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1), "
                                    "ssim, ms-ssim, l1, l2, mix (MS-SSIM + L1)"),
@@ -143,7 +146,7 @@ def fit_generator_command(
     seed: int = typer.Option(0),
     hflip: bool = typer.Option(True, help="random horizontal flips"),
     resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (the saved options, except --epochs "
-                                "and any --adv-weight / --adv-warmup given)"),
+                                "and any --adv-weight / --adv-warmup / --disc-lr / --disc-steps given)"),
     device: str = DeviceOption,
     workers: int = typer.Option(0, help="data-loader worker processes"),
     max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
@@ -156,12 +159,12 @@ def fit_generator_command(
     from ganrev.train import TrainOptions, fit_generator
 
     _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
-    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup}
+    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps}
     given = {name: value for name, value in schedule.items() if value is not None}
     options = TrainOptions(**given,data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
                            disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
                            seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch, objective=objective,
-                           recon_loss=recon_loss, prior_weight=prior_weight, encoder_width=encoder_width, disc_lr=disc_lr, ema=ema,
+                           recon_loss=recon_loss, prior_weight=prior_weight, encoder_width=encoder_width, ema=ema,
                            validation=validation)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -485,7 +488,7 @@ def compress(
     init: Optional[str] = typer.Option(None, help="search start: encoder (E(x); default when the generator has "
                                        "an encoder), pool (best prior samples; the default otherwise), random"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
-                                        "[200 with --init encoder, else 1000]"),
+                                        "[100 with --init encoder, else 1000]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
     bits: int = typer.Option(8, help="bits per latent coordinate before entropy coding (2-16)"),
     loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2 or mix"),
@@ -638,7 +641,7 @@ def decompress(
 
     Every file is decoded once before anything is written: a damaged file stops the batch with nothing written.
     """
-    from ganrev.codec import GanCodec
+    from ganrev.codec import GanCodec, WrongGeneratorError
     from ganrev.io import save_image
 
     dev = _device(device)
@@ -651,6 +654,8 @@ def decompress(
             usable.append((path, target))
         except GanrevError as exc:
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            if isinstance(exc, WrongGeneratorError):
+                message += _shipped_generator_hint(exc.fingerprint)
             if not keep_going:
                 hint = " (--keep-going decodes the others)" if len(pairs) > 1 else ""
                 raise GanrevError(f"{message}; nothing was decoded{hint}") from exc
@@ -669,6 +674,19 @@ def decompress(
     if skipped:
         _report_skipped(skipped)
         raise typer.Exit(1)
+
+
+def _shipped_generator_hint(fingerprint: bytes) -> str:
+    """' (made with the shipped generator NAME: add -g NAME)' when one under pretrained/ has this fingerprint."""
+    prefix = fingerprint.hex()
+    for config in sorted(PRETRAINED_DIR.glob("*/config.json")):
+        try:
+            if str(json.loads(config.read_text()).get("fingerprint", "")).startswith(prefix):
+                name = config.parent.name
+                return f" (it was made with the shipped generator {name}: add -g {name})"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return ""
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -199,6 +199,15 @@ class Quantizer:
         return units / SIGMA_UNITS, payload
 
 
+class WrongGeneratorError(GanrevError):
+    """A file made with another generator than the loaded one; ``fingerprint`` is the file's (a prefix)."""
+
+    def __init__(self, fingerprint: bytes, loaded: bytes) -> None:
+        super().__init__(f"this file was made with another generator (fingerprint {fingerprint.hex()}..., the "
+                         f"loaded generator is {loaded.hex()}...): decode it with the generator that made it")
+        self.fingerprint = fingerprint
+
+
 @dataclass
 class CompressedImage:
     """One compressed image and what it cost: bytes, and SSIM at the model's resolution per stage."""
@@ -348,8 +357,7 @@ class GanCodec:
         cfg = self.checkpoint.config
         mine = self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES]
         if header.fingerprint != mine:
-            raise GanrevError(f"this file was made with another generator (fingerprint {header.fingerprint.hex()}..., "
-                              f"the loaded generator is {mine.hex()}...): decode it with the generator that made it")
+            raise WrongGeneratorError(header.fingerprint, mine)
         if header.latent_dim != cfg.latent_dim or header.resolution != cfg.resolution:
             raise GanrevError(f"file header (latent {header.latent_dim}, resolution {header.resolution}) does not "
                               f"match the generator (latent {cfg.latent_dim}, resolution {cfg.resolution})")

@@ -75,7 +75,7 @@ INITS: tuple[str, ...] = ("encoder", "pool", "random")
 ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # Search length with an encoder start (the pool start keeps the dataclass defaults): E(x) is already close,
 # so a short search gets the gain; chosen from the ablation in experiments/ablation_init.py (see README).
-ENCODER_SEARCH = {"iters": 200, "restarts": 1}
+ENCODER_SEARCH = {"iters": 100, "restarts": 1}
 
 
 @dataclass(frozen=True)

@@ -360,7 +360,7 @@ def lpips_status(weights_path: str | os.PathLike[str] | None = None) -> tuple[bo
     if isinstance(model, str):
         return False, model
     if source == "shipped":
-        return True, f"LPIPS (AlexNet, v0.1) with the shipped weights {path}"
+        return True, f"LPIPS (AlexNet, v0.1) with the shipped weights pretrained/lpips/{path.name}"
     if path.suffix == ".safetensors":
         return True, f"LPIPS (AlexNet, v0.1) with weights from {path}"
     return True, f"LPIPS (AlexNet) with backbone weights from {path}"

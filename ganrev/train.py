@@ -82,6 +82,7 @@ class TrainOptions:
     prior_weight: float = 0.1  # aegan: weight of the moment-matching penalty on E(x)
     encoder_width: int | None = None  # aegan: None = width
     disc_lr: float | None = None  # aegan: None = 2e-4
+    disc_steps: int = 1  # aegan: discriminator updates per generator update (SN-GAN uses 5)
     ema: float = 0.995  # aegan: decay of the weight average of G and E (0: no averaging)
     validation: bool = True  # aegan: carve a validation split from the training side to pick the best epoch
 
@@ -96,7 +97,7 @@ class TrainOptions:
             "beta1": math.isfinite(self.beta1) and 0 <= self.beta1 < 1,
             "real_label": math.isfinite(self.real_label) and 0 < self.real_label <= 1,
             "adv_weight": math.isfinite(self.adv_weight) and self.adv_weight >= 0,
-            "adv_warmup": self.adv_warmup >= 0,
+            "adv_warmup": self.adv_warmup >= 0, "disc_steps": self.disc_steps >= 1,
             "prior_weight": math.isfinite(self.prior_weight) and self.prior_weight >= 0,
             "ema": math.isfinite(self.ema) and 0 <= self.ema < 1,
             "width": self.width >= 1 and self.disc_width >= 1 and (self.encoder_width or 1) >= 1,
@@ -255,6 +256,8 @@ class AeganObjective:
         self.emaE.load_state_dict(state["ema_encoder"])
         self.optG.load_state_dict(state["opt_generator"])
         self.optD.load_state_dict(state["opt_discriminator"])
+        for group in self.optD.param_groups:  # the saved state holds the old step; a resume may change it
+            group["lr"] = self.options.disc_lr or 2e-4
         self.ema_steps = int(state.get("ema_steps", 10**6))  # states saved before the warm-up was recorded
 
     def shipped(self) -> tuple[Generator, Encoder | None]:
@@ -280,14 +283,15 @@ class AeganObjective:
                    "latent_std": code.float().std(dim=0).mean().item()}
         loss_g = loss_recon + options.prior_weight * loss_prior
         if adversarial:
-            with autocast:
-                # D step on detached fakes, then G's hinge term through a fresh D pass.
-                logits_real = self.netD(diff_augment(real))
-                logits_fake = self.netD(diff_augment(generated.detach()))
-                loss_d = F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
-            self.optD.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.optD.step()
+            for _ in range(options.disc_steps):
+                # D steps on detached fakes (freshly augmented each time), then G's hinge term.
+                with autocast:
+                    logits_real = self.netD(diff_augment(real))
+                    logits_fake = self.netD(diff_augment(generated.detach()))
+                    loss_d = F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+                self.optD.zero_grad(set_to_none=True)
+                loss_d.backward()
+                self.optD.step()
             self.netD.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
             with autocast:
                 loss_adv = -self.netD(diff_augment(generated)).float().mean()
@@ -353,7 +357,7 @@ def validation_ssim(generator: Generator, encoder: Encoder, images: torch.Tensor
     return torch.cat(scores)
 
 
-RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup")
+RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup", "disc_lr", "disc_steps")
 """Options a resumed run may change: the schedule. Architecture, data, seed and the rest are the saved run's."""
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ganrev.cli import app
 from ganrev.io import load_image
 from ganrev.metrics import psnr, ssim
-from ganrev.models import Generator, GeneratorConfig, init_weights, save_generator
+from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, save_generator
 
 runner = CliRunner()
 FAST = ["--iters", "15", "--restarts", "1", "--pool", "8", "--refine-iters", "5"]
@@ -109,3 +109,37 @@ def test_help_lists_commands():
     text = invoke("--help").stdout
     for command in ("compress", "decompress", "info", "metrics", "fit-generator", "generate", "table"):
         assert command in text
+
+
+@pytest.fixture(scope="module")
+def with_encoder(workspace):
+    """A checkpoint with an encoder (as fit-generator --objective aegan writes)."""
+    torch.manual_seed(1)
+    config = GeneratorConfig(latent_dim=16, channels=3, resolution=32, width=8)
+    generator, encoder = Generator(config), Encoder(config)
+    generator.apply(init_weights)
+    encoder.apply(init_weights)
+    save_generator(generator, workspace / "gen-enc", {"dataset": "test"}, encoder=encoder)
+    return workspace / "gen-enc"
+
+
+@pytest.mark.parametrize("init,iterations", [(None, "default"), ("encoder", 3), ("pool", 3), ("random", 3)])
+def test_compress_init_choices(workspace, with_encoder, tmp_path, init, iterations):
+    args = ["compress", str(workspace / "images" / "astronaut.png"), "-g", str(with_encoder), "-o",
+            str(tmp_path / "a.grv"), "--json", "--refine-iters", "1", "--restarts", "1"]
+    args += ["--init", init, "--iters", "3"] if init else ["--iters", "0"]
+    row = json.loads(invoke(*args).stdout)[0]
+    # the default for a checkpoint with an encoder is the encoder start; --iters 0 then keeps E(x) itself
+    assert row["iterations"] == (0 if init is None else 3)
+    decoded = tmp_path / "a.png"
+    invoke("decompress", str(tmp_path / "a.grv"), "-g", str(with_encoder), "-o", str(decoded))
+    original = load_image(workspace / "images" / "astronaut.png")
+    assert float(ssim(load_image(decoded)[None], original[None])[0]) == pytest.approx(row["ssim"], abs=1e-6)
+
+
+def test_compress_without_an_encoder_starts_from_the_pool(workspace, tmp_path):
+    args = ["compress", str(workspace / "images" / "astronaut.png"), "-g", str(workspace / "gen"), "-o",
+            str(tmp_path / "a.grv"), "--json", "--iters", "2", "--restarts", "1", "--pool", "8", "--refine-iters", "1"]
+    assert json.loads(invoke(*args).stdout)[0]["iterations"] == 2
+    result = runner.invoke(app, args[:-1] + ["1", "--init", "encoder", "--force"])
+    assert result.exit_code != 0 and "no encoder" in str(result.exception)

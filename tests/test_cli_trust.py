@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+import ganrev.cli
 import ganrev.codec
 import ganrev.io
 from ganrev.cli import main
@@ -499,3 +501,21 @@ def test_a_bad_device_is_one_line_for_table_and_training(command, tmp_path, monk
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("ganrev: error: invalid --device 'tpu'") and "Traceback" not in err
     assert not (tmp_path / "never-written").exists()
+
+
+def test_a_file_from_a_shipped_generator_names_it(capsys, tmp_path, gen, monkeypatch):
+    """Decoding with the wrong generator: when a shipped generator made the file, the error says which."""
+    shipped = tmp_path / "pretrained"
+    shutil.copytree(gen, shipped / "tiny-shipped")
+    monkeypatch.setattr(ganrev.cli, "PRETRAINED_DIR", shipped)
+    image = make_image(tmp_path / "a.png")
+    code, _, err = run(capsys, "compress", image, "-g", "tiny-shipped", "--iters", "1", "--refine-iters", "0",
+                       "--device", "cpu")
+    assert code == 0, err
+    torch.manual_seed(1)
+    other = Generator(GeneratorConfig(latent_dim=8, channels=3, resolution=16, width=4))
+    other.apply(init_weights)
+    save_generator(other, tmp_path / "other", {"dataset": "test"})
+    code, _, err = run(capsys, "decompress", tmp_path / "a.grv", "-g", tmp_path / "other", "--device", "cpu")
+    one_line_error(code, err, "another generator", "add -g tiny-shipped")
+    assert not (tmp_path / "a.dec.png").exists()

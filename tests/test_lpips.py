@@ -254,3 +254,16 @@ def test_converter_layout_loads_into_lpips(converter: ModuleType) -> None:
     tree["AlexNet_0"]["Conv_5"] = tree["AlexNet_0"]["Conv_4"]
     with pytest.raises(ValueError, match="unexpected checkpoint layout"):
         converter.convert(tree)
+
+
+def test_cli_metrics_json_matches_lpips_jax(offline: None) -> None:
+    """`ganrev metrics --json` (the path a user takes) on held-out pairs, one process per pair as a user runs it."""
+    from typer.testing import CliRunner
+
+    from ganrev.cli import app
+
+    for pair in HELD_OUT[:3]:
+        result = CliRunner().invoke(app, ["metrics", "--json", str(FIXTURES / pair["reference"]),
+                                          str(FIXTURES / pair["test"])])
+        assert result.exit_code == 0, result.output
+        assert abs(json.loads(result.stdout)["lpips"] - pair["lpips_jax"]) <= TOLERANCE

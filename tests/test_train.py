@@ -390,5 +390,9 @@ def test_resume_can_start_the_adversarial_term_of_a_reconstruction_run(shapes: P
     assert "loss_d" not in summary["history"][0] and "loss_d" in summary["history"][1]
     options = json.loads((out / "config.json").read_text())["training"]["options"]
     assert options["adv_weight"] == 0.1 and options["width"] == 8  # the schedule changed, the architecture not
+    faster_d = _aegan(Path("/nonexistent"), epochs=3, adv_weight=0.1, adv_warmup=1, disc_lr=1e-3)
+    fit_generator(faster_d, out, resume=True, device="cpu", progress=False, resume_changes=("epochs", "disc_lr"))
+    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    assert [group["lr"] for group in state["opt_discriminator"]["param_groups"]] == [1e-3]
     with pytest.raises(GanrevError, match="cannot change width"):
         fit_generator(later, out, resume=True, device="cpu", progress=False, resume_changes=("width",))
