@@ -23,6 +23,7 @@ import torch
 import ganrev
 from ganrev.invert import SearchOptions, invert
 from ganrev.io import atomic_write_text, list_images, load_image
+from ganrev.evaluate import display_path
 from ganrev.models import load_generator
 from ganrev.train import choose_device
 
@@ -77,10 +78,10 @@ def main() -> None:
     result = {
         "benchmark": "bench_invert", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device), "torch": torch.__version__, "ganrev": ganrev.__version__,
-        "generator": str(args.generator), "fingerprint": checkpoint.fingerprint, "loss": args.loss,
+        "generator": display_path(args.generator), "fingerprint": checkpoint.fingerprint, "loss": args.loss,
         "iters": args.iters, "restarts": 1, "early_stopping": False, "rows": rows,
         "command": "python experiments/bench_invert.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else display_path(v) if k == 'generator' else v}"
             for k, v in vars(args).items() if v is not None and k != "out"),
     }
     out = Path(args.out) if args.out else ROOT / "experiments" / "results" / f"bench_invert_{device.type}.json"

@@ -119,7 +119,7 @@ def test_lpips_is_available_with_no_env_var_and_no_download(offline: None, monke
     monkeypatch.setattr(metrics, "_LPIPS_TEMPLATES", {})
     available, description = metrics.lpips_status()
     assert available, description
-    assert str(metrics.SHIPPED_LPIPS_WEIGHTS) in description and "shipped" in description
+    assert f"pretrained/lpips/{metrics.SHIPPED_LPIPS_WEIGHTS.name}" in description and "shipped" in description
     assert metrics.SHIPPED_LPIPS_WEIGHTS == ROOT / "pretrained" / "lpips" / "alexnet-lpips-v0.1.safetensors"
 
 
