@@ -491,7 +491,7 @@ def compress(
                                         "[100 with --init encoder, else 1000]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
     bits: int = typer.Option(8, help="bits per latent coordinate before entropy coding (2-16)"),
-    loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2 or mix"),
+    loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2, mix (MS-SSIM + L1) or ssim+l1"),
     lr: float = typer.Option(0.05, help="Adam step size for the latent search"),
     seed: int = typer.Option(0),
     pool: int = typer.Option(256, help="prior samples to choose starting points from (0: random starts)"),
