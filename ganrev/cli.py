@@ -217,33 +217,10 @@ def _check_seed(seed: int) -> None:
 
 
 def _device(requested: str, local_rank: int = 0):
-    """The torch device for ``--device``, checked before anything runs. ``auto`` is CUDA when present; under
-    torchrun ``auto`` and ``cuda`` take the process's own GPU (LOCAL_RANK modulo the GPUs present)."""
-    import torch
+    """:func:`ganrev.train.choose_device`: ``--device`` checked before anything runs."""
+    from ganrev.train import choose_device
 
-    hint = "use auto, cpu, cuda or cuda:N"
-    text = requested.strip()
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise GanrevError(f"invalid --device {requested!r}: {hint}") from None
-    if device.type == "cpu":
-        return torch.device("cpu")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise GanrevError(f"--device {requested}: no CUDA GPU is available (use --device cpu)")
-        if device.index is None:
-            return torch.device("cuda", local_rank % count)
-        if device.index >= count:
-            raise GanrevError(f"--device {requested}: this machine has {count} CUDA device(s), cuda:0 to "
-                              f"cuda:{count - 1}")
-        return device
-    if device.type == "mps" and torch.backends.mps.is_available():
-        return device
-    raise GanrevError(f"invalid --device {requested!r}: {hint}")
+    return choose_device(requested, local_rank)
 
 
 def _torchrun_env() -> tuple[int, int, int]:

@@ -115,15 +115,39 @@ class TrainOptions:
     def generator_lr(self) -> float:
         return self.lr if self.lr is not None else (2e-4 if self.objective == "gan" else 1e-3)
 
+    @property
+    def discriminator_lr(self) -> float:
+        """aegan's D step (gan uses :attr:`generator_lr` for both, as pytorch/examples does)."""
+        return self.disc_lr if self.disc_lr is not None else 2e-4
 
-def choose_device(requested: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; otherwise the named device."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GanrevError("--device cuda requested but no CUDA GPU is available")
-    return device
+
+def choose_device(requested: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """The torch device for ``--device``, checked before anything runs: ``auto`` is CUDA when present, else CPU.
+    ``auto`` and ``cuda`` without an index take GPU ``local_rank`` (modulo the GPUs present), so each torchrun
+    process gets its own. Unknown names and absent GPUs are a one-line :class:`GanrevError`."""
+    hint = "use auto, cpu, cuda or cuda:N"
+    text = str(requested).strip()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise GanrevError(f"invalid --device {requested!r}: {hint}") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GanrevError(f"--device {requested}: no CUDA GPU is available (use --device cpu)")
+        if device.index is None:
+            return torch.device("cuda", local_rank % count)
+        if device.index >= count:
+            raise GanrevError(f"--device {requested}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}")
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise GanrevError(f"invalid --device {requested!r}: {hint}")
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor:
@@ -233,7 +257,7 @@ class AeganObjective:
         betas = (options.beta1, 0.999)
         self.optG = torch.optim.Adam(list(self.netG.parameters()) + list(self.netE.parameters()),
                                      lr=options.generator_lr, betas=betas)
-        self.optD = torch.optim.Adam(self.netD.parameters(), lr=options.disc_lr or 2e-4, betas=betas)
+        self.optD = torch.optim.Adam(self.netD.parameters(), lr=options.discriminator_lr, betas=betas)
         self.recon = per_image_loss(options.recon_loss)
         self.ema_steps = 0
 
@@ -257,7 +281,7 @@ class AeganObjective:
         self.optG.load_state_dict(state["opt_generator"])
         self.optD.load_state_dict(state["opt_discriminator"])
         for group in self.optD.param_groups:  # the saved state holds the old step; a resume may change it
-            group["lr"] = self.options.disc_lr or 2e-4
+            group["lr"] = self.options.discriminator_lr
         self.ema_steps = int(state.get("ema_steps", 10**6))  # states saved before the warm-up was recorded
 
     def shipped(self) -> tuple[Generator, Encoder | None]:
@@ -389,7 +413,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged or foreign file: name it, in one line
             raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
-        # A resumed run keeps its architecture, data and seed; only the epoch budget can grow.
+        # A resumed run keeps its architecture, data and seed; only RESUME_CHANGES (the schedule) may change.
         # Runs saved before the aegan objective existed were gan runs with a fixed learning rate.
         saved = {"objective": "gan"} | state["options"]
         options = TrainOptions(**(saved | {name: getattr(options, name) for name in resume_changes}))
