@@ -109,18 +109,18 @@ REPO_ROOT = Path(ganrev.__file__).resolve().parent.parent
 class EvalOptions:
     """How :func:`run_table` and :func:`run_curves` measure: one object from the CLI (or a script) down.
 
-    ``search=None`` gives each generator the CLI's own defaults (:func:`ganrev.invert.default_search`: an
+    Each generator is searched with the CLI's own defaults for it (:func:`ganrev.invert.default_search`: an
     encoder start when the checkpoint has an encoder, else the best-of-pool start), changed by
-    ``search_overrides`` (e.g. ``(("iters", 500),)``), so the table measures what ``ganrev compress`` does. ``compare`` names further generator checkpoints, each a GAN-reversal row
+    ``search_overrides`` (e.g. ``(("iters", 500),)``), so the table measures what ``ganrev compress`` does.
+    ``compare`` names further generator checkpoints, each a GAN-reversal row
     on the same images (the rate matching follows the first generator).
     """
 
-    search: SearchOptions | None = None
-    search_overrides: tuple[tuple[str, Any], ...] = ()  # with search=None: fields changed from those defaults
+    search_overrides: tuple[tuple[str, Any], ...] = ()  # SearchOptions fields changed from compress's defaults
     bits: int = 6
     refine_iters: int = 50
     limit: int | None = None
-    seed: int = 0  # K-means initialisation (the search has its own seed in ``search``)
+    seed: int = 0  # K-means initialisation (the search's seed is one of ``search_overrides``)
     device: str | torch.device = "auto"
     progress: bool = False
     lpips_weights: str | os.PathLike[str] | None = None
@@ -142,8 +142,8 @@ class EvalOptions:
             raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")
 
     def search_for(self, checkpoint: GeneratorCheckpoint) -> SearchOptions:
-        """``search``, or compress's defaults for this checkpoint with ``search_overrides`` applied."""
-        return self.search or default_search(checkpoint.encoder is not None, **dict(self.search_overrides))
+        """Compress's defaults for this checkpoint with ``search_overrides`` applied."""
+        return default_search(checkpoint.encoder is not None, **dict(self.search_overrides))
 
 
 def display_path(path: str | os.PathLike[str] | None) -> str | None:
@@ -517,8 +517,9 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     baseline_rows = evaluate(images, [PNGCodec(), KMeansCodec(options.kmeans_k, seed=options.seed), JPEGCodec(10),
                                       JPEGCodec(1)], **kw)
 
+    compared = [_checkpoint(path, dev)[0] for path in options.compare]
     gan_rows, searches = [], []
-    for ckpt in [checkpoint] + [_checkpoint(path, dev)[0] for path in options.compare]:
+    for ckpt in [checkpoint] + compared:
         gan = GanCodec(ckpt, bits=options.bits, search=options.search_for(ckpt), refine_iters=options.refine_iters,
                        device=dev, progress=options.progress)
         with warnings.catch_warnings():
@@ -551,8 +552,8 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
         rate_match[key] = {**m.to_dict(), "scheme": matched_rows[key][0]["scheme"], "ssim": ssim_value,
                            "ssim_gap": gan_ssim - ssim_value}
     metadata["settings"] = _settings(options, checkpoint)
-    metadata["compared_generators"] = [
-        {"path": display_path(path), "fingerprint": _checkpoint(path, dev)[0].fingerprint} for path in options.compare]
+    metadata["compared_generators"] = [{"path": display_path(ckpt.path), "fingerprint": ckpt.fingerprint}
+                                       for ckpt in compared]
     metadata["gan"] = {"search_seconds": result.seconds, "image_iterations": result.image_iterations,
                        "mean_iterations_per_restart": float(result.iterations.float().mean())}
     metadata["wall_s"] = time.perf_counter() - started
@@ -563,7 +564,6 @@ def _settings(options: EvalOptions, checkpoint: GeneratorCheckpoint) -> dict[str
     """The options as recorded in results files (JSON-ready; paths relative to the repository)."""
     settings = asdict(options)
     settings["search"] = asdict(options.search_for(checkpoint))
-    settings["search_default"] = options.search is None
     settings["search_overrides"] = dict(options.search_overrides)
     settings["device"] = str(options.device)
     settings["lpips_weights"] = display_path(options.lpips_weights)
