@@ -239,11 +239,7 @@ def load_generator(directory: str | os.PathLike[str], device: str | torch.device
         raise GanrevError(f"{weights_path} does not match the fingerprint in {config_path}: "
                           "the weights were changed or the files come from different checkpoints")
     generator = Generator(config)
-    try:
-        generator.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]  # torch lists every mismatched tensor; one line is enough
-        raise GanrevError(f"weights in {weights_path} do not fit the architecture in {config_path}: {first}") from exc
+    _fit_weights(generator, state, f"weights in {weights_path} do not fit the architecture in {config_path}")
     generator.eval().requires_grad_(False).to(device)
     encoder = _load_encoder(path, meta, config, config_path)
     if encoder is not None:
@@ -274,12 +270,17 @@ def _load_encoder(path: Path, meta: dict[str, Any], config: GeneratorConfig, con
     if weights_fingerprint(state) != spec["fingerprint"]:
         raise GanrevError(f"{encoder_path} does not match the encoder fingerprint in {config_path}: "
                           "the encoder comes from another run or was changed")
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise GanrevError(f"weights in {encoder_path} do not fit the encoder in {config_path}: {first}") from exc
+    _fit_weights(encoder, state, f"weights in {encoder_path} do not fit the encoder in {config_path}")
     return encoder
+
+
+def _fit_weights(module: nn.Module, state: dict[str, torch.Tensor], problem: str) -> None:
+    """``module.load_state_dict(state)``; a mismatch is a one-line GanrevError ``problem: <torch's first line>``
+    (torch lists every mismatched tensor; one line is enough)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise GanrevError(f"{problem}: {str(exc).strip().splitlines()[0]}") from exc
 
 
 __all__ = [
