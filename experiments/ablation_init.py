@@ -23,7 +23,6 @@ Writes experiments/results/ablation_init.{json,md}.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import subprocess
@@ -38,28 +37,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ganrev.data import carve_validation, group_of, is_validation_group, open_dataset  # noqa: E402
-from ganrev.io import load_image, save_image  # noqa: E402
+from ganrev.data import carve_validation, export_one_per_group, open_dataset  # noqa: E402
+from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import image_metrics, lpips_status  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
 
 GANREV = [sys.executable, "-m", "ganrev"]
-
-
-def export_training_side(part: str, out: Path, count: int) -> None:
-    """``count`` emoji of the training side's ``part`` ("fit" or "validation"), one per base emoji."""
-    train = open_dataset("emoji", "train", resolution=64, channels=3)
-    fit, validation = carve_validation(train, "emoji")
-    chosen_set = fit if part == "fit" else validation
-    assert chosen_set is not None and chosen_set.labels is not None
-    first: dict[str, int] = {}
-    for index, label in enumerate(chosen_set.labels):
-        first.setdefault(group_of("emoji", label), index)
-    keys = sorted(first, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:count]
-    out.mkdir(parents=True, exist_ok=True)
-    for key in keys:
-        assert is_validation_group(key) == (part == "validation")
-        save_image(chosen_set[first[key]], out / Path(chosen_set.labels[first[key]]).name)
 
 
 def run_row(generator: Path, images: Path, work: Path, options: list[str]) -> dict:
@@ -127,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sets = {"unseen": _subset(args.unseen or args.aegan / "heldout", work / "unseen", args.limit)}
-        export_training_side("fit", work / "seen", count)
-        export_training_side("validation", work / "validation", count)
+        fit, validation_part = carve_validation(open_dataset("emoji", "train", resolution=64, channels=3), "emoji")
+        assert validation_part is not None
+        export_one_per_group(fit, "emoji", work / "seen", count)
+        export_one_per_group(validation_part, "emoji", work / "validation", count)
         sets["seen"], validation = work / "seen", work / "validation"
 
         if args.sweep_from is not None:

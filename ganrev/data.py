@@ -48,10 +48,15 @@ def data_home() -> Path:
     return Path(os.environ.get("GANREV_DATA", Path.home() / ".cache" / "ganrev")).expanduser()
 
 
+def _percentile(salt: str, key: str) -> int:
+    """0..99 from the first two bytes of SHA-256(``salt:key``): the same for a key on every machine."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:2], "big") % 100
+
+
 def is_test_group(key: str) -> bool:
     """The deterministic held-out rule (see module docstring)."""
-    digest = hashlib.sha256(f"ganrev-split:{key}".encode()).digest()
-    return int.from_bytes(digest[:2], "big") % 100 < TEST_PERCENT
+    return _percentile("ganrev-split", key) < TEST_PERCENT
 
 
 def select_split(keys: list[str], split: Split) -> list[int]:
@@ -66,8 +71,7 @@ def select_split(keys: list[str], split: Split) -> list[int]:
 
 def is_validation_group(key: str) -> bool:
     """Whether a training-side group is carved off for validation (its own salt: independent of the test rule)."""
-    digest = hashlib.sha256(f"ganrev-val:{key}".encode()).digest()
-    return int.from_bytes(digest[:2], "big") % 100 < VALIDATION_PERCENT
+    return _percentile("ganrev-val", key) < VALIDATION_PERCENT
 
 
 class EmptySplitError(GanrevError):
@@ -316,19 +320,26 @@ def export_heldout(source: str, out_dir: str | os.PathLike[str], count: int = 64
 
     Used to ship a small test set beside each generator, so tables and tests run offline.
     """
+    test = open_dataset(source, "test", resolution=resolution, channels=channels)
+    return export_one_per_group(test, source, out_dir, count)
+
+
+def export_one_per_group(dataset: ImageSet, source: str, out_dir: str | os.PathLike[str],
+                         count: int = 64) -> list[Path]:
+    """Write ``count`` images of ``dataset`` as 8-bit PNGs: the first item of each group (labels are sorted),
+    groups in the order of SHA-256 of their key, so the choice never depends on the machine."""
     from ganrev.io import save_image
 
-    test = open_dataset(source, "test", resolution=resolution, channels=channels)
-    labels = test.labels or [str(i) for i in range(len(test))]
+    labels = dataset.labels or [str(i) for i in range(len(dataset))]
     chosen: dict[str, int] = {}
     for index, label in enumerate(labels):
-        chosen.setdefault(group_of(source, label), index)  # the first variant of each group (labels are sorted)
+        chosen.setdefault(group_of(source, label), index)
     order = sorted(chosen, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:count]
     written = []
     for key in order:
         name = Path(labels[chosen[key]]).stem.replace("/", "_")
         written.append(Path(out_dir) / f"{name}.png")
-        save_image(test[chosen[key]], written[-1])
+        save_image(dataset[chosen[key]], written[-1])
     return written
 
 
