@@ -678,7 +678,12 @@ def info(
     files: List[Path] = typer.Argument(..., help=".grv files"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Show a .grv file's header fields, size and bits per pixel (no generator needed)."""
+    """Show a .grv file's header fields, mode, layers, size and bits per pixel (no generator needed).
+
+    Fields a file does not hold are null: the latent's in a fallback file, latent size and model resolution
+    in format version 2 (the generator the fingerprint names fixes them). header_bytes counts everything that
+    is not the latent payload or a layer's bytes: header, layer lengths and integrity check.
+    """
     from ganrev.codec import bits_per_pixel, unpack_file
 
     rows = []
@@ -688,17 +693,23 @@ def info(
             header, payload = unpack_file(data)
         except GanrevError as exc:
             raise GanrevError(f"{path}: {exc}") from exc
+        latent = header.latent
+        layers = [{"codec": layer.codec, "bytes": len(layer.data)} for layer in header.layers]
         rows.append({
-            "file": str(path), "format_version": header.version, "generator_fingerprint": header.fingerprint.hex(),
-            "bits": header.bits, "clip": header.clip, "sigma": header.sigma, "latent_dim": header.latent_dim,
-            "model_resolution": header.resolution, "width": header.width, "height": header.height,
-            "channels": 1 if header.gray else 3, "bytes": len(data), "payload_bytes": len(payload),
-            "header_bytes": len(data) - len(payload), "bpp": bits_per_pixel(len(data), header.width, header.height),
+            "file": str(path), "version": header.version, "mode": header.mode,
+            "generator_fingerprint": latent.fingerprint.hex() if latent else None,
+            "bits": latent and latent.bits, "clip": latent and latent.clip, "sigma": latent and latent.sigma,
+            "latent_dim": latent and latent.latent_dim, "model_resolution": latent and latent.resolution,
+            "width": header.width, "height": header.height, "channels": 1 if header.gray else 3,
+            "bytes": len(data), "latent_bytes": len(payload), "layers": layers,
+            "header_bytes": len(data) - len(payload) - sum(layer["bytes"] for layer in layers),
+            "bpp": bits_per_pixel(len(data), header.width, header.height),
         })
     if as_json:
         _echo_json(rows)
         return
     for row in rows:
+        row["layers"] = ", ".join(f"{layer['codec']} {layer['bytes']} bytes" for layer in row["layers"]) or "none"
         typer.echo("\n".join(f"{key:22} {value}" for key, value in row.items()))
 
 

@@ -10,22 +10,33 @@ equally likely under the prior, so entropy coding could not save a single bit; a
 entropy coder sits ~0.25 bit/coordinate from the Gaussian's rate-distortion bound at high rate, fixed-rate
 Lloyd-Max designs do worse.
 
-File layout (format version 1; integers little-endian, ``varint`` = unsigned LEB128)::
+File layout, format version 2 (what ganrev writes; every field in README's "The .grv format")::
 
-    offset  size  field
-    0       3     magic "GRV"
-    3       1     format version (1)
-    4       4     generator fingerprint: first 4 bytes of SHA-256 of the weights
-    8       1     bits per latent coordinate (2..16)
-    9       1     clip, in 1/16 units (latents lie in [-clip, clip])
-    10      1     sigma of the entropy model, in 1/32 units
-    11      1     flags: bit 0 = the original image had one channel (gray)
-    12      var   latent size (varint), model resolution (varint), original width, height (varints)
-    ...     var   payload: range-coded grid indices (constriction RangeEncoder, 32-bit words,
-                  little-endian, trailing zero bytes dropped)
-    end-4   4     CRC32 of every byte before it
+    size  field
+    1     marker 0xB2: high nibble 0xB = ganrev, low nibble = format version 2
+    1     image byte: bits 0-1 mode (0 latent, 1 latent+residual, 2 fallback), bit 2 gray,
+          bit 3 explicit size, bits 4-7 log2 of the side of a square image (0 with an explicit size)
+    var   only with an explicit size: width, height (varints, unsigned LEB128)
+          -- modes with a latent:
+    1     latent byte: bits 0-3 bits per coordinate - 1, bit 4 explicit clip, bits 5-7 zero
+    1     sigma of the entropy model, in 1/32 units
+    1     only with an explicit clip: clip in 1/16 units (otherwise clip = 3)
+    2     generator fingerprint: first 2 bytes of SHA-256 of the weights
+          -- each layer (one in modes latent+residual and fallback):
+    1     layer codec id: index into LAYER_CODECS
+    var   layer length in bytes (varint)
+          --
+    var   latent payload: range-coded grid indices (constriction RangeEncoder, 32-bit words,
+          little-endian, trailing zero bytes dropped); empty in fallback mode
+    var   the layers' bytes, in order: complete files of a classical codec
+    3     CRC-24 (OpenPGP) of every byte before it, little-endian
 
-A file whose CRC fails is reported as corrupted or truncated; one made with another generator, one of an
+A 64x64 latent file spends 9 bytes on all this (20 in version 1). The generator fixes the latent size
+and its resolution, so version 2 does not repeat them: the fingerprint names the generator. Version 1
+files (magic "GRV", version byte 1, 4-byte fingerprint, a byte each for bits, clip, sigma and flags,
+varints for latent size, resolution, width and height, CRC32) are still read.
+
+A file whose check fails is reported as corrupted or truncated; one made with another generator, one of an
 unknown version, or one whose header disagrees with the generator is refused with the cause.
 """
 
@@ -41,6 +52,7 @@ from typing import Protocol, runtime_checkable
 import constriction
 import numpy as np
 import torch
+from PIL import Image
 
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult, SearchOptions, invert, per_image_loss
@@ -64,30 +76,104 @@ class ImageCodec(Protocol):
     def decode(self, data: bytes) -> torch.Tensor: ...
 
 
-MAGIC = b"GRV"
-FORMAT_VERSION = 1
+MAGIC_V1 = b"GRV"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 EXTENSION = ".grv"
-FINGERPRINT_BYTES = 4
-_FIXED_HEADER = struct.Struct("<3sB4sBBBB")
-_MIN_FILE = _FIXED_HEADER.size + 4 + 4  # fixed header, four 1-byte varints, CRC32
+FINGERPRINT_BYTES = 2
 SIGMA_UNITS = 32
 CLIP_UNITS = 16
+DEFAULT_CLIP = 3.0
+MODES = ("latent", "latent+residual", "fallback")  # index = the mode's code in the file
+LAYER_CODECS = ("png", "jpeg", "webp", "avif")  # index = the codec id in the file; names are baselines specs
+RESIDUAL_MID = 128 / 255  # a zero residual, exactly representable in 8 bits
+
+_V1_FIXED_HEADER = struct.Struct("<3sB4sBBBB")
+_V1_MIN_FILE = _V1_FIXED_HEADER.size + 4 + 4  # fixed header, four 1-byte varints, CRC32
+_VERSION_NIBBLE = 0xB0  # a first byte 0xB_ is read as "ganrev, version _"
+_V2_MARKER = _VERSION_NIBBLE | 2
+_CHECK_BYTES = 3
+_MODE_BITS, _GRAY_BIT, _EXPLICIT_SIZE_BIT, _SIDE_SHIFT = 0x03, 0x04, 0x08, 4
+_BITS_MASK, _EXPLICIT_CLIP_BIT = 0x0F, 0x10
+
+
+def _crc24_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 16
+        for _ in range(8):
+            crc = (crc << 1) ^ (0x1864CFB if crc & 0x800000 else 0)
+        table.append(crc & 0xFFFFFF)
+    return tuple(table)
+
+
+_CRC24_TABLE = _crc24_table()
+
+
+def crc24(data: bytes) -> int:
+    """CRC-24 of OpenPGP (RFC 4880: polynomial 0x864CFB, initial value 0xB704CE).
+
+    Chosen over a truncated CRC32 because a true degree-24 CRC detects every error burst of up to 24 bits
+    (so any change within 3 consecutive bytes, a whole byte included) and, with its factor x + 1, any odd
+    number of flipped bits; other damage passes with probability 2**-24.
+    """
+    crc = 0xB704CE
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFF) ^ _CRC24_TABLE[(crc >> 16) ^ byte]
+    return crc
 
 
 @dataclass(frozen=True)
-class Header:
-    """Everything in a .grv file except the payload."""
+class LatentCoding:
+    """How a file's latent payload was made: the generator and the quantizer and entropy model used.
+
+    ``fingerprint`` is a prefix of the generator's weights fingerprint (2 bytes in version 2, 4 in version 1).
+    ``latent_dim`` and ``resolution`` are what version-1 files stored; version 2 leaves them to the generator
+    the fingerprint names, and reads them as None.
+    """
 
     fingerprint: bytes
     bits: int
     clip: float
     sigma: float
-    latent_dim: int
-    resolution: int
+    latent_dim: int | None = None
+    resolution: int | None = None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A classical codec's complete file inside a .grv file: ``codec`` is one of :data:`LAYER_CODECS`."""
+
+    codec: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything in a .grv file except the latent payload: the image, the latent's coding, the layers.
+
+    The mode follows from what is there: a latent alone (``"latent"``), a latent and one residual layer
+    (``"latent+residual"``, decoded as G(z) plus the residual, see :func:`add_residual`), or one classical
+    layer and no latent (``"fallback"``).
+    """
+
     width: int
     height: int
     gray: bool
+    latent: LatentCoding | None
+    layers: tuple[Layer, ...] = ()
     version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.layers) > 1 or (self.latent is None and not self.layers):
+            raise GanrevError(f"a .grv file holds a latent and at most one layer, or one layer alone; got "
+                              f"{'a latent' if self.latent else 'no latent'} and {len(self.layers)} layers")
+
+    @property
+    def mode(self) -> str:
+        if self.latent is None:
+            return "fallback"
+        return "latent+residual" if self.layers else "latent"
 
 
 def _varint(value: int) -> bytes:
@@ -111,29 +197,137 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
+def _read_bytes(data: bytes, pos: int, size: int) -> tuple[bytes, int]:
+    if pos + size > len(data):
+        raise GanrevError("corrupted ganrev file: the header runs past the end")
+    return data[pos:pos + size], pos + size
+
+
+def _units(value: float, units: int, name: str) -> int:
+    """``value`` as a whole number of ``1/units`` in 1..255, or GanrevError: the file must store it exactly."""
+    scaled = value * units
+    if not (float(scaled).is_integer() and 1 <= scaled <= 255):
+        raise GanrevError(f"{name} {value} is not a multiple of 1/{units} in [1/{units}, {255 / units}]")
+    return int(scaled)
+
+
 def pack_file(header: Header, payload: bytes) -> bytes:
-    """Serialise a header and payload into the bytes of a .grv file (layout in the module docstring)."""
-    body = _FIXED_HEADER.pack(MAGIC, header.version, header.fingerprint[:FINGERPRINT_BYTES], header.bits,
-                              round(header.clip * CLIP_UNITS), round(header.sigma * SIGMA_UNITS), int(header.gray))
-    body += b"".join(_varint(v) for v in (header.latent_dim, header.resolution, header.width, header.height))
+    """Serialise a header and latent payload into the bytes of a format-version-2 .grv file.
+
+    Layout in the module docstring. Values the format cannot hold exactly raise GanrevError.
+    """
+    if header.version != FORMAT_VERSION:
+        raise GanrevError(f"ganrev writes format version {FORMAT_VERSION} only, not {header.version}")
+    if header.width < 1 or header.height < 1:
+        raise GanrevError(f"image size must be at least 1x1, got {header.width}x{header.height}")
+    square_side = header.width == header.height and header.width & (header.width - 1) == 0
+    log2_side = header.width.bit_length() - 1
+    image_byte = MODES.index(header.mode) | (_GRAY_BIT if header.gray else 0)
+    if square_side and log2_side < 16:
+        body = bytearray([_V2_MARKER, image_byte | log2_side << _SIDE_SHIFT])
+    else:
+        body = bytearray([_V2_MARKER, image_byte | _EXPLICIT_SIZE_BIT]) + _varint(header.width) + _varint(header.height)
+    latent = header.latent
+    if latent is not None:
+        if not 2 <= latent.bits <= 16:
+            raise GanrevError(f"bits must be between 2 and 16, got {latent.bits}")
+        if len(latent.fingerprint) != FINGERPRINT_BYTES:
+            raise GanrevError(f"a version-2 fingerprint has {FINGERPRINT_BYTES} bytes, got {len(latent.fingerprint)}")
+        sigma = _units(latent.sigma, SIGMA_UNITS, "sigma")
+        clip = _units(latent.clip, CLIP_UNITS, "clip")
+        explicit_clip = latent.clip != DEFAULT_CLIP
+        body.append(latent.bits - 1 | (_EXPLICIT_CLIP_BIT if explicit_clip else 0))
+        body.append(sigma)
+        if explicit_clip:
+            body.append(clip)
+        body += latent.fingerprint
+    elif payload:
+        raise GanrevError("a fallback file has no latent, so it cannot carry a latent payload")
+    for layer in header.layers:
+        if layer.codec not in LAYER_CODECS:
+            raise GanrevError(f"unknown layer codec {layer.codec!r}; known: {', '.join(LAYER_CODECS)}")
+        body.append(LAYER_CODECS.index(layer.codec))
+        body += _varint(len(layer.data))
     body += payload
-    return body + struct.pack("<I", zlib.crc32(body))
+    for layer in header.layers:
+        body += layer.data
+    return bytes(body) + crc24(body).to_bytes(_CHECK_BYTES, "little")
 
 
 def unpack_file(data: bytes) -> tuple[Header, bytes]:
-    """Parse and verify a .grv file; raise GanrevError naming the cause when it is not a valid one."""
-    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
-        raise GanrevError("not a ganrev compressed file (bad magic bytes)")
-    if len(data) < _MIN_FILE:
-        raise GanrevError(f"truncated ganrev file: {len(data)} bytes, at least {_MIN_FILE} needed")
+    """Parse and verify a .grv file of format version 1 or 2: its header and latent payload (empty in fallback).
+
+    Raise GanrevError naming the cause when it is not a valid one.
+    """
+    if data[:1] == bytes([_V2_MARKER]):
+        return _unpack_v2(data)
+    if data[:len(MAGIC_V1)] == MAGIC_V1:
+        return _unpack_v1(data)
+    if data[:1] and data[0] & 0xF0 == _VERSION_NIBBLE:
+        raise GanrevError(f"not a ganrev file, or one of format version {data[0] & 0x0F}, which this ganrev cannot "
+                          f"read (it reads versions {' and '.join(map(str, READABLE_VERSIONS))})")
+    raise GanrevError("not a ganrev compressed file (bad magic bytes)")
+
+
+def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
+    if len(data) < 2 + _CHECK_BYTES:
+        raise GanrevError(f"truncated ganrev file: {len(data)} bytes, at least {2 + _CHECK_BYTES} needed")
+    body = data[:-_CHECK_BYTES]
+    if crc24(body) != int.from_bytes(data[-_CHECK_BYTES:], "little"):
+        raise GanrevError("corrupted or truncated ganrev file (CRC-24 mismatch)")
+    # Past the check, a bad field means a file written wrongly (or forged), not damaged in transit.
+    out_of_range = GanrevError("corrupted ganrev file: header fields out of range")
+    image_byte, pos = body[1], 2
+    side_log2 = image_byte >> _SIDE_SHIFT
+    if image_byte & _MODE_BITS >= len(MODES):
+        raise out_of_range
+    mode = MODES[image_byte & _MODE_BITS]
+    if image_byte & _EXPLICIT_SIZE_BIT:
+        width, pos = _read_varint(body, pos)
+        height, pos = _read_varint(body, pos)
+        if side_log2 or not width or not height:
+            raise out_of_range
+    else:
+        width = height = 1 << side_log2
+    latent = None
+    if mode != "fallback":
+        (latent_byte, sigma_units), pos = _read_bytes(body, pos, 2)
+        clip_units = CLIP_UNITS * DEFAULT_CLIP
+        if latent_byte & _EXPLICIT_CLIP_BIT:
+            (clip_units,), pos = _read_bytes(body, pos, 1)
+        fingerprint, pos = _read_bytes(body, pos, FINGERPRINT_BYTES)
+        bits = (latent_byte & _BITS_MASK) + 1
+        if latent_byte & ~(_BITS_MASK | _EXPLICIT_CLIP_BIT) or bits < 2 or not sigma_units or not clip_units:
+            raise out_of_range
+        latent = LatentCoding(fingerprint, bits, clip_units / CLIP_UNITS, sigma_units / SIGMA_UNITS)
+    layer_specs = []
+    for _ in range(0 if mode == "latent" else 1):
+        (codec_id,), pos = _read_bytes(body, pos, 1)
+        length, pos = _read_varint(body, pos)
+        if codec_id >= len(LAYER_CODECS):
+            raise out_of_range
+        layer_specs.append((LAYER_CODECS[codec_id], length))
+    payload_end = len(body) - sum(length for _, length in layer_specs)
+    if payload_end < pos or (mode == "fallback" and payload_end != pos):
+        raise GanrevError("corrupted ganrev file: its layer lengths do not add up to its size")
+    layers, start = [], payload_end
+    for codec, length in layer_specs:
+        layers.append(Layer(codec, body[start:start + length]))
+        start += length
+    return Header(width, height, bool(image_byte & _GRAY_BIT), latent, tuple(layers)), body[pos:payload_end]
+
+
+def _unpack_v1(data: bytes) -> tuple[Header, bytes]:
+    if len(data) < _V1_MIN_FILE:
+        raise GanrevError(f"truncated ganrev file: {len(data)} bytes, at least {_V1_MIN_FILE} needed")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise GanrevError("corrupted or truncated ganrev file (CRC32 mismatch)")
-    _, version, fingerprint, bits, clip, sigma, flags = _FIXED_HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
+    _, version, fingerprint, bits, clip, sigma, flags = _V1_FIXED_HEADER.unpack_from(data)
+    if version != 1:
         raise GanrevError(f"ganrev file format version {version} is not supported by this ganrev "
-                          f"(it reads version {FORMAT_VERSION})")
-    pos = _FIXED_HEADER.size
+                          f"(it reads versions {' and '.join(map(str, READABLE_VERSIONS))})")
+    pos = _V1_FIXED_HEADER.size
     fields = []
     for _ in range(4):
         value, pos = _read_varint(data, pos)
@@ -141,9 +335,8 @@ def unpack_file(data: bytes) -> tuple[Header, bytes]:
     latent_dim, resolution, width, height = fields
     if not 2 <= bits <= 16 or clip == 0 or sigma == 0 or flags > 1 or 0 in fields or pos > len(data) - 4:
         raise GanrevError("corrupted ganrev file: header fields out of range")
-    header = Header(fingerprint, bits, clip / CLIP_UNITS, sigma / SIGMA_UNITS, latent_dim, resolution, width,
-                    height, bool(flags), version)
-    return header, data[pos:-4]
+    latent = LatentCoding(fingerprint, bits, clip / CLIP_UNITS, sigma / SIGMA_UNITS, latent_dim, resolution)
+    return Header(width, height, bool(flags), latent, version=1), data[pos:-4]
 
 
 @dataclass(frozen=True)
@@ -241,11 +434,25 @@ class GanCodec:
         return self.compress([image])[0].data
 
     def decode(self, data: bytes) -> torch.Tensor:
-        """Decode one file: a single forward pass of G at batch size 1 (the same path compress reports)."""
+        """Decode one file: G(z) by a single forward pass at batch size 1 (the same path compress reports),
+        plus the residual layer where there is one; a fallback file is its classical layer alone."""
         header, payload = unpack_file(data)
+        if header.mode == "fallback":
+            return decode_layer(header.layers[0], header)
+        image = self._decode_latent(header, payload)
+        if header.mode == "latent+residual":
+            image = add_residual(image, decode_layer(header.layers[0], header))
+        return image
+
+    def _decode_latent(self, header: Header, payload: bytes) -> torch.Tensor:
         self._check_header(header)
-        quantizer = Quantizer(header.bits, header.clip)
-        symbols = quantizer.decode_symbols(payload, header.latent_dim, header.sigma)
+        # The header's size is trusted only as far as Pillow trusts an image file's: no decompression bombs.
+        if header.width * header.height > Image.MAX_IMAGE_PIXELS:
+            raise GanrevError(f"the file claims a {header.width}x{header.height} image, more than the "
+                              f"{Image.MAX_IMAGE_PIXELS} pixels ganrev decodes")
+        latent = header.latent
+        quantizer = Quantizer(latent.bits, latent.clip)
+        symbols = quantizer.decode_symbols(payload, self.checkpoint.config.latent_dim, latent.sigma)
         if symbols.min() < 0 or symbols.max() >= quantizer.levels:
             raise GanrevError("corrupted ganrev payload: latent index out of range")
         z = quantizer.dequantize(torch.from_numpy(symbols)).view(1, -1).to(self.device)
@@ -315,9 +522,9 @@ class GanCodec:
         out = []
         for k, (image, (_, notes)) in enumerate(zip(images, prepared)):
             sigma, payload = self.quantizer.best_sigma(symbols[k].numpy())
-            header = Header(self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES], self.quantizer.bits,
-                            self.quantizer.clip, sigma, self.checkpoint.config.latent_dim,
-                            self.checkpoint.config.resolution, image.shape[2], image.shape[1], image.shape[0] == 1)
+            latent = LatentCoding(self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES], self.quantizer.bits,
+                                  self.quantizer.clip, sigma)
+            header = Header(image.shape[2], image.shape[1], image.shape[0] == 1, latent)
             out.append(CompressedImage(pack_file(header, payload), float(ssim_latent[k]), float(ssim_quantized[k]),
                                        float(ssim_refined[k]), float(result.loss[k]),
                                        int(result.iterations[k].sum()), notes))
@@ -354,13 +561,44 @@ class GanCodec:
         return best_symbols.cpu(), final_ssim.cpu()
 
     def _check_header(self, header: Header) -> None:
-        cfg = self.checkpoint.config
-        mine = self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES]
-        if header.fingerprint != mine:
-            raise WrongGeneratorError(header.fingerprint, mine)
-        if header.latent_dim != cfg.latent_dim or header.resolution != cfg.resolution:
-            raise GanrevError(f"file header (latent {header.latent_dim}, resolution {header.resolution}) does not "
+        cfg, latent = self.checkpoint.config, header.latent
+        mine = self.checkpoint.fingerprint_bytes[:len(latent.fingerprint)]
+        if latent.fingerprint != mine:
+            raise WrongGeneratorError(latent.fingerprint, mine)
+        # Only version-1 files store these; in version 2 the fingerprint stands for them.
+        stored = (latent.latent_dim, latent.resolution)
+        if None not in stored and stored != (cfg.latent_dim, cfg.resolution):
+            raise GanrevError(f"file header (latent {latent.latent_dim}, resolution {latent.resolution}) does not "
                               f"match the generator (latent {cfg.latent_dim}, resolution {cfg.resolution})")
+
+
+def decode_layer(layer: Layer, header: Header) -> torch.Tensor:
+    """A layer's image ``[C, H, W]``, checked against the header's size and given the header's channels.
+
+    The channel count comes from the header, not the layer: a WebP file, for one, cannot say "gray", and a
+    residual of an RGB image may well decode as gray (all channels alike near mid-gray).
+    """
+    from ganrev.baselines import codec_from_spec  # imported here: ganrev.baselines imports this module
+
+    image = codec_from_spec(layer.codec).decode(layer.data)
+    if tuple(image.shape[1:]) != (header.height, header.width):
+        raise GanrevError(f"corrupted ganrev file: its {layer.codec} layer is {image.shape[2]}x{image.shape[1]}, "
+                          f"the header says {header.width}x{header.height}")
+    return from_uint8(to_uint8(convert_channels(image, "gray" if header.gray else "rgb")))
+
+
+def residual_image(image: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+    """The image a residual layer codes: ``(image - prediction) / 2`` offset to mid-gray 128/255, in [0, 1].
+
+    Halving lets every difference in [-1, 1] fit an 8-bit image (at the cost of 1 level of precision);
+    ``prediction`` is the decoded latent image, 8-bit like :meth:`GanCodec.decode` returns it.
+    """
+    return ((image - prediction) / 2 + RESIDUAL_MID).clamp(0, 1)
+
+
+def add_residual(prediction: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`residual_image`: ``prediction + 2 * (residual - 128/255)``, clipped and 8-bit rounded."""
+    return from_uint8(to_uint8(prediction + 2 * (residual - RESIDUAL_MID)))
 
 
 def bits_per_pixel(num_bytes: int, width: int, height: int) -> float:

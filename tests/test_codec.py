@@ -12,23 +12,31 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ganrev.baselines import PNGCodec, WebPCodec
 from ganrev.codec import (
-    FORMAT_VERSION,
+    RESIDUAL_MID,
     GanCodec,
     Header,
+    LatentCoding,
+    Layer,
     Quantizer,
+    add_residual,
     bits_per_pixel,
+    crc24,
     latent_entropy_bits,
     pack_file,
+    residual_image,
     unpack_file,
 )
 from ganrev.errors import GanrevError
 from ganrev.invert import SearchOptions, default_search
-from ganrev.io import load_image, list_images
+from ganrev.io import from_uint8, load_image, list_images, to_uint8
 from ganrev.metrics import ssim
 from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, load_generator, save_generator
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
+# Written by ganrev 0.x (format version 1) from SHIPPED/heldout/1f0cf.png, with the image it decoded to then.
+V1_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "grv_v1" / "emoji64_6bit.grv"
 FAST = SearchOptions(iters=20, restarts=2, pool=16, batch_size=64)
 
 
@@ -63,6 +71,49 @@ def compressed(tiny):
     return codec, targets + [gray], results
 
 
+def eight_bit(image: torch.Tensor) -> torch.Tensor:
+    return from_uint8(to_uint8(image))
+
+
+def gradient_like(image: torch.Tensor) -> torch.Tensor:
+    """An 8-bit image of ``image``'s shape unlike anything the tiny generator draws (its images are near gray)."""
+    channels, height, width = image.shape
+    y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    return eight_bit(torch.stack([x, y, (x + y) / 2][:channels]))
+
+
+def with_layer(data: bytes, layer: Layer) -> bytes:
+    """A latent file turned into a latent+residual one by adding ``layer``."""
+    header, payload = unpack_file(data)
+    return pack_file(Header(header.width, header.height, header.gray, header.latent, (layer,)), payload)
+
+
+@pytest.fixture(scope="module")
+def mode_files(compressed):
+    """One file of each mode for the first (RGB) image: latent, latent + lossless residual, PNG fallback."""
+    codec, images, results = compressed
+    target = gradient_like(images[0])
+    residual = residual_image(target, codec.decode(results[0].data))
+    return {
+        "latent": results[0].data,
+        "latent+residual": with_layer(results[0].data, Layer("png", PNGCodec().encode(residual))),
+        "fallback": pack_file(Header(32, 32, False, None, (Layer("png", PNGCodec().encode(target)),)), b""),
+    }
+
+
+def v1_file(header: Header, payload: bytes, latent_dim: int, resolution: int) -> bytes:
+    """The version-1 layout of README, written independently of ganrev's writer (which writes version 2 only)."""
+    latent = header.latent
+    body = struct.pack("<3sB4sBBBB", b"GRV", 1, latent.fingerprint, latent.bits, round(latent.clip * 16),
+                       round(latent.sigma * 32), int(header.gray))
+    for value in (latent_dim, resolution, header.width, header.height):
+        while value >= 0x80:
+            body, value = body + bytes([value & 0x7F | 0x80]), value >> 7
+        body += bytes([value])
+    body += payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
 def test_quantizer_grid_round_trip():
     q = Quantizer(bits=4, clip=3.0)
     z = torch.linspace(-5, 5, 101)
@@ -90,12 +141,6 @@ def test_quantizer_rejects_bad_settings():
     for bits in (1, 17):
         with pytest.raises(GanrevError, match="bits"):
             Quantizer(bits=bits, clip=3.0)
-
-
-def test_header_round_trip():
-    header = Header(b"\x01\x02\x03\x04", 7, 3.0, 1.25, 100, 64, 1000, 3, True)
-    data = pack_file(header, b"payload")
-    assert unpack_file(data) == (header, b"payload")
 
 
 def test_round_trip_reproduces_reported_pixels(compressed):
@@ -128,10 +173,122 @@ def test_file_from_another_generator_is_refused(compressed, other):
 
 def test_unknown_version_is_refused(compressed):
     data = bytearray(compressed[2][0].data)
-    data[3] = FORMAT_VERSION + 1
-    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
-    with pytest.raises(GanrevError, match="version"):
+    data[0] = 0xB3  # format version 3
+    data[-3:] = crc24(bytes(data[:-3])).to_bytes(3, "little")
+    with pytest.raises(GanrevError, match="version 3"):
         compressed[0].decode(bytes(data))
+
+
+def test_new_files_are_version_2_and_spend_9_bytes_on_header_and_check(compressed):
+    _, _, results = compressed
+    header, payload = unpack_file(results[0].data)
+    assert (header.version, header.mode, header.layers) == (2, "latent", ())
+    assert len(results[0].data) - len(payload) == 9
+    header, payload = unpack_file(results[2].data)  # 40x24 gray: its size takes two varints
+    assert len(results[2].data) - len(payload) == 11 and header.gray
+
+
+def test_version_1_files_decode_like_version_2(compressed):
+    codec, _, results = compressed
+    for result in results:
+        header, payload = unpack_file(result.data)
+        fingerprint = codec.checkpoint.fingerprint_bytes[:4]
+        old = Header(header.width, header.height, header.gray, LatentCoding(
+            fingerprint, header.latent.bits, header.latent.clip, header.latent.sigma), version=1)
+        data = v1_file(old, payload, 16, 32)
+        assert unpack_file(data)[0].version == 1
+        assert torch.equal(codec.decode(data), codec.decode(result.data))
+    with pytest.raises(GanrevError, match="does not match the generator"):
+        codec.decode(v1_file(old, payload, 17, 32))
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="shipped generator not present")
+def test_a_file_written_by_format_version_1_still_decodes():
+    data = V1_FIXTURE.read_bytes()
+    header, payload = unpack_file(data)
+    assert (header.version, header.latent.latent_dim, header.latent.resolution, len(data)) == (1, 100, 64, 88)
+    codec = GanCodec(load_generator(SHIPPED))
+    decoded = codec.decode(data)
+    then = load_image(V1_FIXTURE.with_suffix(".decoded.png"))
+    assert (decoded - then).abs().max() <= 1 / 255 + 1e-6  # exact where torch computes as it did then
+    # The same latent in a version-2 file: 11 bytes smaller, the same pixels.
+    latent = LatentCoding(header.latent.fingerprint[:2], header.latent.bits, header.latent.clip, header.latent.sigma)
+    repacked = pack_file(Header(64, 64, False, latent), payload)
+    assert len(repacked) == len(data) - 11
+    assert torch.equal(codec.decode(repacked), decoded)
+
+
+def test_zero_residual_is_mid_gray_and_adds_nothing(compressed):
+    codec, _, results = compressed
+    base = codec.decode(results[0].data)
+    residual = residual_image(base, base)
+    assert (to_uint8(residual) == 128).all() and RESIDUAL_MID * 255 == 128
+    assert torch.equal(add_residual(base, residual), base)
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_latent_plus_lossless_residual_decodes_within_one_level(compressed, index):
+    """G(z) + residual, with the residual halved to fit 8 bits: a lossless layer restores the image to 1 level."""
+    codec, images, results = compressed
+    target = gradient_like(images[index])
+    base = codec.decode(results[index].data)
+    data = with_layer(results[index].data, Layer("png", PNGCodec().encode(residual_image(target, base))))
+    assert unpack_file(data)[0].mode == "latent+residual"
+    decoded = codec.decode(data)
+    assert decoded.shape == target.shape
+    assert (decoded - target).abs().max() <= 1 / 255 + 1e-6
+    assert (base - target).abs().max() > 2 / 255  # the residual did the work
+
+
+def test_latent_plus_lossy_residual_improves_on_the_latent(compressed):
+    """A WebP residual of an RGB image: WebP cannot say "RGB", the header's channel count decides."""
+    codec, images, results = compressed
+    target = gradient_like(images[0])
+    base = codec.decode(results[0].data)
+    decoded = codec.decode(with_layer(results[0].data, Layer("webp", WebPCodec(90).encode(
+        residual_image(target, base)))))
+    assert decoded.shape == target.shape
+    assert ((decoded - target) ** 2).mean() < ((base - target) ** 2).mean() / 2
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_fallback_file_decodes_its_classical_layer(compressed, other, index):
+    """No latent: any generator decodes it, the one that would have made a latent file or not."""
+    codec, images, _ = compressed
+    target = gradient_like(images[index])
+    gray = target.shape[0] == 1
+    layer = Layer("png", PNGCodec().encode(target))
+    data = pack_file(Header(target.shape[2], target.shape[1], gray, None, (layer,)), b"")
+    assert torch.equal(codec.decode(data), target)
+    assert torch.equal(GanCodec(other).decode(data), target)
+
+
+def test_a_layer_of_another_size_is_refused(compressed, mode_files):
+    codec, _, _ = compressed
+    layer = Layer("png", PNGCodec().encode(torch.zeros(3, 8, 8)))
+    with pytest.raises(GanrevError, match="png layer is 8x8, the header says 32x32"):
+        codec.decode(with_layer(mode_files["latent"], layer))
+    with pytest.raises(GanrevError, match="cannot decode"):
+        codec.decode(with_layer(mode_files["latent"], Layer("jpeg", b"not a jpeg")))
+
+
+def test_a_header_claiming_a_huge_image_is_refused(compressed):
+    codec, _, results = compressed
+    header, payload = unpack_file(results[0].data)
+    with pytest.raises(GanrevError, match="pixels"):
+        codec.decode(pack_file(Header(2**20, 2**20, False, header.latent), payload))
+
+
+def test_every_changed_byte_of_a_file_is_detected(compressed, mode_files):
+    """CRC-24 catches any change within 24 consecutive bits: every byte, every value, exhaustively."""
+    codec, _, _ = compressed
+    original = mode_files["latent"]
+    for position in range(len(original)):
+        for xor in range(1, 256):
+            damaged = bytearray(original)
+            damaged[position] ^= xor
+            with pytest.raises(GanrevError):
+                codec.decode(bytes(damaged))
 
 
 def test_not_a_ganrev_file(compressed, tmp_path):
@@ -139,11 +296,19 @@ def test_not_a_ganrev_file(compressed, tmp_path):
         compressed[0].decode(b"\x89PNG\r\n\x1a\n" + bytes(40))
 
 
-@settings(max_examples=60, deadline=None)
+def test_every_mode_round_trips(compressed, mode_files):
+    codec, images, _ = compressed
+    target, files = gradient_like(images[0]), mode_files
+    assert [unpack_file(data)[0].mode for data in files.values()] == list(files)
+    assert (codec.decode(files["latent+residual"]) - target).abs().max() <= 1 / 255 + 1e-6
+    assert torch.equal(codec.decode(files["fallback"]), target)
+
+
+@settings(max_examples=90, deadline=None)
 @given(data=st.data())
-def test_truncated_or_bit_flipped_files_raise_clear_error(compressed, data):
-    codec, _, results = compressed
-    original = results[0].data
+def test_truncated_or_bit_flipped_files_raise_clear_error(compressed, mode_files, data):
+    codec, _, _ = compressed
+    original = mode_files[data.draw(st.sampled_from(sorted(mode_files)), label="mode")]
     if data.draw(st.booleans(), label="truncate"):
         cut = data.draw(st.integers(0, len(original) - 1), label="length")
         damaged = original[:cut]
@@ -166,6 +331,26 @@ def test_random_bytes_never_crash(compressed, blob):
         pass
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_well_formed_files_with_garbage_inside_decode_or_raise_ganrev_errors(compressed, data):
+    """Files with a valid check (as a buggy writer or a forger makes them): garbage latent and layer bytes."""
+    codec, _, _ = compressed
+    width, height = data.draw(st.integers(1, 48), label="width"), data.draw(st.integers(1, 48), label="height")
+    latent = LatentCoding(codec.checkpoint.fingerprint_bytes[:2], data.draw(st.integers(2, 16), label="bits"),
+                          3.0, data.draw(st.integers(1, 255), label="sigma") / 32)
+    mode = data.draw(st.sampled_from(["latent", "latent+residual", "fallback"]), label="mode")
+    layers = () if mode == "latent" else (Layer(data.draw(st.sampled_from(["png", "jpeg", "webp"])),
+                                                data.draw(st.binary(max_size=64), label="layer")),)
+    payload = b"" if mode == "fallback" else data.draw(st.binary(max_size=64), label="payload")
+    header = Header(width, height, data.draw(st.booleans()), None if mode == "fallback" else latent, layers)
+    try:
+        image = codec.decode(pack_file(header, payload))
+    except GanrevError:
+        return
+    assert image.shape == (1 if header.gray else 3, height, width)
+
+
 @pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="shipped generator not present")
 def test_shipped_generator_8_bits_costs_little_ssim():
     """Issue #4's bar: at 8 bits quantization loses < 0.01 SSIM, and files stay < 100 bytes + latent entropy."""
@@ -174,16 +359,17 @@ def test_shipped_generator_8_bits_costs_little_ssim():
     codec = GanCodec(checkpoint, bits=8, search=SearchOptions(iters=60, restarts=1, pool=64), refine_iters=20)
     for result in codec.compress(images):
         assert result.ssim_latent - result.ssim_refined < 0.01
-        header, _ = unpack_file(result.data)
-        quantizer = Quantizer(header.bits, header.clip)
+        latent = unpack_file(result.data)[0].latent
+        quantizer = Quantizer(latent.bits, latent.clip)
         symbols = quantizer.quantize(codec_latent(codec, result.data))
-        assert len(result.data) < 100 + latent_entropy_bits(symbols.numpy(), quantizer, header.sigma) / 8
+        assert len(result.data) < 100 + latent_entropy_bits(symbols.numpy(), quantizer, latent.sigma) / 8
 
 
 def codec_latent(codec: GanCodec, data: bytes) -> torch.Tensor:
     header, payload = unpack_file(data)
-    quantizer = Quantizer(header.bits, header.clip)
-    return quantizer.dequantize(torch.from_numpy(quantizer.decode_symbols(payload, header.latent_dim, header.sigma)))
+    quantizer = Quantizer(header.latent.bits, header.latent.clip)
+    symbols = quantizer.decode_symbols(payload, codec.checkpoint.config.latent_dim, header.latent.sigma)
+    return quantizer.dequantize(torch.from_numpy(symbols))
 
 
 def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
