@@ -5,7 +5,8 @@
 
 Writes into ``--out`` (default experiments/results/): table.json (summary, per-image records, rate
 matching, metadata: device, versions, generator fingerprint, settings, time taken), table.md, table.csv,
-curves.json and curves.png. The curves re-use the table's latent search (it does not depend on bits).
+grid.png (the first --grid-images images as every scheme decoded them), curves.json and curves.png. The
+curves re-use the table's latent search (it does not depend on bits).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from ganrev.cli import COMPARE_GENERATOR, TABLE_BITS  # noqa: E402
+from ganrev.cli import COMPARE_GENERATOR, TABLE_BITS, TABLE_GRID_IMAGES  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.evaluate import (  # noqa: E402
     CURVE_BITS,
@@ -30,6 +31,7 @@ from ganrev.evaluate import (  # noqa: E402
     run_table,
     write_curves_json,
     write_table_csv,
+    write_table_grid,
     write_table_json,
     write_table_markdown,
 )
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webp-qualities", type=_ints, default=list(CURVE_WEBP_QUALITIES))
     parser.add_argument("--iters-list", type=_ints, default=[],
                         help="GAN curve over search iterations, e.g. 100,300,1000 (one search each)")
+    parser.add_argument("--grid-images", type=int, default=TABLE_GRID_IMAGES,
+                        help="images (columns) in grid.png; 0: no grid")
     parser.add_argument("--no-curves", action="store_true", help="table only")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                               device=args.device, progress=not args.quiet, lpips_weights=args.lpips_weights,
                               compare=tuple(args.compare), jpeg_qualities=tuple(args.jpeg_qualities),
                               webp_qualities=tuple(args.webp_qualities), bits_list=tuple(args.bits_list),
-                              iters_list=tuple(args.iters_list))
+                              iters_list=tuple(args.iters_list), grid_images=args.grid_images)
         result = run_table(args.generator, args.images, options)
         out = args.out
         write_table_json(result, out / "table.json")
@@ -82,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(result.markdown())
         print(result.matched_rate_line())
         written = ["table.json", "table.md", "table.csv"]
+        if args.grid_images:
+            write_table_grid(result, out / "grid.png")
+            written.append("grid.png")
         if not args.no_curves:
             curves = run_curves(args.generator, args.images, options, search=result.search)
             write_curves_json(curves, out / "curves.json")

@@ -1,8 +1,11 @@
-"""Classical image codecs to compare against: PNG, JPEG, WebP, AVIF and k-means colour quantization.
+"""Classical image codecs to compare against: PNG, JPEG, WebP, AVIF, k-means colour quantization, and WebP
+of a downscaled image.
 
 Every codec implements :class:`ganrev.codec.ImageCodec`: ``encode`` returns the complete bytes of an
 ordinary image file (write them to disk and any viewer opens them) and ``decode`` needs nothing but
-those bytes, so ``ganrev.codec.bits_per_pixel`` (``len(data) * 8 / (H * W)``) is an honest rate.
+those bytes, so ``ganrev.codec.bits_per_pixel`` (``len(data) * 8 / (H * W)``) is an honest rate. The one
+addition: :class:`DownscaledWebPCodec` appends one byte after its WebP file (scale, size remainder, gray),
+which viewers ignore and which counts in the rate.
 
 Gray and RGB. ``decode(encode(x))`` has the channel count of ``x``. PNG, JPEG and AVIF store gray
 natively. Lossy WebP always stores colour, and a k-means palette is always RGB, so for those two the
@@ -32,6 +35,8 @@ from ganrev.io import from_uint8, to_uint8
 __all__ = [
     "AVIFCodec",
     "DEFAULT_SPECS",
+    "DOWNSCALE_FACTORS",
+    "DownscaledWebPCodec",
     "JPEGCodec",
     "KMeansCodec",
     "PNGCodec",
@@ -186,6 +191,61 @@ class WebPCodec(_PillowCodec):
         return super()._to_pil(image).convert("RGB")
 
 
+DOWNSCALE_FACTORS = (2, 4)
+"""The scales :class:`DownscaledWebPCodec` shrinks images by (each side divided by it)."""
+
+_RIFF_HEADER = 8  # "RIFF" + little-endian payload size; the WebP file is these 8 bytes plus the payload
+_GRAY_FLAG = 0x80
+
+
+class DownscaledWebPCodec:
+    """What a user squeezing a file to ~90 bytes does: shrink, WebP, and enlarge again on display.
+
+    ``encode`` shrinks each side by ``scale`` (rounding the size up; antialiased bicubic), stores lossy WebP
+    at ``quality`` (as :class:`WebPCodec`), and appends one byte: bit 7 gray, bits 4-6 the scale, bits 2-3
+    and 0-1 how many rows and columns the enlarged image has beyond the original (``scale * ceil(H / scale)
+    - H``), so that ``decode`` can restore the exact size. The bytes before it are a complete WebP file of
+    the small image (its RIFF header gives its length). ``decode`` enlarges with bicubic interpolation.
+    """
+
+    def __init__(self, quality: int, scale: int) -> None:
+        self.quality = _check_quality(quality, "WebP")
+        if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale not in DOWNSCALE_FACTORS:
+            raise GanrevError(f"downscaled WebP scale must be one of {DOWNSCALE_FACTORS}, got {scale!r}")
+        self.scale = int(scale)
+        self.name = f"WebP ({self.quality}), downscaled {self.scale}x"
+
+    def encode(self, image: torch.Tensor) -> bytes:
+        _check_image(image)
+        channels, height, width = image.shape
+        small_height, small_width = -(-height // self.scale), -(-width // self.scale)
+        small = Image.fromarray(to_uint8(image)).resize((small_width, small_height), Image.Resampling.BICUBIC)
+        webp = _save(small.convert("RGB"), "WEBP", {"quality": self.quality, "method": 6, "lossless": False})
+        extra_rows, extra_cols = small_height * self.scale - height, small_width * self.scale - width
+        trailer = (_GRAY_FLAG if channels == 1 else 0) | self.scale << 4 | extra_rows << 2 | extra_cols
+        return webp + bytes([trailer])
+
+    def decode(self, data: bytes) -> torch.Tensor:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise GanrevError(f"expected downscaled WebP bytes, got {type(data).__name__}")
+        data = bytes(data)
+        riff_size = int.from_bytes(data[4:_RIFF_HEADER], "little")
+        if len(data) < _RIFF_HEADER + 1 or len(data) != _RIFF_HEADER + riff_size + 1:
+            raise GanrevError(f"cannot decode {len(data)} bytes as downscaled WebP: not a WebP file and one byte")
+        trailer = data[-1]
+        scale, extra_rows, extra_cols = trailer >> 4 & 0x7, trailer >> 2 & 0x3, trailer & 0x3
+        if scale not in DOWNSCALE_FACTORS or extra_rows >= scale or extra_cols >= scale:
+            raise GanrevError(f"cannot decode downscaled WebP: bad trailing byte {trailer:#04x}")
+        small, _ = _load(data[:-1], "WEBP")
+        size = (small.width * scale - extra_cols, small.height * scale - extra_rows)
+        gray = bool(trailer & _GRAY_FLAG)
+        return _to_tensor(small.convert("L" if gray else "RGB").resize(size, Image.Resampling.BICUBIC),
+                          1 if gray else 3)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
 @functools.lru_cache(maxsize=1)
 def avif_available() -> bool:
     """Whether this Pillow can write (and read back) AVIF files."""
@@ -268,6 +328,7 @@ _FACTORIES: dict[str, tuple[Callable[[int], ImageCodec] | None, int | None]] = {
     "webp": (WebPCodec, 80),
     "avif": (AVIFCodec, 75),
     "kmeans": (KMeansCodec, 4),
+    **{f"webp-down{scale}": (functools.partial(DownscaledWebPCodec, scale=scale), 80) for scale in DOWNSCALE_FACTORS},
 }
 _ALIASES = {"jpg": "jpeg", "k-means": "kmeans"}
 
@@ -275,16 +336,18 @@ DEFAULT_SPECS = ("png", "jpeg:10", "webp:10", "avif:10", "kmeans:4")
 
 
 def codec_from_spec(spec: str) -> ImageCodec:
-    """Build a codec from ``"png"``, ``"jpeg:10"``, ``"webp:50"``, ``"avif:30"`` or ``"kmeans:4"``.
+    """Build a codec from ``"png"``, ``"jpeg:10"``, ``"webp:50"``, ``"avif:30"``, ``"kmeans:4"`` or
+    ``"webp-down4:50"`` (WebP of the image shrunk 4x, :class:`DownscaledWebPCodec`; ``webp-down2`` too).
 
     The number is the quality (0-100) or, for k-means, the palette size K. Without it the defaults are
-    JPEG 75, WebP 80, AVIF 75 (Pillow's) and K = 4. Unknown or malformed specs raise :class:`GanrevError`.
+    JPEG 75, WebP 80 (also downscaled), AVIF 75 (Pillow's) and K = 4. Unknown or malformed specs raise
+    :class:`GanrevError`.
     """
     name, sep, arg = str(spec).strip().lower().partition(":")
     name = _ALIASES.get(name.strip(), name.strip())
     if name not in _FACTORIES:
         raise GanrevError(f"unknown baseline codec {spec!r}; known: {', '.join(sorted(_FACTORIES))} "
-                          "(e.g. 'png', 'jpeg:10', 'webp:50', 'avif:30', 'kmeans:4')")
+                          "(e.g. 'png', 'jpeg:10', 'webp:50', 'avif:30', 'kmeans:4', 'webp-down4:50')")
     factory, default = _FACTORIES[name]
     if factory is None:
         if sep:

@@ -22,6 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_GENERATOR = "emoji64"
 TABLE_BITS = 6  # the table's GAN-reversal setting: ~0.18 bpp on 64x64 emoji
+TABLE_GRID_IMAGES = 8  # columns of the table's --grid: enough to judge a scheme, few enough to read the captions
 COMPARE_GENERATOR = "emoji64-gan"  # the seed's purely adversarial generator, a row beside the default one
 
 GeneratorOption = typer.Option(
@@ -315,7 +316,8 @@ def _check_outputs(pairs: list[tuple[Optional[Path], Path]], force: bool, verb: 
             raise GanrevError(f"output {target} is one of the inputs: refusing to overwrite an input")
         if key in owner:
             other = owner[key]
-            assert other is not None and source is not None
+            if other is None or source is None:
+                raise GanrevError(f"{target} is named for two outputs: give each output its own file")
             cause = ("the same name apart from the suffix" if other.resolve().parent == source.resolve().parent
                      else "the same file name in different folders")
             raise GanrevError(f"{other} and {source} would both be written to {target} ({cause}): {verb} them "
@@ -737,6 +739,12 @@ def table(
                                 "sweeps, GAN reversal over bits; the latent search is re-used)"),
     curves_out: Optional[Path] = typer.Option(None, "--curves-out", help="PNG for the curves, points beside it "
                                               "as .json (implies --curves; default: curves.png)"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="write a .png of the first images as every scheme "
+                                        "decoded them, each tile captioned with bytes and SSIM"),
+    grid_images: Optional[int] = typer.Option(None, "--grid-images", help="images (columns) in --grid "
+                                               f"(default: {TABLE_GRID_IMAGES})"),
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite output files (--json, --csv, --md, --grid, "
+                               "--curves-out) that exist"),
     lpips_weights: Optional[Path] = typer.Option(None, help="LPIPS weights: an AlexNet backbone .pth or a whole "
                                                  "LPIPS .safetensors (default: $GANREV_LPIPS_WEIGHTS, else the "
                                                  "shipped pretrained/lpips/)"),
@@ -745,8 +753,9 @@ def table(
     """Compare GAN reversal with PNG, K-means, JPEG, WebP (and AVIF) on a folder of images: the results table.
 
     Each scheme encodes every image to real file bytes and decodes them; bpp counts every byte.
-    One GAN-reversal row per generator (--generator, then each --compare). WebP and AVIF run at the
-    quality whose mean bpp is closest to the first generator's.
+    One GAN-reversal row per generator (--generator, then each --compare). WebP, WebP of the image
+    downscaled 2x or 4x, and AVIF run at the quality (and scale) whose mean bpp is closest to the first
+    generator's.
     """
     from ganrev.evaluate import (
         EvalOptions,
@@ -755,11 +764,24 @@ def table(
         run_table,
         write_curves_json,
         write_table_csv,
+        write_table_grid,
         write_table_json,
         write_table_markdown,
     )
 
     _device(device)
+    if grid is None and grid_images is not None:
+        raise GanrevError("--grid-images needs --grid FILE.png")
+    # Every output is checked now rather than after minutes of searching: names, existing files, folders.
+    if grid is not None:
+        _require(grid_images is None or grid_images >= 1, "--grid-images", grid_images, ">= 1")
+        if grid.suffix.lower() != ".png":
+            raise GanrevError(f"--grid {grid}: the grid is written as PNG, so its name must end in .png")
+    curves_png = curves_out if curves_out is not None else (Path("curves.png") if curves else None)
+    outputs = [path for path in (json_out, csv_out, md_out, grid, curves_png) if path is not None]
+    if curves_png is not None:
+        outputs.append(curves_png.with_suffix(".json"))
+    _check_outputs([(None, path) for path in outputs], force, "table")
     path = resolve_generator_path(generator)
     if compare is None:
         default = generator is None and not os.environ.get("GANREV_GENERATOR")
@@ -767,8 +789,9 @@ def table(
     compared = tuple(resolve_generator_path(name) for name in compare)
     overrides = tuple((key, value) for key, value in
                       (("init", init), ("iters", iters), ("restarts", restarts), ("seed", seed)) if value is not None)
+    shown = 0 if grid is None else (TABLE_GRID_IMAGES if grid_images is None else grid_images)
     options = EvalOptions(search_overrides=overrides, bits=bits, limit=limit, seed=seed, device=device, progress=progress,
-                          lpips_weights=lpips_weights, compare=compared)
+                          lpips_weights=lpips_weights, compare=compared, grid_images=shown)
     result = run_table(path, images, options)
     typer.echo(result.markdown())
     typer.echo(result.matched_rate_line())
@@ -786,12 +809,14 @@ def table(
     if md_out is not None:
         write_table_markdown(result, md_out)
         written.append(md_out)
-    if curves or curves_out is not None:
-        png = curves_out if curves_out is not None else Path("curves.png")
+    if grid is not None:
+        write_table_grid(result, grid)
+        written.append(grid)
+    if curves_png is not None:
         points = run_curves(path, images, options, search=result.search)
-        plot_curves(points, png)
-        write_curves_json(points, png.with_suffix(".json"))
-        written += [png, png.with_suffix(".json")]
+        plot_curves(points, curves_png)
+        write_curves_json(points, curves_png.with_suffix(".json"))
+        written += [curves_png, curves_png.with_suffix(".json")]
     for target in written:
         typer.echo(f"wrote {target}")
 

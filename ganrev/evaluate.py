@@ -7,11 +7,14 @@ image. GAN reversal searches the latents of all images in one batched call (as :
 does), so its encode time per image is the batch's total divided by the number of images.
 
 The table (:func:`run_table`) has one row per scheme, in this order: PNG, K-means (K=4), JPEG (10%),
-JPEG (1%), WebP at the GAN's rate, AVIF at the GAN's rate (only where Pillow writes AVIF), GAN reversal.
-"At the GAN's rate" is the quality whose mean bpp over the images is closest to GAN reversal's mean bpp;
-it is found by a sweep over the codec's qualities (see :func:`match_rate`), which is recorded. The JPEG
-quality (1..100) closest to the GAN's rate is found the same way and evaluated too (not a table row), so
-that the matched-rate SSIM differences GAN - JPEG and GAN - WebP can be reported.
+JPEG (1%), WebP at the GAN's rate, WebP of the image downscaled 2x or 4x at the GAN's rate, AVIF at the
+GAN's rate (only where Pillow writes AVIF), GAN reversal. "At the GAN's rate" is the quality whose mean bpp
+over the images is closest to GAN reversal's mean bpp; it is found by a sweep over the codec's qualities
+(see :func:`match_rate`), which is recorded. For downscaled WebP each scale is swept and the scale whose
+matched rate is closest wins (ties: the higher SSIM). The JPEG quality (1..100) closest to the GAN's rate
+is found the same way and evaluated too (not a table row), so that the matched-rate SSIM differences
+GAN - JPEG and GAN - WebP can be reported. :func:`write_table_grid` draws the first few images as each
+scheme decoded them (:class:`GridImages` keeps just those).
 
 Summaries are means over images per scheme (PSNR: the mean of per-image PSNRs, so ``inf`` when any image
 is reproduced exactly, as PNG always is). CR = mean PNG bits / mean scheme bits.
@@ -23,6 +26,7 @@ JSON parsers read them; CSV writes them as ``inf``. Every file is written atomic
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -38,14 +42,24 @@ from pathlib import Path
 from typing import Any, Union
 
 import torch
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import ganrev
-from ganrev.baselines import AVIFCodec, JPEGCodec, KMeansCodec, PNGCodec, WebPCodec, avif_available
+from ganrev.baselines import (
+    DOWNSCALE_FACTORS,
+    AVIFCodec,
+    DownscaledWebPCodec,
+    JPEGCodec,
+    KMeansCodec,
+    PNGCodec,
+    WebPCodec,
+    avif_available,
+)
 from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult, SearchOptions, default_search
-from ganrev.io import atomic_write_text, atomic_writer, list_images, load_image
+from ganrev.io import atomic_write_text, atomic_writer, convert_channels, list_images, load_image, to_pil
 from ganrev.metrics import image_metrics, lpips_status
 from ganrev.models import GeneratorCheckpoint, load_generator
 
@@ -54,6 +68,11 @@ __all__ = [
     "CURVE_JPEG_QUALITIES",
     "CURVE_WEBP_QUALITIES",
     "CurvesResult",
+    "GRID_CAPTION_HEIGHT",
+    "GRID_GAP",
+    "GRID_LABEL_WIDTH",
+    "GRID_MIN_TILE",
+    "GridImages",
     "RECORD_FIELDS",
     "RateMatch",
     "TableResult",
@@ -74,6 +93,7 @@ __all__ = [
     "write_curves_json",
     "write_table_csv",
     "write_table_json",
+    "write_table_grid",
     "write_table_markdown",
 ]
 
@@ -132,12 +152,13 @@ class EvalOptions:
     avif_qualities: tuple[int, ...] = CURVE_AVIF_QUALITIES  # empty: no AVIF curve
     bits_list: tuple[int, ...] = CURVE_BITS
     iters_list: tuple[int, ...] = ()  # a GAN curve over search iterations (one search each)
+    grid_images: int = 0  # the table keeps the decoded first N images of every scheme for a grid (0: none)
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 16:
             raise GanrevError(f"invalid --bits {self.bits}: must be 2..16")
-        if self.refine_iters < 0 or self.kmeans_k < 1 or self.rate_step < 1:
-            raise GanrevError("refine_iters must be >= 0, kmeans_k and rate_step >= 1")
+        if self.refine_iters < 0 or self.kmeans_k < 1 or self.rate_step < 1 or self.grid_images < 0:
+            raise GanrevError("refine_iters and grid_images must be >= 0, kmeans_k and rate_step >= 1")
         if self.limit is not None and self.limit < 1:
             raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")
 
@@ -192,6 +213,23 @@ def search_latents(codec: GanCodec, images: Sequence[torch.Tensor]) -> Inversion
     return codec.search_latents(list(images))
 
 
+@dataclass
+class GridImages:
+    """The images a grid shows: their names and originals, and per scheme their decoded images.
+
+    Only these are kept (:meth:`keep` ignores every other image), so a large run holds a few tensors.
+    """
+
+    names: list[str]
+    originals: list[torch.Tensor]
+    decoded: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # scheme -> image name -> image
+
+    def keep(self, scheme: str, name: str, decoded: torch.Tensor) -> None:
+        """Keep ``decoded`` as ``scheme``'s version of image ``name`` if the grid shows that image."""
+        if name in self.names:
+            self.decoded.setdefault(scheme, {})[name] = decoded.detach().cpu()
+
+
 def _unpack(codec: CodecLike) -> tuple[str, ImageCodec]:
     if isinstance(codec, tuple):
         label, inner = codec
@@ -223,13 +261,14 @@ def _record(scheme: str, role: str, name: str, image: torch.Tensor, data: bytes,
 
 def evaluate(images: Sequence[torch.Tensor], codecs: Iterable[CodecLike], *, names: Sequence[str] | None = None,
              lpips_weights: str | os.PathLike[str] | None = None, gan_search: InversionResult | None = None,
-             role: str = "row", progress: bool = False) -> list[dict[str, Any]]:
+             role: str = "row", progress: bool = False, grid: GridImages | None = None) -> list[dict[str, Any]]:
     """Per-image records (see :data:`RECORD_FIELDS`) of every codec on every image, codec-major.
 
     Each image is encoded to bytes, the bytes are decoded, and the decoded image is scored against the
     original. A :class:`GanCodec` compresses all images in one batched call (``compress``, or with
     ``gan_search`` given, ``compress_latents`` on that earlier search, whose time is then counted in);
-    its encode time per image is the total divided by the number of images.
+    its encode time per image is the total divided by the number of images. With ``grid``, the decoded
+    images it shows are kept there.
     """
     images = list(images)
     names = [f"image{k:04d}" for k in range(len(images))] if names is None else list(names)
@@ -239,7 +278,7 @@ def evaluate(images: Sequence[torch.Tensor], codecs: Iterable[CodecLike], *, nam
     for item in codecs:
         label, codec = _unpack(item)
         if isinstance(codec, GanCodec):
-            records += _evaluate_gan(label, role, codec, images, names, lpips_weights, gan_search, progress)
+            records += _evaluate_gan(label, role, codec, images, names, lpips_weights, gan_search, progress, grid)
             continue
         for name, image in zip(tqdm(names, desc=label, disable=not progress, leave=False, dynamic_ncols=True),
                                images):
@@ -250,12 +289,14 @@ def evaluate(images: Sequence[torch.Tensor], codecs: Iterable[CodecLike], *, nam
             done = time.perf_counter()
             records.append(_record(label, role, name, image, data, decoded, encoded - started, done - encoded,
                                    lpips_weights))
+            if grid is not None:
+                grid.keep(label, name, decoded)
     return records
 
 
 def _evaluate_gan(label: str, role: str, codec: GanCodec, images: list[torch.Tensor], names: list[str],
                   lpips_weights: str | os.PathLike[str] | None, search: InversionResult | None,
-                  progress: bool) -> list[dict[str, Any]]:
+                  progress: bool, grid: GridImages | None) -> list[dict[str, Any]]:
     if not images:
         return []
     started = time.perf_counter()
@@ -277,6 +318,8 @@ def _evaluate_gan(label: str, role: str, codec: GanCodec, images: list[torch.Ten
                       ssim_refined=result.ssim_refined, search_loss=result.search_loss,
                       iterations=result.iterations, notes="; ".join(result.notes) or None)
         records.append(record)
+        if grid is not None:
+            grid.keep(label, name, decoded)
     return records
 
 
@@ -474,6 +517,7 @@ class TableResult:
     metadata: dict[str, Any]
     names: list[str] = field(default_factory=list)
     search: InversionResult | None = field(default=None, repr=False)  # the GAN search, for run_curves to re-use
+    grid: GridImages | None = field(default=None, repr=False)  # with EvalOptions.grid_images: for write_table_grid
 
     def markdown(self) -> str:
         return markdown_table(self.summary)
@@ -482,7 +526,7 @@ class TableResult:
         """One line: the GAN's rate and SSIM, and each rate-matched codec's quality, rate, SSIM and SSIM gap."""
         match = self.rate_match
         parts = []
-        for key in ("jpeg", "webp", "avif"):
+        for key in ("jpeg", "webp", "webp_downscaled", "avif"):
             if key not in match:
                 continue
             m = match[key]
@@ -503,8 +547,9 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
               options: EvalOptions = EvalOptions()) -> TableResult:
     """The comparison table on the images in ``images_dir`` (default: ``<generator>/heldout``).
 
-    Rows: PNG, K-means, JPEG 10% and 1%, WebP and AVIF at the GAN's rate, then one GAN-reversal row per
-    generator (``generator`` first, then ``options.compare``), each searched with ``options.search_for``.
+    Rows: PNG, K-means, JPEG 10% and 1%, WebP, downscaled WebP and AVIF at the GAN's rate, then one
+    GAN-reversal row per generator (``generator`` first, then ``options.compare``), each searched with
+    ``options.search_for``. With ``options.grid_images`` the result keeps those first images' decodings.
     """
     started = time.perf_counter()
     checkpoint, dev = _checkpoint(generator, options.device)
@@ -512,7 +557,10 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     names, images = load_image_folder(folder, options.limit)
     metadata = run_metadata(checkpoint, dev, images_dir=folder, images=len(images),
                             lpips_weights=options.lpips_weights)
-    kw: dict[str, Any] = {"names": names, "lpips_weights": options.lpips_weights, "progress": options.progress}
+    grid = (GridImages(names[:options.grid_images], images[:options.grid_images]) if options.grid_images
+            else None)
+    kw: dict[str, Any] = {"names": names, "lpips_weights": options.lpips_weights, "progress": options.progress,
+                          "grid": grid}
 
     baseline_rows = evaluate(images, [PNGCodec(), KMeansCodec(options.kmeans_k, seed=options.seed), JPEGCodec(10),
                                       JPEGCodec(1)], **kw)
@@ -543,21 +591,49 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
         codec = _factory(key)(m.quality)
         matched_rows[key] = evaluate(images, [(f"{codec.name} at GAN rate", codec)],
                                      role="matched" if key == "jpeg" else "row", **kw)
+    scale, by_scale, downscaled_rows = _match_downscaled_webp(images, target, options, kw)
+    matches["webp_downscaled"] = by_scale[scale]
+    matched_rows["webp_downscaled"] = downscaled_rows
 
-    rows = baseline_rows + matched_rows["webp"] + matched_rows.get("avif", []) + [r for g in gan_rows for r in g]
+    rows = (baseline_rows + matched_rows["webp"] + downscaled_rows + matched_rows.get("avif", [])
+            + [r for g in gan_rows for r in g])
     summary = summarise(rows)
     rate_match: dict[str, Any] = {"target_bpp": target, "gan_ssim": gan_ssim, "gan_scheme": generator_label(checkpoint)}
     for key, m in matches.items():
         ssim_value = _mean([r["ssim"] for r in matched_rows[key]])
         rate_match[key] = {**m.to_dict(), "scheme": matched_rows[key][0]["scheme"], "ssim": ssim_value,
                            "ssim_gap": gan_ssim - ssim_value}
+    rate_match["webp_downscaled"].update(
+        scale=scale, by_scale={str(s): m.to_dict() for s, m in by_scale.items()},
+        choice=f"the scale in {list(DOWNSCALE_FACTORS)} whose matched mean bpp is closest (ties: higher SSIM)")
     metadata["settings"] = _settings(options, checkpoint)
     metadata["compared_generators"] = [{"path": display_path(ckpt.path), "fingerprint": ckpt.fingerprint}
                                        for ckpt in compared]
     metadata["gan"] = {"search_seconds": result.seconds, "image_iterations": result.image_iterations,
                        "mean_iterations_per_restart": float(result.iterations.float().mean())}
     metadata["wall_s"] = time.perf_counter() - started
-    return TableResult(rows + matched_rows["jpeg"], summary, rate_match, metadata, names, result)
+    return TableResult(rows + matched_rows["jpeg"], summary, rate_match, metadata, names, result, grid)
+
+
+def _match_downscaled_webp(images: list[torch.Tensor], target: float, options: EvalOptions,
+                           kw: dict[str, Any]) -> tuple[int, dict[int, RateMatch], list[dict[str, Any]]]:
+    """The downscaled-WebP row: the scale, every scale's rate match, and the chosen scale's records.
+
+    Each scale in :data:`DOWNSCALE_FACTORS` gets the quality closest to ``target``; the scale whose rate is
+    closest wins, and where scales tie on rate each is evaluated and the higher mean SSIM wins.
+    """
+    by_scale = {scale: match_rate(functools.partial(DownscaledWebPCodec, scale=scale), images, target, lo=0,
+                                  hi=100, step=options.rate_step, codec=f"WebP downscaled {scale}x",
+                                  progress=options.progress)
+                for scale in DOWNSCALE_FACTORS}
+    closest = min(abs(m.bpp - target) for m in by_scale.values())
+    evaluated = {}
+    for scale, m in by_scale.items():
+        if abs(m.bpp - target) == closest:
+            codec = DownscaledWebPCodec(m.quality, scale)
+            evaluated[scale] = evaluate(images, [(f"{codec.name} at GAN rate", codec)], **kw)
+    scale = max(evaluated, key=lambda s: _mean([r["ssim"] for r in evaluated[s]]))
+    return scale, by_scale, evaluated[scale]
 
 
 def _settings(options: EvalOptions, checkpoint: GeneratorCheckpoint) -> dict[str, Any]:
@@ -619,6 +695,83 @@ def write_table_markdown(result: TableResult, path: str | os.PathLike[str]) -> N
             f"torch {meta['versions']['torch']}, ganrev {meta['versions']['ganrev']}; {meta['wall_s']:.0f} s. "
             f"LPIPS: {meta['lpips']['reason'] if not meta['lpips']['available'] else 'AlexNet'}.")
     atomic_write_text(path, result.markdown() + "\n" + result.matched_rate_line() + "\n\n" + note + "\n")
+
+
+GRID_MIN_TILE = 128  # tiles are enlarged by a whole factor (nearest neighbour) to at least this many pixels
+GRID_GAP = 8
+GRID_LABEL_WIDTH = 190  # the column of scheme names at the left
+GRID_CAPTION_HEIGHT = 30  # two lines of the default font under each tile
+_GRID_BACKGROUND = (232, 232, 232)  # not white: emoji on white must still show their tile's edge
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """``text`` cut (with "...") to fit ``width`` pixels in the default font."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, width: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` pixels (a longer word is cut)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(_fit(draw, word, width))
+    return lines
+
+
+def write_table_grid(result: TableResult, path: str | os.PathLike[str]) -> None:
+    """The table as pictures: the originals, then each table row's decoded images, as a PNG, atomically.
+
+    One column per image of ``result.grid`` (the run's first ``EvalOptions.grid_images`` images), one row
+    per scheme in table order under a row of originals; each row is named at the left and each tile
+    captioned with its file's bytes and SSIM. Tiles are enlarged by a whole factor with nearest neighbour
+    (tiny images stay readable, no pixel is invented) so that the larger side is at least
+    :data:`GRID_MIN_TILE`. The image is ``GRID_LABEL_WIDTH + N * (tile width + GRID_GAP)`` by
+    ``GRID_GAP + rows * (tile height + GRID_CAPTION_HEIGHT + GRID_GAP)`` pixels.
+    """
+    grid = result.grid
+    if grid is None:
+        raise GanrevError("this table kept no decoded images for a grid: run it with grid_images >= 1")
+    factor = max(1, math.ceil(GRID_MIN_TILE / max(max(image.shape[1:]) for image in grid.originals)))
+    tile_w = factor * max(image.shape[2] for image in grid.originals)
+    tile_h = factor * max(image.shape[1] for image in grid.originals)
+    found = {(r["scheme"], r["image"]): r for r in result.records}
+    schemes = [row["scheme"] for row in result.summary]
+    canvas = Image.new("RGB", (GRID_LABEL_WIDTH + len(grid.names) * (tile_w + GRID_GAP),
+                               GRID_GAP + (1 + len(schemes)) * (tile_h + GRID_CAPTION_HEIGHT + GRID_GAP)),
+                       _GRID_BACKGROUND)
+    draw = ImageDraw.Draw(canvas)  # Pillow's default font: no font file to ship or find
+    line = GRID_CAPTION_HEIGHT // 2
+
+    def put_row(row: int, label: str, tiles: list[tuple[torch.Tensor, str, str]]) -> None:
+        top = GRID_GAP + row * (tile_h + GRID_CAPTION_HEIGHT + GRID_GAP)
+        lines = _wrap(draw, label, GRID_LABEL_WIDTH - 2 * GRID_GAP)
+        label_top = top + (tile_h - len(lines) * line) // 2
+        for k, text in enumerate(lines):
+            draw.text((GRID_GAP, label_top + k * line), text, fill=(0, 0, 0))
+        for column, (image, first, second) in enumerate(tiles):
+            left = GRID_LABEL_WIDTH + column * (tile_w + GRID_GAP)
+            picture = to_pil(convert_channels(image, "rgb"))
+            picture = picture.resize((picture.width * factor, picture.height * factor), Image.Resampling.NEAREST)
+            canvas.paste(picture, (left + (tile_w - picture.width) // 2, top + (tile_h - picture.height) // 2))
+            for k, text in enumerate((first, second)):
+                draw.text((left, top + tile_h + 2 + k * line), _fit(draw, text, tile_w), fill=(0, 0, 0))
+
+    put_row(0, "original", [(image, name, f"{image.shape[2]}x{image.shape[1]}")
+                            for name, image in zip(grid.names, grid.originals)])
+    for row, scheme in enumerate(schemes, start=1):
+        tiles = []
+        for name in grid.names:
+            record = found[scheme, name]
+            tiles.append((grid.decoded[scheme][name], f"{record['bytes']} B", f"SSIM {record['ssim']:.3f}"))
+        put_row(row, scheme, tiles)
+    with atomic_writer(path) as handle:
+        canvas.save(handle, format="PNG")
 
 
 # -------------------------------------------------------------------------------------------------- curves

@@ -16,7 +16,9 @@ from PIL import Image
 
 from ganrev import baselines
 from ganrev.baselines import (
+    DOWNSCALE_FACTORS,
     AVIFCodec,
+    DownscaledWebPCodec,
     JPEGCodec,
     KMeansCodec,
     PNGCodec,
@@ -166,7 +168,7 @@ def test_encode_writes_no_files(monkeypatch, tmp_path):
         monkeypatch.setattr(tempfile, name, forbidden)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    for codec in baseline_codecs(["png", "jpeg:10", "webp:10", "kmeans:4", "avif:30"]):
+    for codec in baseline_codecs(["png", "jpeg:10", "webp:10", "kmeans:4", "avif:30", "webp-down4:30"]):
         for image in IMAGES.values():
             codec.decode(codec.encode(image))
     assert os.listdir(tmp_path) == []
@@ -329,19 +331,100 @@ def test_kmeans_rejects_bad_k(k):
         KMeansCodec(k)  # type: ignore[arg-type]
 
 
+# --- WebP of a downscaled image -------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", DOWNSCALE_FACTORS)
+@pytest.mark.parametrize(("channels", "height", "width"), [(3, 64, 64), (3, 33, 50), (1, 33, 50), (1, 64, 64),
+                                                            (3, 7, 5), (1, 1, 1), (3, 2, 3)])
+def test_downscaled_webp_round_trips_to_the_original_size(scale, channels, height, width):
+    source = IMAGES["astronaut-64x64"] if channels == 3 else IMAGES["camera-gray-64x64"]
+    image = _photo(to_uint8(source), height, width)
+    codec = DownscaledWebPCodec(80, scale)
+    assert isinstance(codec, ImageCodec)
+    data = codec.encode(image)
+    out = codec.decode(data)
+    assert out.shape == image.shape and out.dtype == torch.float32
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    assert codec.encode(image) == data  # deterministic
+
+
+@pytest.mark.parametrize("scale", DOWNSCALE_FACTORS)
+def test_downscaled_webp_is_a_small_webp_file_and_one_byte(scale, tmp_path):
+    image = IMAGES["coffee-96x80"]  # 96 x 80: not a multiple of 4 -> 24 x 20 at scale 4, 48 x 40 at 2
+    data = DownscaledWebPCodec(50, scale).encode(image)
+    with Image.open(io.BytesIO(data[:-1])) as small:
+        assert small.format == "WEBP" and small.size == (-(-80 // scale), -(-96 // scale))
+    assert data[:-1] == _webp_of_downscaled(image, scale, 50)
+    path = tmp_path / "img.webp"
+    path.write_bytes(data)  # with the trailing byte, still a file viewers open
+    with Image.open(path) as img:
+        assert img.format == "WEBP"
+
+
+def _webp_of_downscaled(image: torch.Tensor, scale: int, quality: int) -> bytes:
+    """What plain Pillow writes for ``image`` shrunk ``scale`` times (sides rounded up)."""
+    height, width = image.shape[1:]
+    small = Image.fromarray(to_uint8(image)).resize((-(-width // scale), -(-height // scale)), Image.BICUBIC)
+    buffer = io.BytesIO()
+    small.convert("RGB").save(buffer, format="WEBP", quality=quality, method=6, lossless=False)
+    return buffer.getvalue()
+
+
+def test_downscaled_webp_keeps_gray_and_gray_valued_rgb_apart():
+    gray = IMAGES["camera-gray-64x64"]
+    gray_valued_rgb = gray.expand(3, -1, -1).contiguous()
+    codec = DownscaledWebPCodec(50, 2)
+    assert codec.decode(codec.encode(gray)).shape[0] == 1
+    assert codec.decode(codec.encode(gray_valued_rgb)).shape[0] == 3
+    assert len(codec.encode(gray)) == len(codec.encode(gray_valued_rgb))  # the trailing byte says which
+
+
+def test_downscaled_webp_trades_fidelity_for_size():
+    image = IMAGES["astronaut-64x64"]
+    full, half, quarter = WebPCodec(50), DownscaledWebPCodec(50, 2), DownscaledWebPCodec(50, 4)
+    sizes = [len(codec.encode(image)) for codec in (full, half, quarter)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    errors = [_psnr(codec.decode(codec.encode(image)), image) for codec in (full, half, quarter)]
+    assert errors[0] > errors[1] > errors[2] > 15
+
+
+def test_downscaled_webp_rejects_bad_bytes():
+    codec = DownscaledWebPCodec(50, 4)
+    data = codec.encode(IMAGES["astronaut-64x64"])
+    webp, trailer = data[:-1], data[-1]
+    assert trailer == 0x40  # colour, scale 4, 64 x 64: nothing to crop
+    bad_trailers = [0x28, 0x22, 0x10, 0x70, 0x00]  # scale 2 with 2 extra rows / 2 extra columns; scales 1, 7, 0
+    garbage_webp = webp[:8] + bytes(len(webp) - 8)  # the right length, no WebP inside
+    for bad in [b"", b"RIFF", webp, data[:-2], data + b"\x00", garbage_webp + bytes([trailer])] + [
+            webp + bytes([t]) for t in bad_trailers]:
+        with pytest.raises(GanrevError):
+            codec.decode(bad)
+    with pytest.raises(GanrevError):
+        codec.decode("not bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scale", [0, 1, 3, 8, True, 2.0])
+def test_downscaled_webp_rejects_bad_scales(scale):
+    with pytest.raises(GanrevError, match="scale"):
+        DownscaledWebPCodec(50, scale)
+
+
 # --- specs ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("spec", "name"), [
     ("png", "PNG"), ("PNG", "PNG"), ("jpeg:10", "JPEG (10%)"), (" jpg : 10 ", "JPEG (10%)"), ("jpeg", "JPEG (75%)"),
     ("webp:50", "WebP (50)"), ("kmeans:4", "K-means (K=4)"), ("kmeans", "K-means (K=4)"),
     ("k-means:8", "K-means (K=8)"), pytest.param("avif:30", "AVIF (30)", marks=needs_avif),
+    ("webp-down2:50", "WebP (50), downscaled 2x"), (" WebP-Down4 : 0 ", "WebP (0), downscaled 4x"),
+    ("webp-down4", "WebP (80), downscaled 4x"),
 ])
 def test_codec_from_spec(spec, name):
     assert codec_from_spec(spec).name == name
 
 
 @pytest.mark.parametrize("spec", ["gif", "", "jpeg2000:10", "jpeg:abc", "jpeg:101", "jpeg:-1", "jpeg:", "png:9",
-                                  "webp:1.5", "kmeans:0", "kmeans:300"])
+                                  "webp:1.5", "kmeans:0", "kmeans:300", "webp-down3:50", "webp-down:50",
+                                  "webp-down2:101", "webp-down4:x"])
 def test_bad_specs_raise_ganrev_error(spec):
     with pytest.raises(GanrevError):
         codec_from_spec(spec)
@@ -393,7 +476,8 @@ def small_images(draw) -> torch.Tensor:
 def test_random_small_images_round_trip(image):
     png = PNGCodec()
     assert torch.equal(png.decode(png.encode(image)), image)
-    lossy: list[ImageCodec] = [JPEGCodec(10), WebPCodec(50), KMeansCodec(4)]
+    lossy: list[ImageCodec] = [JPEGCodec(10), WebPCodec(50), KMeansCodec(4), DownscaledWebPCodec(50, 2),
+                               DownscaledWebPCodec(50, 4)]
     if avif_available():
         lossy.append(AVIFCodec(50))
     for codec in lossy:

@@ -7,20 +7,36 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import skimage.data
 import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from ganrev.baselines import AVIFCodec, JPEGCodec, KMeansCodec, PNGCodec, WebPCodec, avif_available
-from ganrev.cli import app
+import ganrev.evaluate
+from ganrev.baselines import (
+    DOWNSCALE_FACTORS,
+    AVIFCodec,
+    DownscaledWebPCodec,
+    JPEGCodec,
+    KMeansCodec,
+    PNGCodec,
+    WebPCodec,
+    avif_available,
+)
+from ganrev.cli import app, main
 from ganrev.codec import GanCodec
 from ganrev.errors import GanrevError
 from ganrev.evaluate import (
+    GRID_CAPTION_HEIGHT,
+    GRID_GAP,
+    GRID_LABEL_WIDTH,
     RECORD_FIELDS,
     TABLE_COLUMNS,
     EvalOptions,
+    GridImages,
+    TableResult,
     display_path,
     run_table,
     evaluate,
@@ -29,13 +45,15 @@ from ganrev.evaluate import (
     match_rate,
     search_latents,
     summarise,
+    write_table_grid,
 )
 from ganrev.invert import SearchOptions
-from ganrev.io import from_uint8, load_image, resize, save_image
+from ganrev.io import from_uint8, load_image, resize, save_image, to_uint8
 from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, load_generator, save_generator
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 BASE_ROWS = ["PNG", "K-means (K=4)", "JPEG (10%)", "JPEG (1%)"]
+GRID_IMAGES = 2
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +76,15 @@ def image_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def table_run(generator_dir, image_dir, tmp_path_factory):
-    """`ganrev table --limit 4 --iters 50` with every output file, run once for the module."""
+    """`ganrev table --limit 4 --iters 50` with every output file, run once for the module.
+
+    The grid overwrites a file already there (``--force``)."""
     out = tmp_path_factory.mktemp("out")
+    (out / "grid.png").write_bytes(b"an older grid")
     args = ["table", "--generator", str(generator_dir), "--images", str(image_dir), "--limit", "4", "--iters", "50",
             "--restarts", "2", "--bits", "6", "--seed", "0", "--device", "cpu", "--json", str(out / "t.json"),
             "--csv", str(out / "t.csv"), "--md", str(out / "t.md"), "--curves-out", str(out / "curves.png"),
-            "--no-progress"]
+            "--grid", str(out / "grid.png"), "--grid-images", str(GRID_IMAGES), "--force", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
     return result.output, out
@@ -87,16 +108,18 @@ def test_cli_prints_all_rows_and_columns(table_run):
     schemes = [line[0] for line in lines[2:]]
     assert schemes[:4] == BASE_ROWS
     assert schemes[4].startswith("WebP (") and schemes[4].endswith("at GAN rate")
+    assert "WebP" in schemes[5] and "downscaled" in schemes[5] and schemes[5].endswith("at GAN rate")
     if avif_available():
-        assert schemes[5].startswith("AVIF (")
+        assert schemes[6].startswith("AVIF (")
     assert schemes[-1] == gan_scheme(out)
-    assert len(schemes) == (7 if avif_available() else 6)
+    assert len(schemes) == (8 if avif_available() else 7)
     png = lines[2]
     assert png[1:] and png[3] == "∞" and float(png[4]) == 0 and float(png[5]) == 1 and float(png[2]) == 1.0
     assert all(len(line) == len(TABLE_COLUMNS) for line in lines)
     assert all(float(line[7]) >= 0 for line in lines[2:]) and float(png[7]) == 0  # the shipped LPIPS weights
     assert f"Matched rate ({gan_scheme(out)}" in output and "SSIM GAN − JPEG" in output and "SSIM GAN − WebP" in output
-    for name in ("t.json", "t.csv", "t.md", "curves.png", "curves.json"):
+    assert "SSIM GAN − WebP downscaled" in output
+    for name in ("t.json", "t.csv", "t.md", "grid.png", "curves.png", "curves.json"):
         assert f"wrote {out / name}" in output
 
 
@@ -136,6 +159,9 @@ def _codec_for(scheme: str, rate_match: dict):
     for key, factory in (("webp", WebPCodec), ("avif", AVIFCodec), ("jpeg", JPEGCodec)):
         if key in rate_match and scheme == rate_match[key]["scheme"]:
             return factory(rate_match[key]["quality"])
+    downscaled = rate_match["webp_downscaled"]
+    if scheme == downscaled["scheme"]:
+        return DownscaledWebPCodec(downscaled["quality"], downscaled["scale"])
     raise AssertionError(f"unexpected scheme {scheme}")
 
 
@@ -159,7 +185,7 @@ def test_matched_rate_is_the_closest_in_the_sweep(table_run):
     target = match["target_bpp"]
     gan_rows = [r for r in data["per_image"] if r["scheme"] == gan_scheme(out)]
     assert target == pytest.approx(sum(r["bpp"] for r in gan_rows) / len(gan_rows))
-    for key in ("jpeg", "webp") + (("avif",) if avif_available() else ()):
+    for key in ("jpeg", "webp", "webp_downscaled") + (("avif",) if avif_available() else ()):
         sweep = {int(q): bpp for q, bpp in match[key]["sweep"].items()}
         assert len(sweep) >= 20
         assert abs(match[key]["bpp"] - target) == min(abs(b - target) for b in sweep.values())
@@ -167,6 +193,80 @@ def test_matched_rate_is_the_closest_in_the_sweep(table_run):
         rows = [r for r in data["per_image"] if r["scheme"] == match[key]["scheme"]]
         assert len(rows) == 4 and sum(r["bpp"] for r in rows) / 4 == pytest.approx(match[key]["bpp"])
         assert match[key]["ssim_gap"] == pytest.approx(match["gan_ssim"] - match[key]["ssim"])
+
+
+def test_downscaled_webp_row_takes_the_scale_closest_to_the_gan_rate(table_run):
+    _, out = table_run
+    data = json.loads((out / "t.json").read_text())
+    match, target = data["rate_match"]["webp_downscaled"], data["rate_match"]["target_bpp"]
+    by_scale = {int(s): m for s, m in match["by_scale"].items()}
+    assert set(by_scale) == set(DOWNSCALE_FACTORS) and match["scale"] in by_scale
+    assert by_scale[match["scale"]]["quality"] == match["quality"] and by_scale[match["scale"]]["bpp"] == match["bpp"]
+    assert abs(match["bpp"] - target) == min(abs(m["bpp"] - target) for m in by_scale.values())
+    for m in by_scale.values():
+        sweep = {int(q): bpp for q, bpp in m["sweep"].items()}
+        assert abs(m["bpp"] - target) == min(abs(b - target) for b in sweep.values())
+    row = next(r for r in data["summary"] if r["scheme"] == match["scheme"])
+    assert "WebP" in row["scheme"] and "downscaled" in row["scheme"] and row["role"] == "row"
+    assert row["ssim"] == pytest.approx(match["ssim"])
+
+
+def test_grid_shows_originals_and_every_row_at_its_table_rate(table_run, image_dir):
+    _, out = table_run
+    data = json.loads((out / "t.json").read_text())
+    rows = [r["scheme"] for r in data["summary"]]
+    tile = 128  # 64x64 images, enlarged 2x
+    with Image.open(out / "grid.png") as img:
+        assert img.format == "PNG"
+        assert img.size == (GRID_LABEL_WIDTH + GRID_IMAGES * (tile + GRID_GAP),
+                            GRID_GAP + (1 + len(rows)) * (tile + GRID_CAPTION_HEIGHT + GRID_GAP))
+        grid = np.asarray(img.convert("RGB"))
+    names = sorted(p.name for p in image_dir.iterdir())[:GRID_IMAGES]
+
+    def tile_at(row: int, column: int) -> np.ndarray:
+        top = GRID_GAP + row * (tile + GRID_CAPTION_HEIGHT + GRID_GAP)
+        left = GRID_LABEL_WIDTH + column * (tile + GRID_GAP)
+        return grid[top:top + tile, left:left + tile]
+
+    original = np.asarray(Image.open(image_dir / names[1]).convert("RGB").resize((tile, tile), Image.NEAREST))
+    np.testing.assert_array_equal(tile_at(0, 1), original)  # the originals' row
+    np.testing.assert_array_equal(tile_at(1 + rows.index("PNG"), 1), original)  # lossless: the same pixels
+    assert not np.array_equal(tile_at(1 + rows.index("JPEG (1%)"), 1), original)
+
+
+def _baseline_table(images: list[torch.Tensor], grid_images: int) -> TableResult:
+    """A table of PNG and JPEG rows only (no search), keeping the first ``grid_images`` images for a grid."""
+    names = [f"image{k}.png" for k in range(len(images))]
+    grid = GridImages(names[:grid_images], images[:grid_images]) if grid_images else None
+    records = evaluate(images, [PNGCodec(), JPEGCodec(10)], names=names, grid=grid)
+    return TableResult(records, summarise(records), {}, {}, names, grid=grid)
+
+
+def test_grid_of_mixed_sizes_and_channels(tmp_path):
+    """Tiles take the largest width and height, enlarged by one whole factor; gray shows as gray."""
+    gray, colour, unseen = torch.rand(1, 32, 32), torch.rand(3, 40, 48), torch.rand(3, 200, 200)
+    write_table_grid(_baseline_table([gray, colour, unseen], grid_images=2), tmp_path / "g.png")
+    factor = math.ceil(128 / 48)  # the largest side shown, not the unseen 200
+    with Image.open(tmp_path / "g.png") as img:
+        assert img.size == (GRID_LABEL_WIDTH + 2 * (factor * 48 + GRID_GAP),
+                            GRID_GAP + 3 * (factor * 40 + GRID_CAPTION_HEIGHT + GRID_GAP))
+        grid = np.asarray(img.convert("RGB"))
+    top, left = GRID_GAP + (factor * 40 - factor * 32) // 2, GRID_LABEL_WIDTH + (factor * 48 - factor * 32) // 2
+    tile = grid[top:top + factor * 32, left:left + factor * 32]
+    expected = np.asarray(Image.fromarray(to_uint8(gray)).resize((factor * 32,) * 2, Image.NEAREST).convert("RGB"))
+    np.testing.assert_array_equal(tile, expected)
+
+
+def test_grid_keeps_only_the_images_shown():
+    table = _baseline_table([torch.rand(3, 16, 16) for _ in range(5)], grid_images=2)
+    assert table.grid is not None and set(table.grid.decoded) == {"PNG", "JPEG (10%)"}
+    assert all(set(images) == {"image0.png", "image1.png"} for images in table.grid.decoded.values())
+
+
+def test_grid_needs_a_table_that_kept_images(tmp_path):
+    with pytest.raises(GanrevError, match="grid_images"):
+        write_table_grid(_baseline_table([torch.rand(3, 16, 16)], grid_images=0), tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_curves_png_and_points(table_run):
@@ -267,3 +367,62 @@ def test_table_compares_generators_and_records_relative_paths(generator_dir, ima
     assert result.metadata["compared_generators"][0]["fingerprint"] == load_generator(other).fingerprint
     assert display_path(Path(__file__)) == "tests/test_evaluate.py"  # inside the repository: relative
     assert display_path(tmp_path) == str(tmp_path)  # outside: as given
+
+
+# --- `ganrev table --grid`: refused before any work ------------------------------------------------------
+
+
+@pytest.fixture
+def no_table(monkeypatch):
+    """Fail the test if the table starts: these errors must be found before its minutes of work."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the table ran before the error was found")
+    monkeypatch.setattr(ganrev.evaluate, "run_table", refuse)
+
+
+def _table_error(capsys, generator_dir, image_dir, *args: str) -> str:
+    """Run ``ganrev table ... ARGS``; assert exit 2 with one line ``ganrev: error: ...``, and return it."""
+    with pytest.raises(SystemExit) as exited:
+        main(["table", "--generator", str(generator_dir), "--images", str(image_dir), "--no-progress", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and err[0].startswith("ganrev: error: "), err
+    return err[0]
+
+
+def test_grid_refuses_to_overwrite_without_force(capsys, generator_dir, image_dir, tmp_path, no_table):
+    existing = tmp_path / "grid.png"
+    existing.write_bytes(b"keep me")
+    line = _table_error(capsys, generator_dir, image_dir, "--grid", str(existing))
+    assert "output exists" in line and "--force" in line
+    assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--md", "--curves-out"])
+def test_every_table_output_refuses_to_overwrite_without_force(capsys, generator_dir, image_dir, tmp_path, no_table,
+                                                               option):
+    existing = tmp_path / "out.png"
+    existing.write_bytes(b"keep me")
+    line = _table_error(capsys, generator_dir, image_dir, option, str(existing))
+    assert "output exists" in line and "--force" in line
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_two_table_outputs_may_not_share_a_file(capsys, generator_dir, image_dir, tmp_path, no_table):
+    line = _table_error(capsys, generator_dir, image_dir, "--json", str(tmp_path / "t"), "--md", str(tmp_path / "t"))
+    assert "named for two outputs" in line
+
+
+@pytest.mark.parametrize(("name", "fragment"), [("grid.jpg", "must end in .png"), ("grid", "must end in .png"),
+                                                ("a-file.png/grid.png", "not a directory"),
+                                                ("a-folder.png", "is a directory")])
+def test_grid_refuses_a_bad_path(capsys, generator_dir, image_dir, tmp_path, no_table, name, fragment):
+    (tmp_path / "a-file.png").write_bytes(b"")
+    (tmp_path / "a-folder.png").mkdir()
+    line = _table_error(capsys, generator_dir, image_dir, "--grid", str(tmp_path / name), "--force")
+    assert fragment in line
+
+
+def test_grid_images_must_be_positive_and_need_grid(capsys, generator_dir, image_dir, tmp_path, no_table):
+    assert "--grid-images" in _table_error(capsys, generator_dir, image_dir, "--grid", str(tmp_path / "g.png"),
+                                           "--grid-images", "0")
+    assert "needs --grid" in _table_error(capsys, generator_dir, image_dir, "--grid-images", "3")
