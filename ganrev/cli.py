@@ -10,11 +10,14 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
 
 import typer
 
 from ganrev.errors import GanrevError
+
+if TYPE_CHECKING:
+    from ganrev.ratecontrol import RatedFile, RateTarget
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GAN-inversion image compression: compress images into a frozen generator's latent space.")
@@ -469,8 +472,14 @@ def compress(
     iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
                                         "[100 with --init encoder, else 1000]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
-    bits: int = typer.Option(8, help="bits per latent coordinate before entropy coding (2-16)"),
-    loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2, mix (MS-SSIM + L1) or ssim+l1"),
+    bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [8; "
+                                       "with a target the engine chooses]"),
+    target_ssim: Optional[float] = typer.Option(None, "--target-ssim", help="rate control: per image the smallest "
+                                                "file whose decode reaches this SSIM, in (0, 1]"),
+    target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="rate control: per image the highest "
+                                               "SSIM within this many bits per pixel (> 0)"),
+    loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2, bce, ms-ssim+l1 (also: mix), ms-ssim+l2 or "
+                             "ssim+l1"),
     lr: float = typer.Option(0.05, help="Adam step size for the latent search"),
     seed: int = typer.Option(0),
     pool: int = typer.Option(256, help="prior samples to choose starting points from (0: random starts)"),
@@ -486,6 +495,10 @@ def compress(
 ) -> None:
     """Compress images: latent search + quantization + entropy coding; prints bytes, bpp, PSNR, SSIM.
 
+    With --target-ssim or --target-bpp the engine picks per image the latent bits, a residual layer or a
+    classical fallback file (README: "Rate control"); an image whose target cannot be met gets the best file
+    found, a warning, and exit status 1.
+
     Options, outputs and every input image are checked before the search starts.
 
     Each group of images (one row chunk) is written as it finishes: Ctrl-C keeps and lists the files written.
@@ -496,7 +509,14 @@ def compress(
     from ganrev.invert import chunk_rows, default_search
     from ganrev.io import atomic_write_bytes
     from ganrev.metrics import psnr, ssim
+    from ganrev.ratecontrol import RateTarget, compress_to_target
 
+    goal = None
+    if target_ssim is not None or target_bpp is not None:
+        goal = RateTarget(ssim=target_ssim, bpp=target_bpp)
+        if bits is not None:
+            raise GanrevError("--bits contradicts a target: the engine chooses the bits per image")
+    bits = 8 if bits is None else bits
     _require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     _require(refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
     _check_seed(seed)
@@ -538,7 +558,8 @@ def compress(
                 originals = [_load_checked(image_path) for _, image_path, _ in group]
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    results = codec.compress(originals)
+                    results = (compress_to_target(codec, originals, goal) if goal is not None
+                               else codec.compress(originals))
                 notes |= {str(w.message) for w in caught}
                 measured = []
                 for (index, image_path, target), original, result in zip(group, originals, results):
@@ -548,9 +569,10 @@ def compress(
                         "bpp": bits_per_pixel(len(result.data), original.shape[2], original.shape[1]),
                         "psnr": float(psnr(decoded[None], original[None])[0]),
                         "ssim": float(ssim(decoded[None], original[None])[0]),
-                        "ssim_latent": result.ssim_latent, "ssim_quantized": result.ssim_quantized,
-                        "ssim_refined": result.ssim_refined, "iterations": result.iterations, "_index": index,
-                        **({"rank": rank} if world > 1 else {}),
+                        **(_rate_control_fields(result, goal) if goal is not None else {
+                            "ssim_latent": result.ssim_latent, "ssim_quantized": result.ssim_quantized,
+                            "ssim_refined": result.ssim_refined, "iterations": result.iterations}),
+                        "_index": index, **({"rank": rank} if world > 1 else {}),
                     }))
                 for target, data, row in measured:
                     _write(target, lambda: atomic_write_bytes(target, data))
@@ -574,13 +596,26 @@ def compress(
     if as_json:
         _echo_json(rows)
     elif rows:
-        typer.echo(f"{'file':40} {'bytes':>6} {'bpp':>7} {'PSNR':>7} {'SSIM':>7}")
+        typer.echo(f"{'file':40} {'bytes':>6} {'bpp':>7} {'PSNR':>7} {'SSIM':>7}" + ("  mode" if goal else ""))
         for row in rows:
             typer.echo(f"{row['output']:40} {row['bytes']:6d} {row['bpp']:7.4f} {row['psnr']:7.3f} "
-                       f"{row['ssim']:7.4f}")
+                       f"{row['ssim']:7.4f}" + (f"  {row['mode']}" if goal else ""))
+    missed = [row for row in rows if goal is not None and not row["met"]]
+    for row in missed:
+        typer.echo(f"warning: {row['input']}: {goal.describe()} not met: {row['reason']}; wrote the best file "
+                   "found", err=True)
     if skipped:
         _report_skipped(skipped)
+    if skipped or missed:
         raise typer.Exit(1)
+
+
+def _rate_control_fields(result: RatedFile, goal: RateTarget) -> dict:
+    """The --json fields of a rate-controlled file (a :class:`ganrev.ratecontrol.RatedFile`)."""
+    return {"mode": result.mode, "bits": result.bits, "latent_bytes": result.latent_bytes,
+            "layers": [{"codec": codec, "bytes": size} for codec, size in result.layers],
+            "header_bytes": result.header_bytes, "target": goal.describe(), "met": result.met,
+            "reason": result.reason}
 
 
 def _decompress_targets(files: List[Path], out: Optional[Path], force: bool = False) -> list[tuple[Path, Path]]:

@@ -23,12 +23,13 @@ File layout, format version 2 (what ganrev writes; every field in README's "The 
     1     only with an explicit clip: clip in 1/16 units (otherwise clip = 3)
     2     generator fingerprint: first 2 bytes of SHA-256 of the weights
           -- each layer (one in modes latent+residual and fallback):
-    1     layer codec id: index into LAYER_CODECS
+    1     layer codec id: index into LAYER_CODECS (complete PNG/JPEG/WebP/AVIF files, or bare WebP/AV1
+          bitstreams whose container the decoder rebuilds from this header: ganrev.layers)
     var   layer length in bytes (varint)
           --
     var   latent payload: range-coded grid indices (constriction RangeEncoder, 32-bit words,
           little-endian, trailing zero bytes dropped); empty in fallback mode
-    var   the layers' bytes, in order: complete files of a classical codec
+    var   the layers' bytes, in order
     3     CRC-24 (OpenPGP) of every byte before it, little-endian
 
 A 64x64 latent file spends 9 bytes on all this (20 in version 1). The generator fixes the latent size
@@ -85,7 +86,8 @@ SIGMA_UNITS = 32
 CLIP_UNITS = 16
 DEFAULT_CLIP = 3.0
 MODES = ("latent", "latent+residual", "fallback")  # index = the mode's code in the file
-LAYER_CODECS = ("png", "jpeg", "webp", "avif")  # index = the codec id in the file; names are baselines specs
+# index = the codec id in the file; the first four are complete files, the rest bare bitstreams (ganrev.layers)
+LAYER_CODECS = ("png", "jpeg", "webp", "avif", "vp8", "vp8l", "vp8-down2", "vp8-down4", "av1")
 RESIDUAL_MID = 128 / 255  # a zero residual, exactly representable in 8 bits
 
 _V1_FIXED_HEADER = struct.Struct("<3sB4sBBBB")
@@ -576,11 +578,15 @@ def decode_layer(layer: Layer, header: Header) -> torch.Tensor:
     """A layer's image ``[C, H, W]``, checked against the header's size and given the header's channels.
 
     The channel count comes from the header, not the layer: a WebP file, for one, cannot say "gray", and a
-    residual of an RGB image may well decode as gray (all channels alike near mid-gray).
+    residual of an RGB image may well decode as gray (all channels alike near mid-gray). A bare layer is
+    first rebuilt into its complete file (:func:`ganrev.layers.complete_file`).
     """
-    from ganrev.baselines import codec_from_spec  # imported here: ganrev.baselines imports this module
+    # imported here: ganrev.baselines (which ganrev.layers uses) imports this module
+    from ganrev.baselines import codec_from_spec
+    from ganrev.layers import complete_file
 
-    image = codec_from_spec(layer.codec).decode(layer.data)
+    spec, data = complete_file(layer.codec, layer.data, header.width, header.height, header.gray)
+    image = codec_from_spec(spec).decode(data)
     if tuple(image.shape[1:]) != (header.height, header.width):
         raise GanrevError(f"corrupted ganrev file: its {layer.codec} layer is {image.shape[2]}x{image.shape[1]}, "
                           f"the header says {header.width}x{header.height}")

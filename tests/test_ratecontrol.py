@@ -1,0 +1,188 @@
+"""Rate control: targets, the three modes on real images, the CLI's options and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+import ganrev.codec
+from ganrev.baselines import AVIFCodec
+from ganrev.cli import main
+from ganrev.codec import GanCodec, unpack_file
+from ganrev.errors import GanrevError
+from ganrev.invert import default_search
+from ganrev.io import load_image
+from ganrev.metrics import ssim
+from ganrev.models import load_generator
+from ganrev.ratecontrol import RateTarget, budget_bytes, choose_file, compress_to_target, latent_files_by_bits
+
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
+EMOJI = SHIPPED / "heldout" / "1f0cf.png"
+BITS = (3, 4)  # two precisions keep the refinement short; the choice between them is still exercised
+CLI_FAST = ["--iters", "10", "--refine-iters", "5"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def codec() -> GanCodec:
+    checkpoint = load_generator(SHIPPED)
+    return GanCodec(checkpoint, search=default_search(True, iters=10), refine_iters=5)
+
+
+def photo_crop() -> torch.Tensor:
+    """A 64x64 crop of a photo: far outside what an emoji generator draws."""
+    pixels = np.ascontiguousarray(skdata.astronaut()[40:104, 180:244])
+    return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+
+
+@pytest.fixture(scope="module")
+def emoji_files(codec):
+    image = load_image(EMOJI)
+    return image, latent_files_by_bits(codec, [image], BITS)[0]
+
+
+def ssim_of(decoded: torch.Tensor, image: torch.Tensor) -> float:
+    return float(ssim(decoded[None], image[None])[0])
+
+
+# --- the target's checks, before any work -----------------------------------------------------------
+
+@pytest.mark.parametrize("given", [dict(), dict(ssim=0.9, bpp=0.5), dict(ssim=0.0), dict(ssim=1.01),
+                                   dict(ssim=float("nan")), dict(bpp=0.0), dict(bpp=-1.0), dict(bpp=float("inf")),
+                                   dict(ssim=0.9, bits=()), dict(ssim=0.9, bits=(1,))])
+def test_bad_targets_are_refused(given):
+    with pytest.raises(GanrevError):
+        RateTarget(**given)
+
+
+def test_ssim_target_of_one_is_allowed_and_budget_counts_every_byte():
+    assert RateTarget(ssim=1.0).ssim == 1.0
+    assert budget_bytes(RateTarget(bpp=0.25), 64, 64) == 128
+
+
+# --- the three modes -----------------------------------------------------------------------------------
+
+def test_a_reachable_ssim_target_is_met_by_the_latent_alone(codec, emoji_files):
+    image, files = emoji_files
+    reached = max(ssim_of(codec.decode(data), image) for data in files.values())
+    rated = choose_file(image, files, codec, RateTarget(ssim=reached - 0.05, bits=BITS))
+    assert rated.mode == "latent" and rated.met and rated.layers == ()
+    assert rated.ssim >= reached - 0.05
+    assert rated.bits in BITS and rated.latent_bytes + rated.header_bytes == len(rated.data)
+    assert len(rated.data) == min(len(data) for data in files.values() if ssim_of(codec.decode(data), image)
+                                  >= reached - 0.05)
+
+
+def test_above_the_latent_a_residual_layer_reaches_the_target(codec, emoji_files):
+    image, files = emoji_files
+    rated = choose_file(image, files, codec, RateTarget(ssim=0.95, bits=BITS, fallback=False))
+    assert rated.mode == "latent+residual" and rated.met
+    assert ssim_of(codec.decode(rated.data), image) == rated.ssim >= 0.95
+    header, payload = unpack_file(rated.data)
+    assert len(payload) == rated.latent_bytes and [(layer.codec, len(layer.data)) for layer in header.layers] \
+        == list(rated.layers)
+
+
+def test_an_image_the_generator_does_not_help_falls_back_to_a_classical_layer(codec):
+    image = photo_crop()
+    (rated,) = compress_to_target(codec, [image], RateTarget(ssim=0.9, bits=BITS))
+    assert rated.mode == "fallback" and rated.met and rated.latent_bytes == 0 and rated.bits is None
+    assert ssim_of(codec.decode(rated.data), image) >= 0.9
+    # never worse than a classical file a user could pick: the smallest AVIF 4:4:4 on a coarse quality grid
+    classical = [AVIFCodec(q, subsampling="4:4:4") for q in range(0, 101, 10)]
+    reaching = [len(data) for c in classical if ssim_of(c.decode(data := c.encode(image)), image) >= 0.9]
+    assert len(rated.data) <= min(reaching)
+
+
+def test_a_size_target_keeps_every_file_within_budget_and_takes_the_best_ssim(codec, emoji_files):
+    image, files = emoji_files
+    target = RateTarget(bpp=0.25, bits=BITS)
+    rated = choose_file(image, files, codec, target)
+    assert rated.met and len(rated.data) <= budget_bytes(target, 64, 64)
+    fitting = [ssim_of(codec.decode(data), image) for data in files.values() if len(data) <= 128]
+    assert rated.ssim >= max(fitting)
+    larger = choose_file(image, files, codec, RateTarget(bpp=1.0, bits=BITS))
+    assert larger.ssim > rated.ssim and len(larger.data) <= 512
+
+
+def test_an_unreachable_size_target_keeps_the_smallest_file_and_says_why(codec, emoji_files):
+    image, files = emoji_files
+    rated = choose_file(image, files, codec, RateTarget(bpp=0.01, bits=BITS))
+    assert not rated.met and "bytes" in rated.reason and "0.01 bpp" in rated.reason
+    assert len(rated.data) <= min(len(data) for data in files.values())
+
+
+# --- the CLI ---------------------------------------------------------------------------------------------
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(EMOJI).save(folder / "emoji.png")
+    Image.fromarray((photo_crop().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(folder / "photo.png")
+    return folder
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--target-ssim", "0"], "invalid --target-ssim"), (["--target-ssim", "1.5"], "invalid --target-ssim"),
+    (["--target-ssim", "nan"], "invalid --target-ssim"), (["--target-bpp", "0"], "invalid --target-bpp"),
+    (["--target-bpp", "-0.5"], "invalid --target-bpp"),
+    (["--target-ssim", "0.9", "--target-bpp", "0.5"], "not both"),
+    (["--target-ssim", "0.9", "--bits", "6"], "--bits contradicts"),
+])
+def test_bad_target_options_are_one_line_errors_before_any_work(capsys, monkeypatch, inputs, args, fragment):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("work started before the error was found")
+    monkeypatch.setattr(ganrev.codec.GanCodec, "search_latents", refuse)
+    monkeypatch.setattr(ganrev.codec.GanCodec, "compress", refuse)
+    code, _, err = run(capsys, "compress", inputs, "-g", SHIPPED, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("ganrev: error: ") and fragment in lines[0], err
+    assert sorted(p.name for p in inputs.iterdir()) == ["emoji.png", "photo.png"]
+
+
+def test_cli_target_ssim_reports_modes_and_layers_and_decompress_decodes_them(capsys, inputs, tmp_path):
+    out = tmp_path / "grv"
+    code, stdout, _ = run(capsys, "compress", inputs, "-o", out, "-g", SHIPPED, "--json", "--target-ssim", "0.9",
+                          *CLI_FAST)
+    assert code == 0
+    rows = {Path(row["input"]).stem: row for row in json.loads(stdout)}
+    assert rows["photo"]["mode"] == "fallback" and rows["photo"]["latent_bytes"] == 0
+    assert rows["emoji"]["mode"] in ("latent", "latent+residual", "fallback")
+    for name, row in rows.items():
+        assert row["met"] and row["reason"] is None and row["target"] == "SSIM >= 0.9"
+        assert row["bytes"] == Path(row["output"]).stat().st_size
+        assert row["bytes"] == row["latent_bytes"] + row["header_bytes"] + sum(layer["bytes"] for layer in
+                                                                               row["layers"])
+        code, _, _ = run(capsys, "decompress", row["output"], "-g", SHIPPED, "-o", tmp_path / f"{name}.png")
+        assert code == 0
+        decoded, original = load_image(tmp_path / f"{name}.png"), load_image(row["input"])
+        assert ssim_of(decoded, original) == pytest.approx(row["ssim"], abs=1e-6) and row["ssim"] >= 0.9
+
+
+def test_cli_unmet_size_target_writes_the_best_file_warns_and_exits_1(capsys, inputs, tmp_path):
+    out = tmp_path / "grv"
+    code, stdout, err = run(capsys, "compress", inputs / "emoji.png", "-o", out / "e.grv", "-g", SHIPPED,
+                            "--target-bpp", "0.01", *CLI_FAST)
+    assert code == 1 and (out / "e.grv").is_file()
+    assert "not met" in err and "emoji.png" in err and "mode" in stdout.splitlines()[0]
