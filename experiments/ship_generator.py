@@ -32,6 +32,12 @@ LICENCES = {
              "https://github.com/googlefonts/noto-emoji/blob/main/LICENSE)",
     "fashion-mnist": "Fashion-MNIST (Debian `dataset-fashion-mnist`), MIT",
 }
+PREPARE = {"emoji": "ganrev fetch emoji", "fashion-mnist": "apt-get install dataset-fashion-mnist"}
+HELDOUT = {  # what heldout/ holds, per data set (export_heldout: one image per split group)
+    "emoji": "one per base emoji, none of their variants were trained on",
+    "fashion-mnist": "from the official test split, resized to the model's resolution",
+}
+PREPROCESSING = {"emoji": "; alpha composited on white", "fashion-mnist": "; 28x28 resized to 32x32 (ganrev.io.center_crop_resize)"}
 
 
 def main() -> None:
@@ -70,7 +76,7 @@ def main() -> None:
 | architecture | DCGAN (pytorch/examples style), latent {cfg.latent_dim}, width {cfg.width}, \
 {sum(p.numel() for p in checkpoint.generator.parameters()):,} parameters |
 | fingerprint (SHA-256 of weights) | `{checkpoint.fingerprint}` |
-| data | {LICENCES.get(meta['dataset'], meta['dataset'])}; alpha composited on white |
+| data | {LICENCES.get(meta['dataset'], meta['dataset'])}{PREPROCESSING.get(meta['dataset'], '')} |
 | split | {split['rule']}: {split['train_images']} training images, {split['test_images']} held out |
 | objective | {training.get('objective', 'gan')} |
 | epochs trained | {training['epochs']} (of {training['options']['epochs']} planned; see below) |
@@ -80,13 +86,13 @@ def main() -> None:
 Reproduce (same seed; CPU/GPU kernels differ, so weights and fingerprint will not match bit for bit):
 
 ```bash
-ganrev fetch emoji
+{PREPARE.get(meta['dataset'], '# prepare the data')}
 {args.command}
 python experiments/ship_generator.py {args.run} {args.out} --command "..."
 ```
 
-`samples.png`: 64 samples from fixed noise (seed 0). `heldout/`: {len(heldout)} held-out images (one per base
-emoji, none of their variants were trained on), same licence as the data; used by `ganrev table` and the tests.
+`samples.png`: 64 samples from fixed noise (seed 0). `heldout/`: {len(heldout)} held-out images
+({HELDOUT.get(meta['dataset'], 'never trained on')}), same licence as the data; used by `ganrev table` and the tests.
 """
     if checkpoint.encoder is not None:
         card += reconstruction_card(checkpoint, args.out / "heldout", len(heldout))
