@@ -137,8 +137,9 @@ def fit_generator_command(
     disc_steps: Optional[int] = typer.Option(None, help="aegan: D updates per G update [1; with --resume: the "
                                              "saved run's]"),
     beta1: float = typer.Option(0.5),
-    recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1), "
-                                   "ssim, ms-ssim, l1, l2, mix (MS-SSIM + L1)"),
+    recon_loss: str = typer.Option("ms-ssim+l1", help="aegan reconstruction loss: ms-ssim+l1 (0.84 (1-MS-SSIM) + "
+                                   "0.16 L1; also: mix) [from the loss study], ssim+l1, ssim, ms-ssim, l1, l2, bce, "
+                                   "ms-ssim+l2"),
     adv_weight: Optional[float] = typer.Option(None, help="aegan: weight of the adversarial term (0: plain "
                                                "autoencoder) [0.05; with --resume: the saved run's]"),
     adv_warmup: Optional[int] = typer.Option(None, help="aegan: reconstruction-only epochs before the adversarial "
@@ -478,8 +479,9 @@ def compress(
                                                 "file whose decode reaches this SSIM, in (0, 1]"),
     target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="rate control: per image the highest "
                                                "SSIM within this many bits per pixel (> 0)"),
-    loss: str = typer.Option("ssim", help="ssim, ms-ssim, l1, l2, bce, ms-ssim+l1 (also: mix), ms-ssim+l2 or "
-                             "ssim+l1"),
+    loss: Optional[str] = typer.Option(None, help="search loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) [default, from "
+                                       "the loss study], ssim, ms-ssim, l1, l2, bce, ms-ssim+l1 (also: mix) or "
+                                       "ms-ssim+l2"),
     lr: float = typer.Option(0.05, help="Adam step size for the latent search"),
     seed: int = typer.Option(0),
     pool: int = typer.Option(256, help="prior samples to choose starting points from (0: random starts)"),

@@ -16,6 +16,7 @@ from ganrev.invert import (
     per_image_loss,
     starting_points,
 )
+from ganrev.metrics import ms_ssim
 from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights
 
 
@@ -37,12 +38,12 @@ def targets(generator) -> torch.Tensor:
 def test_search_reduces_loss_and_keeps_the_best_restart(generator, targets):
     options = SearchOptions(iters=150, restarts=3, pool=0, lr=0.05)
     result = invert(generator, targets, options)
-    start = per_image_loss("ssim")(generator.images(starting_points(generator, targets, options, torch.device("cpu"))),
-                                   targets.repeat_interleave(3, 0)).view(4, 3)
+    starts = starting_points(generator, targets, options, torch.device("cpu"))
+    start = per_image_loss(options.loss)(generator.images(starts), targets.repeat_interleave(3, 0)).view(4, 3)
     assert (result.restart_loss <= start + 1e-6).all()
     assert (result.loss < start.min(dim=1).values).all()
     assert torch.equal(result.loss, result.restart_loss.min(dim=1).values)
-    recomputed = per_image_loss("ssim")(generator.images(result.z), targets)
+    recomputed = per_image_loss(options.loss)(generator.images(result.z), targets)
     assert torch.allclose(recomputed, result.loss, atol=1e-5)
     assert result.z.abs().max() <= options.clip
 
@@ -96,6 +97,21 @@ def test_every_loss_is_zero_at_the_target_and_runs(generator, targets, name):
     assert torch.isfinite(result.loss).all()
 
 
+def test_bce_and_the_mixtures_match_their_definitions(targets):
+    out = (targets * 0.8 + 0.1).double()
+    reference = targets.double()
+    p, t = out.clamp(1e-6, 1 - 1e-6), reference.clamp(1e-6, 1 - 1e-6)
+    cross = -(reference * p.log() + (1 - reference) * (1 - p).log()).flatten(1).mean(1)
+    entropy = -(reference * t.log() + (1 - reference) * (1 - t).log()).flatten(1).mean(1)
+    bce = per_image_loss("bce")(out, reference)
+    assert torch.allclose(bce, cross - entropy) and (bce > 0).all()  # BCE minus the target's own entropy
+    l2 = (out - reference).square().flatten(1).mean(1)
+    expected = 0.84 * (1 - ms_ssim(out, reference)) + 0.16 * l2
+    assert torch.allclose(per_image_loss("ms-ssim+l2")(out, reference), expected)
+    # "mix" is the older name of MS-SSIM + L1.
+    assert torch.equal(per_image_loss("mix")(out, reference), per_image_loss("ms-ssim+l1")(out, reference))
+
+
 def test_bad_inputs_are_refused(generator, targets):
     with pytest.raises(GanrevError, match="images must be"):
         invert(generator, targets[:, :1], SearchOptions(iters=1))
@@ -111,7 +127,7 @@ def test_zero_iterations_keeps_the_best_start(generator, targets):
     starts = starting_points(generator, targets, options, torch.device("cpu")).view(4, 3, -1)
     assert (result.iterations == 0).all()
     assert torch.equal(result.z, starts[torch.arange(4), result.restart_loss.argmin(dim=1)])
-    assert torch.allclose(result.loss, per_image_loss("ssim")(generator.images(result.z), targets), atol=1e-6)
+    assert torch.allclose(result.loss, per_image_loss(options.loss)(generator.images(result.z), targets), atol=1e-6)
 
 
 @pytest.mark.parametrize("field,value", [
