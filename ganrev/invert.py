@@ -8,7 +8,9 @@ region the generator saw in training (|z_i| <= 3 holds for 99.7% of N(0, 1) draw
 range the quantizer in :mod:`ganrev.codec` covers, so quantization never has to clip.
 
 Restart r of every image starts from the same point (drawn from ``seed``), so an image's result does not
-depend on which other images share its batch: batched and one-at-a-time runs agree up to float rounding.
+depend on which other images share its batch: batched and one-at-a-time runs agree up to float rounding
+(which an L1 term can amplify in z, not in the loss, once an image is matched almost exactly: there its
+gradient's sign is decided by rounding).
 Starting points (``init``): ``encoder`` starts restart 1 at E(x), the encoder trained with the generator
 (``fit-generator --objective aegan``), and further restarts at E(x) plus N(0, 0.2^2) offsets: the best start,
 when there is an encoder. ``pool`` takes the ``restarts`` best of ``pool`` prior samples for each image (by

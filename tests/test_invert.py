@@ -7,6 +7,7 @@ import torch
 
 from ganrev.errors import GanrevError
 from ganrev.invert import (
+    DEFAULT_SEARCH_LOSS,
     ENCODER_SEARCH,
     INITS,
     LOSSES,
@@ -48,20 +49,27 @@ def test_search_reduces_loss_and_keeps_the_best_restart(generator, targets):
     assert result.z.abs().max() <= options.clip
 
 
+# The targets are images G draws, so the search reaches loss ~0, where z is no longer pinned down: an L1 term's
+# gradient there flips sign with float rounding, which differs with the batch size (and thread count). The
+# latents are compared under the smooth SSIM loss; under the default loss the losses must still agree.
 def test_batched_equals_one_image_at_a_time(generator, targets):
-    options = SearchOptions(iters=40, restarts=2, pool=32, batch_size=64)
-    together = invert(generator, targets, options)
-    for k in range(len(targets)):
-        alone = invert(generator, targets[k:k + 1], options)
-        assert torch.allclose(alone.z[0], together.z[k], atol=1e-4)
-        assert torch.allclose(alone.loss[0], together.loss[k], atol=1e-5)
+    for loss in ("ssim", DEFAULT_SEARCH_LOSS):
+        options = SearchOptions(iters=40, restarts=2, pool=32, batch_size=64, loss=loss)
+        together = invert(generator, targets, options)
+        for k in range(len(targets)):
+            alone = invert(generator, targets[k:k + 1], options)
+            assert torch.allclose(alone.loss[0], together.loss[k], atol=1e-5)
+            if loss == "ssim":
+                assert torch.allclose(alone.z[0], together.z[k], atol=1e-4)
 
 
 def test_chunking_does_not_change_results(generator, targets):
-    options = SearchOptions(iters=30, restarts=3, pool=0, batch_size=64)
-    whole = invert(generator, targets, options)
-    chunked = invert(generator, targets, SearchOptions(iters=30, restarts=3, pool=0, batch_size=5))
-    assert torch.allclose(whole.z, chunked.z, atol=1e-4)
+    for loss in ("ssim", DEFAULT_SEARCH_LOSS):
+        whole = invert(generator, targets, SearchOptions(iters=30, restarts=3, pool=0, batch_size=64, loss=loss))
+        chunked = invert(generator, targets, SearchOptions(iters=30, restarts=3, pool=0, batch_size=5, loss=loss))
+        assert torch.allclose(whole.loss, chunked.loss, atol=1e-5)
+        if loss == "ssim":
+            assert torch.allclose(whole.z, chunked.z, atol=1e-4)
 
 
 def test_deterministic_for_a_seed_and_seed_matters(generator, targets):
