@@ -99,10 +99,15 @@ def heldout_images(plan: DatasetPlan) -> tuple[list[str], list[torch.Tensor]]:
     return [labels[i] for i in indices], [test[i] for i in indices]
 
 
+def run_path(runs: Path, dataset: str, loss: str, adversarial: bool) -> Path:
+    """Where one study run keeps its checkpoint and metrics."""
+    return runs / dataset / f"{loss}-{'adv' if adversarial else 'ae'}"
+
+
 def train_and_measure(plan: DatasetPlan, loss: str, adversarial: bool, runs: Path, names: list[str],
                       images: list[torch.Tensor], progress: bool) -> dict[str, Any]:
     """One study run: train (unless its metrics exist), then measure the encoder-only codec at BITS bits."""
-    run_dir = runs / plan.name / f"{loss}-{'adv' if adversarial else 'ae'}"
+    run_dir = run_path(runs, plan.name, loss, adversarial)
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
         row = json.loads(metrics_path.read_text())
@@ -126,10 +131,14 @@ def train_and_measure(plan: DatasetPlan, loss: str, adversarial: bool, runs: Pat
     return row
 
 
+def encoder_codec(run_dir: Path) -> GanCodec:
+    """The run's generator as a BITS-bit codec of the encoder's latent alone: no search, no refinement."""
+    return GanCodec(load_generator(run_dir), bits=BITS, search=SearchOptions(init="encoder", iters=0, restarts=1),
+                    refine_iters=0, device="cpu")
+
+
 def measure(run_dir: Path, names: list[str], images: list[torch.Tensor]) -> dict[str, Any]:
-    checkpoint = load_generator(run_dir)
-    codec = GanCodec(checkpoint, bits=BITS, search=SearchOptions(init="encoder", iters=0, restarts=1),
-                     refine_iters=0, device="cpu")
+    codec = encoder_codec(run_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = evaluate(images, [("encoder", codec)], names=names)
@@ -148,8 +157,7 @@ def mean_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 @torch.no_grad()
 def reconstructions(run_dir: Path, images: torch.Tensor) -> torch.Tensor:
     """What the 6-bit encoder-only file decodes to, for the picture."""
-    codec = GanCodec(load_generator(run_dir), bits=BITS, search=SearchOptions(init="encoder", iters=0, restarts=1),
-                     refine_iters=0, device="cpu")
+    codec = encoder_codec(run_dir)
     return torch.stack([codec.decode(item.data) for item in codec.compress(list(images))])
 
 
@@ -191,8 +199,9 @@ def search_study(generator_dir: Path, losses: tuple[str, ...], limit: int | None
     rows = []
     for loss in losses:
         cached = runs / "search" / f"{generator_dir.name}-{checkpoint.fingerprint[:12]}" / f"{loss}.json"
-        if cached.is_file() and json.loads(cached.read_text()).get("format_version") == FORMAT_VERSION:
-            rows.append(json.loads(cached.read_text()))
+        row = json.loads(cached.read_text()) if cached.is_file() else {}
+        if row.get("format_version") == FORMAT_VERSION:
+            rows.append(row)
             continue
         search = default_search(checkpoint.encoder is not None, loss=loss)
         codec = GanCodec(checkpoint, bits=BITS, search=search, device="cpu")
@@ -291,17 +300,17 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{plan.name:14s} {loss:11s} adv={'on ' if adversarial else 'off'} SSIM {row['ssim']:.4f} "
                       f"PSNR {row['psnr']:.2f} bytes {row['bytes']:.1f} [{row['seconds']:.0f} s]", flush=True)
-                run_dir = args.runs / plan.name / f"{loss}-{'adv' if adversarial else 'ae'}"
-                picture_rows.append(reconstructions(run_dir, shown))
-                labels.append(f"{loss}{' +adv' if adversarial else ''}")
+                if not args.no_report:  # the picture is part of the report
+                    picture_rows.append(reconstructions(run_path(args.runs, plan.name, loss, adversarial), shown))
+                    labels.append(f"{loss}{' +adv' if adversarial else ''}")
         panels.append((f"{plan.name}: originals, then each loss's {BITS}-bit encoder-only decode",
                        labels, torch.stack(picture_rows)))
     if args.no_report:
         return 0
     search_rows = [] if args.no_search else search_study(args.generator, search_losses, search_limit, args.runs)
     # The device each run trained on, as its checkpoint recorded it (the report itself may run elsewhere).
-    device = ", ".join(sorted({json.loads((args.runs / r["dataset"] / f"{r['loss']}-{'adv' if r['adversarial'] else 'ae'}"
-                                           / "config.json").read_text())["training"]["device"] for r in rows}))
+    device = ", ".join(sorted({json.loads((run_path(args.runs, r["dataset"], r["loss"], r["adversarial"])
+                                            / "config.json").read_text())["training"]["device"] for r in rows}))
     meta = {"device": device, "torch": torch.__version__, "lpips": lpips_status()[1].split(" from ")[0],
             "command": "python experiments/loss_study.py" + (" --quick" if args.quick else ""),
             "bits": BITS, "adv_weight": ADV_WEIGHT, "datasets": [asdict(p) | {"source": p.name} for p in plans]}

@@ -28,12 +28,7 @@ BITS = (3, 4)  # two precisions keep the refinement short; the choice between th
 CLI_FAST = ["--iters", "10", "--refine-iters", "5"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
