@@ -1,16 +1,17 @@
 """Rate control against the best classical file a user could pick by hand (issue 12's benchmark).
 
     python experiments/rate_control.py            # writes experiments/results/rate_control.{json,md,png}
+    python experiments/rate_control.py --limit 6 --out /tmp/rate_control   # a quick check: 6 emoji, 6 photos
 
 Image sets: the 64 held-out emoji shipped with the default generator (pretrained/emoji64/heldout) and 64x64
 photo crops from scikit-image's bundled photos (no download). Every engine file is made by the CLI
 (``ganrev compress --target-ssim 0.8``, ``0.9``, ``--target-bpp 0.25``), decoded by ``ganrev decompress``, and
 the decoded PNG is measured against the original.
 
-The reference, per image, is the best classical file over WebP lossy (at full size and shrunk 2x and 4x,
-enlarged bicubic), WebP lossless, JPEG 4:4:4 and AVIF 4:4:4, at every quality (0-100; JPEG 1-100): for an
-SSIM target the smallest file reaching it, for a size the highest SSIM within it. These are complete,
-standard files: their container bytes count, as the .grv file's do.
+The reference (``ganrev.reference``), per image, is the best classical file over WebP lossy (at full size and
+shrunk 2x and 4x, enlarged bicubic), WebP lossless, JPEG 4:4:4 and AVIF 4:4:4 (where Pillow writes it), at every
+quality (0-100; JPEG 1-100): for an SSIM target the smallest file reaching it, for a size the highest SSIM within
+it. These are complete, standard files: their container bytes count, as the .grv file's do.
 
 The curve: the engine (library, one latent search re-used for every point) at a series of --target-bpp on
 the held-out emoji, beside JPEG 4:4:4, WebP and AVIF 4:4:4 at fixed qualities and the per-image reference.
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,6 @@ from skimage import data as skdata
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ganrev.baselines import AVIFCodec, DownscaledWebPCodec, JPEGCodec, WebPCodec, WebPLosslessCodec  # noqa: E402
 from ganrev.codec import GanCodec  # noqa: E402
 from ganrev.evaluate import load_image_folder  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
@@ -44,6 +45,15 @@ from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
 from ganrev.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
+from ganrev.reference import (  # noqa: E402
+    AVIF_FAMILY,
+    ClassicalFiles,
+    measure_classical,
+    reference_bytes,
+    reference_curve,
+    reference_ssim,
+    skipped_families,
+)
 
 GENERATOR = REPO / "pretrained" / "emoji64"
 RESULTS = REPO / "experiments" / "results"
@@ -57,30 +67,6 @@ CROPS_PER_PHOTO = 6
 CURVE_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
-def reference_families() -> dict[str, list[tuple[int, object]]]:
-    """Every classical setting the reference may pick, by family: (quality, codec)."""
-    return {
-        "WebP": [(q, WebPCodec(q)) for q in range(101)],
-        "WebP 2x down": [(q, DownscaledWebPCodec(q, 2)) for q in range(101)],
-        "WebP 4x down": [(q, DownscaledWebPCodec(q, 4)) for q in range(101)],
-        "WebP lossless": [(100, WebPLosslessCodec())],
-        "JPEG 4:4:4": [(q, JPEGCodec(q, "4:4:4")) for q in range(1, 101)],
-        "AVIF 4:4:4": [(q, AVIFCodec(q, subsampling="4:4:4")) for q in range(101)],
-    }
-
-
-def measure_classical(image: torch.Tensor) -> list[dict]:
-    """(family, quality, bytes, SSIM) of every reference setting on one image."""
-    points = []
-    for family, settings in reference_families().items():
-        for quality, codec in settings:
-            data = codec.encode(image)
-            decoded = codec.decode(data)
-            points.append({"family": family, "quality": quality, "bytes": len(data),
-                           "ssim": float(ssim(decoded[None], image[None])[0])})
-    return points
-
-
 def photo_crops(folder: Path) -> None:
     """64x64 crops of scikit-image's bundled photos, shrunk 2x first so a crop holds an object, not a texture;
     positions from a fixed seed."""
@@ -92,6 +78,25 @@ def photo_crops(folder: Path) -> None:
         for k in range(CROPS_PER_PHOTO):
             left, top = rng.integers(0, photo.width - 64), rng.integers(0, photo.height - 64)
             photo.crop((left, top, left + 64, top + 64)).save(folder / f"{name}-{k}.png")
+
+
+def spread(folder: Path, limit: int, into: Path) -> Path:
+    """A folder of ``limit`` of ``folder``'s images, spread evenly over its sorted names (so that a subset of
+    the photo crops takes several photos)."""
+    paths = sorted(folder.glob("*.png"))
+    count = min(limit, len(paths))
+    shutil.rmtree(into, ignore_errors=True)  # a --work folder re-used with another --limit
+    into.mkdir(parents=True)
+    for index in range(count):
+        shutil.copy(paths[index * len(paths) // count], into)
+    return into
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def ganrev(*args: str) -> str:
@@ -123,16 +128,7 @@ def run_engine(images_dir: Path, work: Path, flag: str, value: float) -> list[di
     return rows
 
 
-def reference_bytes(points: list[dict], target: float) -> int:
-    return min(p["bytes"] for p in points if p["ssim"] >= target)
-
-
-def reference_ssim(points: list[dict], budget: int) -> float:
-    """The best SSIM within ``budget`` bytes; 0 where no classical file is that small."""
-    return max((p["ssim"] for p in points if p["bytes"] <= budget), default=0.0)
-
-
-def summarise(rows: list[dict], points: dict[str, list[dict]], flag: str, value: float) -> dict:
+def summarise(rows: list[dict], points: dict[str, ClassicalFiles], flag: str, value: float) -> dict:
     n = len(rows)
     modes = {mode: sum(r["mode"] == mode for r in rows) for mode in ("latent", "latent+residual", "fallback")}
     out = {"images": n, "modes": modes, "bytes_mean": sum(r["bytes"] for r in rows) / n,
@@ -177,26 +173,22 @@ def engine_curve(images_dir: Path, limit: int | None) -> list[dict]:
     return curve
 
 
-def classical_curves(points: dict[str, list[dict]], names: list[str]) -> dict[str, list[dict]]:
-    """Mean bpp and SSIM at fixed qualities per codec, and the per-image reference at each CURVE_BPP."""
+def classical_curves(points: dict[str, ClassicalFiles], names: list[str]) -> dict[str, list[dict]]:
+    """Mean bpp and SSIM at fixed qualities per codec (those measured), and the per-image reference at each
+    CURVE_BPP."""
     curves: dict[str, list[dict]] = {}
-    for family in ("JPEG 4:4:4", "WebP", "AVIF 4:4:4"):
+    for family in [f for f in ("JPEG 4:4:4", "WebP", AVIF_FAMILY) if f not in skipped_families()]:
         series = []
         for quality in CURVE_QUALITIES:
             setting = max(quality, 1) if family.startswith("JPEG") else quality  # JPEG qualities start at 1
-            chosen = [next(p for p in points[n] if p["family"] == family and p["quality"] == setting)
+            chosen = [next(f for f in points[n].files if f.family == family and f.quality == setting)
                       for n in names]
-            series.append({"quality": quality, "bpp": sum(p["bytes"] for p in chosen) * 8 / (4096 * len(names)),
-                           "ssim": sum(p["ssim"] for p in chosen) / len(names)})
+            series.append({"quality": quality, "bpp": sum(f.bytes for f in chosen) * 8 / (4096 * len(names)),
+                           "ssim": sum(f.ssim for f in chosen) / len(names)})
         curves[family] = series
-    reference = []
-    for bpp in CURVE_BPP:
-        budget = int(bpp * 4096 / 8)
-        best = [max((p for p in points[n] if p["bytes"] <= budget), key=lambda p: p["ssim"], default=None)
-                for n in names]
-        reference.append({"target_bpp": bpp, "bpp": sum(p["bytes"] if p else 0 for p in best) * 8 / (4096 * len(names)),
-                          "ssim": sum(p["ssim"] if p else 0.0 for p in best) / len(names)})
-    curves["reference (best classical per image)"] = reference
+    curves["reference (best classical per image)"] = [
+        {"target_bpp": p.budget_bpp, "bpp": p.bpp, "ssim": p.ssim}
+        for p in reference_curve([points[n] for n in names], CURVE_BPP)]
     return curves
 
 
@@ -247,7 +239,9 @@ def markdown(summary: dict, meta: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS / "rate_control")
-    parser.add_argument("--curve-images", type=int, default=None, help="held-out emoji on the curve [all]")
+    parser.add_argument("--limit", type=positive, default=None, help="images per set, spread over it, for a quick "
+                        "check [all: 64 emoji, 30 photo crops]")
+    parser.add_argument("--curve-images", type=positive, default=None, help="held-out emoji on the curve [all]")
     parser.add_argument("--work", type=Path, default=None, help="folder for crops, .grv files and decodes "
                         "[a temporary one]")
     args = parser.parse_args()
@@ -256,7 +250,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="ganrev-rate-control-"))
     sets = {"emoji": GENERATOR / "heldout", "photos": work / "photo_crops"}
     photo_crops(sets["photos"])
-    points: dict[str, list[dict]] = {}
+    if args.limit is not None:
+        sets = {name: spread(folder, args.limit, work / "subset" / name) for name, folder in sets.items()}
+    points: dict[str, ClassicalFiles] = {}
     for name, folder in sets.items():
         for path in sorted(folder.glob("*.png")):
             points[path.stem] = measure_classical(load_image(path))
@@ -273,9 +269,11 @@ def main() -> None:
     classical = classical_curves(points, emoji_names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(curve, classical, args.out.with_suffix(".png"))
-    meta = {"command": "python experiments/rate_control.py", "device": f"CPU ({platform.machine()}, "
+    command = "python experiments/rate_control.py" + (f" --limit {args.limit}" if args.limit else "")
+    meta = {"command": command, "device": f"CPU ({platform.machine()}, "
             f"{torch.get_num_threads()} thread, torch {torch.__version__})", "wall_s": time.perf_counter() - started,
-            "photos": list(PHOTOS), "crops_per_photo": CROPS_PER_PHOTO, "curve_images": len(emoji_names)}
+            "photos": list(PHOTOS), "crops_per_photo": CROPS_PER_PHOTO, "limit": args.limit,
+            "curve_images": len(emoji_names), "reference_skipped": skipped_families()}
     payload = {"meta": meta, "summary": summary, "curve": {"engine": curve, **classical}, "rows": rows}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
     args.out.with_suffix(".md").write_text(markdown(summary, meta))
