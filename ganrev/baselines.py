@@ -395,6 +395,7 @@ _FACTORIES: dict[str, tuple[Callable[[int], ImageCodec] | None, int | None]] = {
     **{f"webp-down{scale}": (functools.partial(DownscaledWebPCodec, scale=scale), 80) for scale in DOWNSCALE_FACTORS},
 }
 _ALIASES = {"jpg": "jpeg", "k-means": "kmeans"}
+LEARNED = ("arcnn", "arcnn-blind", "comcnn")  # trained models on shipped weights: ganrev.codecs.learned
 
 DEFAULT_SPECS = ("png", "jpeg:10", "webp:10", "avif:10", "kmeans:4")
 
@@ -403,7 +404,9 @@ def codec_from_spec(spec: str) -> ImageCodec:
     """Build a codec from ``"png"``, ``"jpeg:10"``, ``"webp:50"``, ``"avif:30"``, ``"kmeans:4"`` or
     ``"webp-down4:50"`` (WebP of the image shrunk 4x, :class:`DownscaledWebPCodec`; ``webp-down2`` too);
     ``"jpeg444:Q"`` and ``"avif444:Q"`` without chroma subsampling; ``"webp-lossless"`` (or
-    ``"webp-lossless:STEP"``, posterized first, :class:`WebPLosslessCodec`).
+    ``"webp-lossless:STEP"``, posterized first, :class:`WebPLosslessCodec`); the learned ``"arcnn:Q"`` (JPEG
+    at Q restored by the shipped AR-CNN + ASPP for Q; ``"arcnn-blind:Q"``: by the shipped blind one) and
+    ``"comcnn:Q"`` (shipped ComCNN/RecCNN, JPEG at Q), :mod:`ganrev.codecs.learned`.
 
     The number is the quality (0-100), the palette size K for k-means, the step for WebP lossless. Without
     it the defaults are JPEG 75, WebP 80 (also downscaled), AVIF 75 (Pillow's), K = 4 and step 1. Unknown or
@@ -411,8 +414,12 @@ def codec_from_spec(spec: str) -> ImageCodec:
     """
     name, sep, arg = str(spec).strip().lower().partition(":")
     name = _ALIASES.get(name.strip(), name.strip())
+    if name in LEARNED:
+        from ganrev.codecs.learned import learned_codec_from_spec  # imports torch nets: only when asked for
+
+        return learned_codec_from_spec(name, _spec_int(spec, arg) if sep else None)
     if name not in _FACTORIES:
-        raise GanrevError(f"unknown baseline codec {spec!r}; known: {', '.join(sorted(_FACTORIES))} "
+        raise GanrevError(f"unknown baseline codec {spec!r}; known: {', '.join(sorted([*_FACTORIES, *LEARNED]))} "
                           "(e.g. 'png', 'jpeg:10', 'webp:50', 'avif:30', 'kmeans:4', 'webp-down4:50')")
     factory, default = _FACTORIES[name]
     if factory is None:
@@ -421,11 +428,14 @@ def codec_from_spec(spec: str) -> ImageCodec:
         return PNGCodec()
     if not sep:
         return factory(default)
+    return factory(_spec_int(spec, arg))
+
+
+def _spec_int(spec: str, arg: str) -> int:
     try:
-        value = int(arg.strip())
+        return int(arg.strip())
     except ValueError:
         raise GanrevError(f"codec spec {spec!r}: {arg.strip()!r} is not an integer") from None
-    return factory(value)
 
 
 def baseline_codecs(specs: Iterable[str] | None = None, *, skip_unavailable: bool = True) -> list[ImageCodec]:

@@ -180,6 +180,65 @@ def fit_generator_command(
     typer.echo(f"trained {summary['epochs']} epochs; generator in {out}")
 
 
+@app.command("fit-baseline")
+def fit_baseline_command(
+    model: str = typer.Argument(..., help="arcnn (JPEG artefact removal, seed 004) or comcnn (ComCNN/RecCNN, "
+                                "seed 003)"),
+    out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
+    data: str = typer.Option("emoji", help="emoji, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    resolution: int = typer.Option(64, help="image size"),
+    channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
+    quality: Optional[str] = typer.Option(None, help="JPEG quality 1-100 (comma-separated: several, one drawn per "
+                                          "batch): arcnn restores it [10; several: a blind model]; comcnn stores its "
+                                          "compact image at it [5,10,20,30,50]"),
+    loss: str = typer.Option("ssim+l1", help="ssim+l1 (0.84 (1-SSIM) + 0.16 L1), l2 (MSE, the seeds' loss), ssim, "
+                             "ms-ssim, l1, ms-ssim+l1, ..."),
+    epochs: int = typer.Option(10, help="total epochs (with --resume: the new total)"),
+    batch_size: int = typer.Option(32, help="images per step"),
+    lr: float = typer.Option(1e-3, help="Adam step"),
+    seed: int = typer.Option(0),
+    hflip: bool = typer.Option(True, help="random horizontal flips"),
+    validation: bool = typer.Option(True, help="hold back 10%% of training groups to pick the best epoch (OUT/best/)"),
+    resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (its saved options; --epochs is the "
+                                "new total)"),
+    force: bool = typer.Option(False, help="start afresh over an existing checkpoint in OUT"),
+    device: str = DeviceOption,
+    max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
+) -> None:
+    """Train a learned baseline on real JPEG outputs; writes OUT/<net>.safetensors + config.json, OUT/best/ and
+    a sample picture (originals, plain codec, restored) every epoch."""
+    from ganrev.train_baseline import STATE_FILE, BaselineTrainOptions, fit_baseline
+
+    _device(device)
+    try:
+        qualities = tuple(int(q) for q in quality.split(",")) if quality is not None else None
+    except ValueError:
+        raise GanrevError(f"invalid --quality {quality!r}: an integer 1-100, or several comma-separated") from None
+    options = BaselineTrainOptions(model=model, data=data, resolution=resolution, channels=channels,
+                                   qualities=qualities, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch,
+                                   validation=validation)
+    if not resume and not force and ((out / STATE_FILE).exists() or (out / "config.json").exists()):
+        raise GanrevError(f"{out} already holds a checkpoint: --resume to continue it, --force to start afresh")
+    summary = fit_baseline(options, out, resume=resume, device=device)
+    typer.echo(f"trained {summary['epochs']} epochs; {model} in {out} (best epoch in {out / 'best'})")
+
+
+def _learned_specs(learned: Optional[str]) -> Optional[tuple[str, ...]]:
+    """``table --learned``: None (the defaults), () for 'none', else the specs, each loaded once now so a bad spec
+    or a missing model is reported before minutes of work."""
+    if learned is None:
+        return None
+    if learned.strip().lower() == "none":
+        return ()
+    from ganrev.baselines import codec_from_spec
+
+    specs = tuple(spec.strip() for spec in learned.split(",") if spec.strip())
+    for spec in specs:
+        codec_from_spec(spec)
+    return specs
+
+
 MIN_IMAGE_SIDE = 3
 """Smallest height and width compress accepts: SSIM, which it measures and reports, needs 3 pixels a side."""
 
@@ -785,9 +844,13 @@ def table(
     lpips_weights: Optional[Path] = typer.Option(None, help="LPIPS weights: an AlexNet backbone .pth or a whole "
                                                  "LPIPS .safetensors (default: $GANREV_LPIPS_WEIGHTS, else the "
                                                  "shipped pretrained/lpips/)"),
+    learned: Optional[str] = typer.Option(None, help="learned-baseline rows, comma-separated specs (arcnn:10, "
+                                          "arcnn:1, comcnn:10, ...) or 'none' [the shipped models trained on the "
+                                          "generator's data: ARCNN-ASPP at JPEG 10 and 1, ComCNN/RecCNN at JPEG 10]"),
     progress: bool = typer.Option(True, help="progress bars on stderr"),
 ) -> None:
-    """Compare GAN reversal with PNG, K-means, JPEG, WebP (and AVIF) on a folder of images: the results table.
+    """Compare GAN reversal with PNG, K-means, JPEG, WebP (and AVIF) and the learned baselines (JPEG + ARCNN-ASPP,
+    ComCNN/RecCNN) on a folder of images: the results table.
 
     Each scheme encodes every image to real file bytes and decodes them; bpp counts every byte.
     One GAN-reversal row per generator (--generator, then each --compare). WebP, WebP of the image
@@ -819,6 +882,7 @@ def table(
     if curves_png is not None:
         outputs.append(curves_png.with_suffix(".json"))
     _check_outputs([(None, path) for path in outputs], force, "table")
+    learned_specs = _learned_specs(learned)
     path = resolve_generator_path(generator)
     if compare is None:
         default = generator is None and not os.environ.get("GANREV_GENERATOR")
@@ -828,7 +892,7 @@ def table(
                       (("init", init), ("iters", iters), ("restarts", restarts), ("seed", seed)) if value is not None)
     shown = 0 if grid is None else (TABLE_GRID_IMAGES if grid_images is None else grid_images)
     options = EvalOptions(search_overrides=overrides, bits=bits, limit=limit, seed=seed, device=device, progress=progress,
-                          lpips_weights=lpips_weights, compare=compared, grid_images=shown)
+                          lpips_weights=lpips_weights, compare=compared, grid_images=shown, learned=learned_specs)
     result = run_table(path, images, options)
     typer.echo(result.markdown())
     typer.echo(result.matched_rate_line())

@@ -7,7 +7,8 @@ image. GAN reversal searches the latents of all images in one batched call (as :
 does), so its encode time per image is the batch's total divided by the number of images.
 
 The table (:func:`run_table`) has one row per scheme, in this order: PNG, K-means (K=4), JPEG (10%),
-JPEG (1%), WebP at the GAN's rate, WebP of the image downscaled 2x or 4x at the GAN's rate, AVIF at the
+JPEG (1%), the learned baselines (JPEG 10% and 1% + ARCNN-ASPP, ComCNN/RecCNN at JPEG 10: the shipped models
+trained on the generator's data set, :mod:`ganrev.codecs.learned`), WebP at the GAN's rate, WebP of the image downscaled 2x or 4x at the GAN's rate, AVIF at the
 GAN's rate (only where Pillow writes AVIF), GAN reversal. "At the GAN's rate" is the quality whose mean bpp
 over the images is closest to GAN reversal's mean bpp; it is found by a sweep over the codec's qualities
 (see :func:`match_rate`), which is recorded. For downscaled WebP each scale is swept and the scale whose
@@ -55,17 +56,22 @@ from ganrev.baselines import (
     PNGCodec,
     WebPCodec,
     avif_available,
+    codec_from_spec,
 )
+from ganrev.codecs.learned import default_curve_sweeps, default_table_specs
 from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult, SearchOptions, default_search
 from ganrev.io import atomic_write_text, atomic_writer, convert_channels, list_images, load_image, to_pil
 from ganrev.metrics import image_metrics, lpips_status
 from ganrev.models import GeneratorCheckpoint, load_generator
+from ganrev.reference import measure_classical, reference_curve, reference_families, skipped_families
 
 __all__ = [
+    "BEST_CLASSICAL_SERIES",
     "CURVE_BITS",
     "CURVE_JPEG_QUALITIES",
+    "CURVE_REFERENCE_BPP",
     "CURVE_WEBP_QUALITIES",
     "CurvesResult",
     "GRID_CAPTION_HEIGHT",
@@ -105,6 +111,8 @@ CURVE_JPEG_QUALITIES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75)
 CURVE_WEBP_QUALITIES = (0, 2, 5, 10, 20, 30, 50, 75)
 CURVE_AVIF_QUALITIES = (0, 5, 10, 20, 30, 50, 75)
 CURVE_BITS = (2, 3, 4, 5, 6, 8)
+CURVE_REFERENCE_BPP = (0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)  # budgets of the per-image reference
+BEST_CLASSICAL_SERIES = "Best classical per image"
 
 RECORD_FIELDS = (
     "scheme", "role", "image", "width", "height", "channels", "bytes", "bpp", "mse", "psnr", "ssim", "ms_ssim",
@@ -150,9 +158,18 @@ class EvalOptions:
     jpeg_qualities: tuple[int, ...] = CURVE_JPEG_QUALITIES
     webp_qualities: tuple[int, ...] = CURVE_WEBP_QUALITIES
     avif_qualities: tuple[int, ...] = CURVE_AVIF_QUALITIES  # empty: no AVIF curve
+    reference_bpp: tuple[float, ...] = CURVE_REFERENCE_BPP  # the best classical file per image (empty: no curve)
     bits_list: tuple[int, ...] = CURVE_BITS
     iters_list: tuple[int, ...] = ()  # a GAN curve over search iterations (one search each)
     grid_images: int = 0  # the table keeps the decoded first N images of every scheme for a grid (0: none)
+    # Learned-baseline rows ("arcnn:10", "comcnn:10", ...; ganrev.codecs.learned). None: the shipped models trained
+    # on the generator's data set, as table rows and curve sweeps; (): none.
+    learned: tuple[str, ...] | None = None
+
+    def learned_specs(self, checkpoint: GeneratorCheckpoint) -> list[str]:
+        if self.learned is not None:
+            return list(self.learned)
+        return default_table_specs(checkpoint.metadata.get("dataset"))
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 16:
@@ -161,6 +178,8 @@ class EvalOptions:
             raise GanrevError("refine_iters and grid_images must be >= 0, kmeans_k and rate_step >= 1")
         if self.limit is not None and self.limit < 1:
             raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")
+        if any(not (math.isfinite(bpp) and bpp > 0) for bpp in self.reference_bpp):
+            raise GanrevError(f"reference budgets must be finite and > 0 bpp, got {self.reference_bpp!r}")
 
     def search_for(self, checkpoint: GeneratorCheckpoint) -> SearchOptions:
         """Compress's defaults for this checkpoint with ``search_overrides`` applied."""
@@ -564,6 +583,7 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
 
     baseline_rows = evaluate(images, [PNGCodec(), KMeansCodec(options.kmeans_k, seed=options.seed), JPEGCodec(10),
                                       JPEGCodec(1)], **kw)
+    learned_rows = evaluate(images, [codec_from_spec(spec) for spec in options.learned_specs(checkpoint)], **kw)
 
     compared = [_checkpoint(path, dev)[0] for path in options.compare]
     gan_rows, searches = [], []
@@ -595,7 +615,7 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     matches["webp_downscaled"] = by_scale[scale]
     matched_rows["webp_downscaled"] = downscaled_rows
 
-    rows = (baseline_rows + matched_rows["webp"] + downscaled_rows + matched_rows.get("avif", [])
+    rows = (baseline_rows + learned_rows + matched_rows["webp"] + downscaled_rows + matched_rows.get("avif", [])
             + [r for g in gan_rows for r in g])
     summary = summarise(rows)
     rate_match: dict[str, Any] = {"target_bpp": target, "gan_ssim": gan_ssim, "gan_scheme": generator_label(checkpoint)}
@@ -794,17 +814,37 @@ class CurvesResult:
         return {"metadata": self.metadata, "points": self.points}
 
 
-def _point(series: str, parameter: str, value: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+_POINT_FIELDS = ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_s", "decode_s", "ssim_latent",
+                 "ssim_quantized", "ssim_refined")
+
+
+def _point(series: str, parameter: str, value: int | float, records: list[dict[str, Any]]) -> dict[str, Any]:
     (row,) = summarise(records)
     return {"series": series, "parameter": parameter, "value": value, "images": row["images"],
-            **{key: row[key] for key in ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_s",
-                                         "decode_s", "ssim_latent", "ssim_quantized", "ssim_refined")}}
+            **{key: row[key] for key in _POINT_FIELDS}}
+
+
+def _best_classical_points(images: list[torch.Tensor], budgets_bpp: Sequence[float],
+                           progress: bool) -> list[dict[str, Any]]:
+    """The per-image reference (:func:`ganrev.reference.reference_curve`) at each budget, as curve points.
+
+    Every setting is measured once per image and every budget read off those measurements. Only bytes, bpp and
+    SSIM are measured (the reference is chosen by SSIM); the other fields are None.
+    """
+    measured = [measure_classical(image) for image in tqdm(images, desc=f"{BEST_CLASSICAL_SERIES} curve",
+                                                           disable=not progress, leave=False, dynamic_ncols=True)]
+    return [{"series": BEST_CLASSICAL_SERIES, "parameter": "budget_bpp", "value": point.budget_bpp,
+             "images": point.images, **dict.fromkeys(_POINT_FIELDS), "bytes": point.bytes, "bpp": point.bpp,
+             "ssim": point.ssim, "images_without_file": point.images_without_file}
+            for point in reference_curve(measured, budgets_bpp)]
 
 
 def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
                images_dir: str | os.PathLike[str] | None = None, options: EvalOptions = EvalOptions(), *,
                search: InversionResult | None = None) -> CurvesResult:
-    """Rate-distortion points: JPEG and WebP (and AVIF where available) quality sweeps, GAN reversal over bits.
+    """Rate-distortion points: JPEG and WebP (and AVIF where available) quality sweeps, the best classical file
+    per image at each of ``options.reference_bpp`` (:mod:`ganrev.reference`: an image with no classical file
+    within a budget counts as 0 bytes and SSIM 0 there), GAN reversal over bits.
 
     The latent search does not depend on ``bits``, so it runs once (``options.search_for`` the generator, or
     ``search`` from an earlier run on the same images, e.g. :attr:`TableResult.search`) and each of
@@ -826,10 +866,14 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
         ("JPEG", JPEGCodec, options.jpeg_qualities), ("WebP", WebPCodec, options.webp_qualities)]
     if options.avif_qualities and avif_available():
         sweeps.append(("AVIF", AVIFCodec, options.avif_qualities))
+    if options.learned is None:
+        sweeps += default_curve_sweeps(checkpoint.metadata.get("dataset"))
     for series, factory, qualities in sweeps:
         for quality in tqdm(list(qualities), desc=f"{series} curve", disable=not progress, leave=False,
                             dynamic_ncols=True):
             points.append(_point(series, "quality", int(quality), evaluate(images, [factory(quality)], **kw)))
+    if options.reference_bpp:
+        points += _best_classical_points(images, options.reference_bpp, progress)
 
     search_options = options.search_for(checkpoint)
     searches: dict[int, InversionResult] = {}
@@ -856,7 +900,9 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
         records = evaluate(images, [codec], gan_search=search_at(count), **kw)
         points.append(_point(series, parameter, int(value), records))
     metadata["settings"] = _settings(options, checkpoint) | {
-        "avif_qualities": list(options.avif_qualities) if avif_available() else [], "search_reused": search is not None}
+        "avif_qualities": list(options.avif_qualities) if avif_available() else [], "search_reused": search is not None,
+        "reference_families": list(reference_families()) if options.reference_bpp else [],
+        "reference_skipped": skipped_families() if options.reference_bpp else {}}
     metadata["wall_s"] = time.perf_counter() - started
     return CurvesResult(points, metadata)
 
@@ -867,11 +913,14 @@ def write_curves_json(curves: CurvesResult, path: str | os.PathLike[str]) -> Non
 
 
 _STYLE = {"JPEG": ("tab:blue", "o"), "WebP": ("tab:green", "s"), "AVIF": ("tab:purple", "^"),
-          "GAN reversal (bits)": ("tab:red", "D"), "GAN reversal (iterations)": ("tab:orange", "v")}
+          "GAN reversal (bits)": ("tab:red", "D"), "GAN reversal (iterations)": ("tab:orange", "v"),
+          "JPEG + ARCNN-ASPP": ("tab:cyan", "P"), "JPEG + ARCNN-ASPP blind": ("tab:olive", "p"),
+          "ComCNN/RecCNN": ("tab:brown", "X"), BEST_CLASSICAL_SERIES: ("black", ".")}
 
 
 def plot_curves(curves: CurvesResult, path: str | os.PathLike[str], title: str | None = None) -> None:
-    """Two panels, SSIM vs bpp and PSNR vs bpp (log-x), each point labelled with its setting; PNG, atomically."""
+    """Two panels, SSIM vs bpp and PSNR vs bpp (log-x), each point labelled with its setting (the best classical
+    file per image: dashed black, SSIM only, labelled with its budget); PNG, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
     from matplotlib.figure import Figure
 
@@ -881,15 +930,17 @@ def plot_curves(curves: CurvesResult, path: str | os.PathLike[str], title: str |
     for series, points in curves.series().items():
         points = sorted(points, key=lambda p: p["value"])  # the line follows the setting
         colour, marker = _STYLE.get(series, (None, "x"))
-        prefix = {"quality": "q", "bits": "b", "iters": "i"}
+        prefix = {"quality": "q", "bits": "b", "iters": "i", "budget_bpp": "≤"}
         for ax, key in zip(axes, ("ssim", "psnr")):
-            xs = [p["bpp"] for p in points if p[key] is not None and math.isfinite(p[key])]
-            ys = [p[key] for p in points if p[key] is not None and math.isfinite(p[key])]
-            ax.plot(xs, ys, marker=marker, color=colour, label=series, markersize=4, linewidth=1.2)
-            for p in points:
-                if p[key] is not None and math.isfinite(p[key]):
-                    ax.annotate(f"{prefix.get(p['parameter'], '')}{p['value']}", (p["bpp"], p[key]), fontsize=6,
-                                xytext=(3, 2), textcoords="offset points", color=colour)
+            # bpp 0: no image had a file within the budget, a point a log axis cannot show
+            shown = [p for p in points if p[key] is not None and math.isfinite(p[key]) and p["bpp"] > 0]
+            ax.plot([p["bpp"] for p in shown], [p[key] for p in shown], marker=marker, color=colour, label=series,
+                    markersize=4, linewidth=1.2,
+                    linestyle="--" if series == BEST_CLASSICAL_SERIES else "-")  # a bound, not a codec
+            for p in shown:
+                value = f"{p['value']:g}" if isinstance(p["value"], float) else p["value"]
+                ax.annotate(f"{prefix.get(p['parameter'], '')}{value}", (p["bpp"], p[key]), fontsize=6,
+                            xytext=(3, 2), textcoords="offset points", color=colour)
     for ax, label in zip(axes, ("SSIM", "PSNR (dB)")):
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (whole file)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from ganrev.cli import app, main
 from ganrev.codec import GanCodec
 from ganrev.errors import GanrevError
 from ganrev.evaluate import (
+    BEST_CLASSICAL_SERIES,
     GRID_CAPTION_HEIGHT,
     GRID_GAP,
     GRID_LABEL_WIDTH,
@@ -38,13 +40,16 @@ from ganrev.evaluate import (
     GridImages,
     TableResult,
     display_path,
+    run_curves,
     run_table,
     evaluate,
     load_image_folder,
     markdown_table,
     match_rate,
+    plot_curves,
     search_latents,
     summarise,
+    write_curves_json,
     write_table_grid,
 )
 from ganrev.invert import SearchOptions
@@ -426,3 +431,57 @@ def test_grid_images_must_be_positive_and_need_grid(capsys, generator_dir, image
     assert "--grid-images" in _table_error(capsys, generator_dir, image_dir, "--grid", str(tmp_path / "g.png"),
                                            "--grid-images", "0")
     assert "needs --grid" in _table_error(capsys, generator_dir, image_dir, "--grid-images", "3")
+
+
+def test_table_and_curves_carry_the_learned_baselines(generator_dir, image_dir):
+    """Learned rows follow the classical ones: JPEG rates unchanged (ARCNN's bytes are JPEG's), its own names;
+    the curves get their sweeps only for a generator trained on the models' data (here 'test': none)."""
+    options = EvalOptions(search_overrides=(("iters", 2),), limit=2, device="cpu", rate_step=50, refine_iters=0,
+                          learned=("arcnn:10", "comcnn:10"))
+    result = run_table(generator_dir, image_dir, options)
+    rows = {row["scheme"]: row for row in result.summary}
+    assert [row["scheme"] for row in result.summary][:6] == BASE_ROWS + ["JPEG (10%) + ARCNN-ASPP",
+                                                                          "ComCNN/RecCNN (JPEG q10)"]
+    assert rows["JPEG (10%) + ARCNN-ASPP"]["bytes"] == rows["JPEG (10%)"]["bytes"]
+    assert list(result.metadata["settings"]["learned"]) == ["arcnn:10", "comcnn:10"]
+    assert EvalOptions().learned_specs(load_generator(generator_dir)) == []
+    curves = run_curves(generator_dir, image_dir, replace(options, jpeg_qualities=(10,), webp_qualities=(),
+                                                           avif_qualities=(), bits_list=(4,), learned=None,
+                                                           reference_bpp=()))
+    assert {point["series"] for point in curves.points} == {"JPEG", "GAN reversal (bits)"}
+
+
+def test_table_learned_option_is_checked_before_any_work(generator_dir, image_dir, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("run_table must not start")
+
+    monkeypatch.setattr(ganrev.evaluate, "run_table", refuse)
+    for spec, message in (("arcnn:37", "no shipped ARCNN model for JPEG quality 37"), ("vdsr:3", "unknown")):
+        result = CliRunner().invoke(app, ["table", "-g", str(generator_dir), "--images", str(image_dir),
+                                          "--learned", spec, "--no-progress"])
+        assert isinstance(result.exception, GanrevError) and message in str(result.exception)
+
+
+def test_curves_carry_the_best_classical_file_per_image(generator_dir, image_dir, tmp_path):
+    """One point per budget, read off one measurement per image; at 0.01 bpp (5 bytes) no classical file fits, so
+    SSIM 0 and 0 bytes; float budgets survive the JSON, and the plot draws the series."""
+    options = EvalOptions(search_overrides=(("iters", 2),), limit=2, device="cpu", refine_iters=0, learned=(),
+                          jpeg_qualities=(10,), webp_qualities=(), avif_qualities=(), bits_list=(4,),
+                          reference_bpp=(1.0, 0.01))
+    curves = run_curves(generator_dir, image_dir, options)
+    best = sorted((p for p in curves.points if p["series"] == BEST_CLASSICAL_SERIES), key=lambda p: p["value"])
+    assert [(p["parameter"], p["value"], p["images"]) for p in best] == [("budget_bpp", 0.01, 2),
+                                                                         ("budget_bpp", 1.0, 2)]
+    none, one = best
+    assert (none["ssim"], none["bpp"], none["bytes"], none["images_without_file"]) == (0.0, 0.0, 0.0, 2)
+    assert 0 < one["bpp"] <= 1.0 and one["ssim"] > 0.5 and one["images_without_file"] == 0
+    assert one["psnr"] is None  # chosen by SSIM: only bytes and SSIM are measured
+    assert curves.metadata["settings"]["reference_families"][0] == "WebP"
+    write_curves_json(curves, tmp_path / "curves.json")
+    points = json.loads((tmp_path / "curves.json").read_text())["points"]
+    assert [p["value"] for p in points if p["series"] == BEST_CLASSICAL_SERIES] == [1.0, 0.01]
+    plot_curves(curves, tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as img:
+        assert img.format == "PNG"
+    with pytest.raises(GanrevError, match="reference budgets"):
+        EvalOptions(reference_bpp=(0.0,))

@@ -1,0 +1,292 @@
+"""Train the seeds' learned baselines (``ganrev fit-baseline {arcnn,comcnn}``) on real codec outputs.
+
+- ``arcnn`` (seed 004): AR-CNN + ASPP learns to restore ``JPEG(x)`` to ``x``, at one quality (the seed's
+  per-quality model) or, blind, at several. The JPEG files are the very ones :class:`ganrev.baselines.JPEGCodec`
+  writes, made once before training.
+- ``comcnn`` (seed 003): ComCNN and RecCNN are trained alternately, as the paper does (one is held fixed while
+  the other steps): RecCNN on real codec outputs, ``Re(up(JPEG(Cr(x))))`` against ``x``; then ComCNN through
+  the fixed RecCNN with the non-differentiable codec bypassed -- a virtual codec whose forward pass is the real
+  JPEG round trip and whose gradient is the identity (straight-through), so ComCNN learns under the artefacts it
+  will meet. Each batch draws its JPEG quality from ``qualities``, so one pair of nets serves a quality sweep.
+
+Losses: the seed's MSE (``--loss l2``) or a structural one (``ssim+l1``, the default; any of
+:data:`ganrev.invert.LOSSES`). Validation groups are carved from the training side (never the test split); the
+epoch with the best validation SSIM is kept in ``OUT/best/``. Every epoch writes the latest nets + config.json,
+``train_state.pt`` (read back with ``torch.load(weights_only=True)``) and a sample picture, atomically, so a
+kill loses at most that epoch and ``--resume`` goes on from the last one.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ganrev.baselines import JPEGCodec
+from ganrev.data import carve_validation, open_dataset, split_rule
+from ganrev.errors import GanrevError
+from ganrev.invert import LOSSES, per_image_loss
+from ganrev.io import atomic_write_bytes, save_image
+from ganrev.metrics import ssim
+from ganrev.nets import arcnn, comcnn
+from ganrev.nets.checkpoint import save_baseline
+from ganrev.train import choose_device, image_grid
+
+MODELS = ("arcnn", "comcnn")
+STATE_FILE = "train_state.pt"
+BEST_DIR = "best"
+DEFAULT_QUALITIES = {"arcnn": (10,), "comcnn": (5, 10, 20, 30, 50)}
+
+
+@dataclass
+class BaselineTrainOptions:
+    """Everything that defines a learned-baseline training run (recorded in its config.json)."""
+
+    model: str = "arcnn"
+    data: str = "emoji"
+    resolution: int = 64
+    channels: int = 3
+    # JPEG qualities trained on, one drawn per batch (None: the model's default). An ARCNN with one quality is
+    # that quality's model (the seed's); with several, a blind model for a quality sweep. ComCNN/RecCNN: the
+    # qualities its compact image is stored at.
+    qualities: tuple[int, ...] | None = None
+    loss: str = "ssim+l1"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    hflip: bool = True
+    max_steps_per_epoch: int | None = None  # for smoke tests
+    validation: bool = True
+
+    def __post_init__(self) -> None:
+        if self.qualities is None:
+            self.qualities = DEFAULT_QUALITIES.get(self.model, (10,))
+        self.qualities = tuple(int(q) for q in self.qualities)
+        checks = {
+            "model": self.model in MODELS,
+            "loss": self.loss in LOSSES,
+            "qualities": bool(self.qualities) and all(1 <= q <= 100 for q in self.qualities),
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
+            "lr": math.isfinite(self.lr) and self.lr > 0,
+            "channels": self.channels in (1, 3), "resolution": self.resolution >= 8,
+            "max_steps_per_epoch": self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            allowed = {"model": ", ".join(MODELS), "loss": ", ".join(LOSSES),
+                       "qualities": "1-100 each"}.get(bad[0], "see `ganrev fit-baseline --help`")
+            raise GanrevError(f"invalid --{bad[0].replace('_', '-')} {getattr(self, bad[0])!r}: {allowed}")
+
+
+def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """Each image of ``[N, C, H, W]`` through a real JPEG file at ``quality`` (:class:`JPEGCodec`, 4:2:0)."""
+    codec = JPEGCodec(quality)
+    return torch.stack([codec.decode(codec.encode(image)) for image in images.detach().cpu()]).to(images.device)
+
+
+class _Nets:
+    """The networks, optimisers and one training step of a model, behind one interface for the loop."""
+
+    def __init__(self, options: BaselineTrainOptions, device: torch.device) -> None:
+        self.options, self.device = options, device
+        self.loss = per_image_loss(options.loss)
+        if options.model == "arcnn":
+            self.config: Any = arcnn.ArcnnConfig(channels=options.channels)
+            self.architecture = arcnn.ARCHITECTURE
+            self.nets: dict[str, nn.Module] = {"arcnn": arcnn.ArcnnAspp(self.config)}
+        else:
+            self.config = comcnn.ComCnnConfig(channels=options.channels)
+            self.architecture = comcnn.ARCHITECTURE
+            self.nets = {"comcnn": comcnn.ComCNN(self.config), "reccnn": comcnn.RecCNN(self.config)}
+        for net in self.nets.values():
+            net.to(device)
+        self.optimizers = {name: torch.optim.Adam(net.parameters(), lr=options.lr) for name, net in self.nets.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"nets": {k: v.state_dict() for k, v in self.nets.items()},
+                "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, net in self.nets.items():
+            net.load_state_dict(state["nets"][name])
+            self.optimizers[name].load_state_dict(state["optimizers"][name])
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.nets.values():
+            net.train(mode)
+
+    def _step(self, name: str, loss: torch.Tensor) -> None:
+        self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[name].step()
+
+    def step(self, real: torch.Tensor, coded: torch.Tensor | None, quality: int) -> dict[str, float]:
+        """One update from originals ``real`` (and, for arcnn, their JPEG decodes ``coded``)."""
+        if self.options.model == "arcnn":
+            loss = self.loss(self.nets["arcnn"](coded), real).mean()
+            self._step("arcnn", loss)
+            return {"loss": loss.item()}
+        com, rec = self.nets["comcnn"], self.nets["reccnn"]
+        height, width = real.shape[-2:]
+        # RecCNN on real codec outputs, ComCNN held fixed.
+        with torch.no_grad():
+            decoded = jpeg_round_trip(com(real), quality)
+        rec_loss = self.loss(rec(comcnn.upscale(decoded, height, width)), real).mean()
+        self._step("reccnn", rec_loss)
+        # ComCNN through the fixed RecCNN; the codec's forward is real, its gradient the identity.
+        rec.requires_grad_(False)
+        compact = com(real)
+        virtual = compact + (jpeg_round_trip(compact, quality) - compact).detach()
+        com_loss = self.loss(rec(comcnn.upscale(virtual, height, width)), real).mean()
+        self._step("comcnn", com_loss)
+        rec.requires_grad_(True)
+        return {"loss": rec_loss.item(), "com_loss": com_loss.item()}
+
+    @torch.no_grad()
+    def restore(self, images: torch.Tensor, quality: int, batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """(plain codec output, the model's output) for ``images`` at ``quality``, in eval mode, clamped."""
+        self.train(False)
+        plain, restored = [], []
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch].to(self.device)
+            if self.options.model == "arcnn":
+                coded = jpeg_round_trip(chunk, quality)
+                out = self.nets["arcnn"](coded)
+            else:
+                height, width = chunk.shape[-2:]
+                small = torch.nn.functional.avg_pool2d(chunk, 2, ceil_mode=True)
+                coded = comcnn.upscale(jpeg_round_trip(small, quality), height, width)
+                compact = jpeg_round_trip(self.nets["comcnn"](chunk), quality)
+                out = self.nets["reccnn"](comcnn.upscale(compact, height, width))
+            plain.append(coded.clamp(0, 1).cpu())
+            restored.append(out.clamp(0, 1).cpu())
+        self.train(True)
+        return torch.cat(plain), torch.cat(restored)
+
+
+def _stack(dataset: Any) -> torch.Tensor:
+    return torch.stack([dataset[i] for i in range(len(dataset))])
+
+
+def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str], *, resume: bool = False,
+                 device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) ``options.model``; returns ``{"epochs", "history", "out"}``.
+
+    A resumed run keeps its saved options except ``epochs`` (the new total).
+    """
+    out = Path(out_dir)
+    dev = choose_device(device)
+    state: dict[str, Any] | None = None
+    if resume:
+        state_path = out / STATE_FILE
+        if not state_path.is_file():
+            raise GanrevError(f"--resume: no {STATE_FILE} in {out}")
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged or foreign file: name it, in one line
+            raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
+        if state["options"].get("model") != options.model:
+            raise GanrevError(f"--resume: {out} holds a {state['options'].get('model')!r} run, not {options.model!r}")
+        options = BaselineTrainOptions(**(state["options"] | {"epochs": options.epochs}))
+
+    torch.manual_seed(options.seed)
+    dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=options.channels)
+    fit, validation = carve_validation(dataset, options.data) if options.validation else (dataset, None)
+    images = _stack(fit)
+    val_images = _stack(validation) if validation is not None else None
+    # ARCNN's inputs are fixed: each training image's JPEG decode at each quality, made once (kept as uint8).
+    coded_images = {q: (jpeg_round_trip(images, q) * 255).round().to(torch.uint8) for q in options.qualities} \
+        if options.model == "arcnn" else {}
+    batch_size = min(options.batch_size, len(images))
+    val_quality = options.qualities[len(options.qualities) // 2]
+
+    nets = _Nets(options, dev)
+    history: list[dict[str, float]] = []
+    start_epoch, wall_before = 0, 0.0
+    if state is not None:
+        nets.load_state_dict(state)
+        history, start_epoch, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
+    rng = torch.Generator()
+    started = time.perf_counter()
+    for epoch in range(start_epoch, options.epochs):
+        # The epoch's order, flips and qualities depend on (seed, epoch) alone: a resumed run matches a straight one.
+        rng.manual_seed(options.seed * 100_003 + epoch)
+        order = torch.randperm(len(images), generator=rng)
+        steps = len(images) // batch_size
+        if options.max_steps_per_epoch:
+            steps = min(steps, options.max_steps_per_epoch)
+        sums: dict[str, float] = {}
+        nets.train(True)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress, leave=False,
+                   dynamic_ncols=True)
+        for step in bar:
+            index = order[step * batch_size:(step + 1) * batch_size]
+            real = images[index]
+            quality = options.qualities[int(torch.randint(len(options.qualities), (1,), generator=rng))]
+            coded = coded_images[quality][index].float() / 255 if coded_images else None
+            if options.hflip:
+                flip = (torch.rand(len(index), generator=rng) < 0.5).view(-1, 1, 1, 1)
+                real = torch.where(flip, real.flip(-1), real)
+                # 64-pixel-wide images flip onto the same 8x8 block grid, so a flipped JPEG decode is a faithful input.
+                coded = torch.where(flip, coded.flip(-1), coded) if coded is not None else None
+            figures = nets.step(real.to(dev), coded.to(dev) if coded is not None else None, quality)
+            for key, value in figures.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix({key: f"{value:.4f}" for key, value in figures.items()})
+        if not math.isfinite(sum(sums.values())):
+            raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
+        record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        if val_images is not None:
+            plain, restored = nets.restore(val_images, val_quality)
+            record["val_ssim"] = float(ssim(restored, val_images).mean())
+            record["val_ssim_plain"] = float(ssim(plain, val_images).mean())
+        history.append(record)
+        wall = wall_before + time.perf_counter() - started
+        _save_epoch(out, nets, options, history, wall, dev, val_images, val_quality, train_images=len(dataset),
+                    fit_images=len(images))
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
+                       + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
+    return {"epochs": options.epochs, "history": history, "out": str(out)}
+
+
+def _save_epoch(out: Path, nets: _Nets, options: BaselineTrainOptions, history: list[dict[str, float]],
+                wall_s: float, device: torch.device, val_images: torch.Tensor | None, val_quality: int, *,
+                train_images: int, fit_images: int) -> None:
+    epoch = int(history[-1]["epoch"])
+    if val_images is not None:
+        shown = val_images[:8]
+        plain, restored = nets.restore(shown, val_quality)
+        save_image(image_grid(torch.cat([shown, plain, restored])), out / "samples" / f"epoch_{epoch:04d}.png")
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    codec = {"name": "jpeg", "qualities": list(options.qualities), "subsampling": "4:2:0",
+             "scale": 1 if options.model == "arcnn" else 2}
+    metadata = {
+        "codec": codec, "dataset": options.data,
+        "split": {"rule": split_rule(options.data), "train_images": train_images},
+        "training": {"epochs": epoch, "wall_s": round(wall_s, 1), "device": device_name, "torch": torch.__version__,
+                     "options": asdict(options), "fit_images": fit_images,
+                     "validation_images": len(val_images) if val_images is not None else 0,
+                     "validation_quality": val_quality, "last_epoch": history[-1]},
+    }
+    net_config = asdict(nets.config)
+    save_baseline(out, nets.architecture, net_config, nets.nets, metadata)
+    scores = [record["val_ssim"] for record in history if "val_ssim" in record]
+    if scores and history[-1]["val_ssim"] == max(scores):
+        best = metadata | {"training": metadata["training"] | {"best_epoch": epoch}}
+        save_baseline(out / BEST_DIR, nets.architecture, net_config, nets.nets, best)
+    buffer = _io.BytesIO()
+    torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
+                **nets.state_dict()}, buffer)
+    atomic_write_bytes(out / STATE_FILE, buffer.getvalue())
