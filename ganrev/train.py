@@ -384,6 +384,18 @@ def validation_ssim(generator: Generator, encoder: Encoder, images: torch.Tensor
     return torch.cat(scores)
 
 
+def read_train_state(out: Path, name: str = STATE_FILE) -> dict[str, Any]:
+    """``out/name`` for ``--resume``, read with ``torch.load(weights_only=True)`` (never unpickles code); a missing,
+    damaged or foreign file is a one-line GanrevError."""
+    state_path = out / name
+    if not state_path.is_file():
+        raise GanrevError(f"--resume: no {name} in {out}")
+    try:
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file: name it, in one line
+        raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
+
+
 RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup", "disc_lr", "disc_steps")
 """Options a resumed run may change: the schedule. Architecture, data, seed and the rest are the saved run's."""
 
@@ -409,13 +421,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
 
     state: dict[str, Any] | None = None
     if resume:
-        state_path = out / STATE_FILE
-        if not state_path.is_file():
-            raise GanrevError(f"--resume: no {STATE_FILE} in {out}")
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a damaged or foreign file: name it, in one line
-            raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
+        state = read_train_state(out)
         # A resumed run keeps its architecture, data and seed; only RESUME_CHANGES (the schedule) may change.
         # Runs saved before the aegan objective existed were gan runs with a fixed learning rate.
         saved = {"objective": "gan"} | state["options"]

@@ -39,10 +39,9 @@ from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import save_baseline
-from ganrev.train import choose_device, image_grid
+from ganrev.train import STATE_FILE, choose_device, image_grid, read_train_state
 
 MODELS = ("arcnn", "comcnn")
-STATE_FILE = "train_state.pt"
 BEST_DIR = "best"
 DEFAULT_QUALITIES = {"arcnn": (10,), "comcnn": (5, 10, 20, 30, 50)}
 
@@ -188,13 +187,7 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
     dev = choose_device(device)
     state: dict[str, Any] | None = None
     if resume:
-        state_path = out / STATE_FILE
-        if not state_path.is_file():
-            raise GanrevError(f"--resume: no {STATE_FILE} in {out}")
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a damaged or foreign file: name it, in one line
-            raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
+        state = read_train_state(out)
         if state["options"].get("model") != options.model:
             raise GanrevError(f"--resume: {out} holds a {state['options'].get('model')!r} run, not {options.model!r}")
         options = BaselineTrainOptions(**(state["options"] | {"epochs": options.epochs}))
