@@ -84,7 +84,9 @@ class BaselineTrainOptions:
         if bad:
             allowed = {"model": ", ".join(MODELS), "loss": ", ".join(LOSSES),
                        "qualities": "1-100 each"}.get(bad[0], "see `ganrev fit-baseline --help`")
-            raise GanrevError(f"invalid --{bad[0].replace('_', '-')} {getattr(self, bad[0])!r}: {allowed}")
+            # as the user typed it: MODEL is an argument, --quality takes the qualities
+            name = {"model": "model", "qualities": "--quality"}.get(bad[0], f"--{bad[0].replace('_', '-')}")
+            raise GanrevError(f"invalid {name} {getattr(self, bad[0])!r}: {allowed}")
 
 
 def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
