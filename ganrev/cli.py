@@ -831,8 +831,9 @@ def table(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write summary + per-image records + metadata"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write per-image records as CSV"),
     md_out: Optional[Path] = typer.Option(None, "--md", help="write the Markdown table"),
-    curves: bool = typer.Option(False, "--curves", help="also plot rate-distortion curves (JPEG/WebP quality "
-                                "sweeps, GAN reversal over bits; the latent search is re-used)"),
+    curves: bool = typer.Option(False, "--curves", help="also plot rate-distortion curves (JPEG/WebP/AVIF quality "
+                                "sweeps, the learned baselines' sweeps, the best classical file per image at 0.1-2 "
+                                "bpp, GAN reversal over bits; the latent search is re-used)"),
     curves_out: Optional[Path] = typer.Option(None, "--curves-out", help="PNG for the curves, points beside it "
                                               "as .json (implies --curves; default: curves.png)"),
     grid: Optional[Path] = typer.Option(None, "--grid", help="write a .png of the first images as every scheme "
