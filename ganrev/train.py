@@ -384,6 +384,13 @@ def validation_ssim(generator: Generator, encoder: Encoder, images: torch.Tensor
     return torch.cat(scores)
 
 
+def training_device_name(device: torch.device) -> str:
+    """The device a checkpoint's config.json records: the GPU's name, or the CPU and torch's thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def read_train_state(out: Path, name: str = STATE_FILE) -> dict[str, Any]:
     """``out/name`` for ``--resume``, read with ``torch.load(weights_only=True)`` (never unpickles code); a missing,
     damaged or foreign file is a one-line GanrevError."""
@@ -519,7 +526,7 @@ def _save_epoch(out: Path, objective: GanObjective | AeganObjective, options: Tr
             recon = generator.images(encoder(shown.to(device))).float().clamp(0, 1).cpu()
             pairs = torch.stack([torch.cat([shown[k:k + 8], recon[k:k + 8]]) for k in range(0, len(shown), 8)])
             save_image(image_grid(pairs.flatten(0, 1)), out / "samples" / f"recon_{epoch:04d}.png")
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device_name = training_device_name(device)
     metadata = {
         "dataset": options.data,
         "split": {"rule": split_rule(options.data), "train_images": sizes["train_images"],

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io as _io
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import save_baseline
-from ganrev.train import STATE_FILE, choose_device, image_grid, read_train_state
+from ganrev.train import STATE_FILE, choose_device, image_grid, read_train_state, training_device_name
 
 MODELS = ("arcnn", "comcnn")
 BEST_DIR = "best"
@@ -241,14 +240,16 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
         if not math.isfinite(sum(sums.values())):
             raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
         record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        samples = None
         if val_images is not None:
             plain, restored = nets.restore(val_images, val_quality)
             record["val_ssim"] = float(ssim(restored, val_images).mean())
             record["val_ssim_plain"] = float(ssim(plain, val_images).mean())
+            samples = torch.cat([val_images[:8], plain[:8], restored[:8]])  # originals, plain codec, restored
         history.append(record)
         wall = wall_before + time.perf_counter() - started
-        _save_epoch(out, nets, options, history, wall, dev, val_images, val_quality, train_images=len(dataset),
-                    fit_images=len(images))
+        _save_epoch(out, nets, options, history, wall, dev, val_images, val_quality, samples,
+                    train_images=len(dataset), fit_images=len(images))
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
                        + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
@@ -256,15 +257,12 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
 
 
 def _save_epoch(out: Path, nets: _Nets, options: BaselineTrainOptions, history: list[dict[str, float]],
-                wall_s: float, device: torch.device, val_images: torch.Tensor | None, val_quality: int, *,
-                train_images: int, fit_images: int) -> None:
+                wall_s: float, device: torch.device, val_images: torch.Tensor | None, val_quality: int,
+                samples: torch.Tensor | None, *, train_images: int, fit_images: int) -> None:
     epoch = int(history[-1]["epoch"])
-    if val_images is not None:
-        shown = val_images[:8]
-        plain, restored = nets.restore(shown, val_quality)
-        save_image(image_grid(torch.cat([shown, plain, restored])), out / "samples" / f"epoch_{epoch:04d}.png")
-    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-                   else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    if samples is not None:
+        save_image(image_grid(samples), out / "samples" / f"epoch_{epoch:04d}.png")
+    device_name = training_device_name(device)
     codec = {"name": "jpeg", "qualities": list(options.qualities), "subsampling": "4:2:0",
              "scale": 1 if options.model == "arcnn" else 2}
     metadata = {

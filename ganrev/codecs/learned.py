@@ -106,7 +106,7 @@ class ComCnnCodec:
         self.config = _net_config(comcnn.ComCnnConfig, meta, path)
         self.checkpoint = load_baseline(path, comcnn.ARCHITECTURE, {"comcnn": comcnn.ComCNN(self.config),
                                                                    "reccnn": comcnn.RecCNN(self.config)})
-        self.trained_qualities = _qualities(meta, path)
+        _qualities(meta, path)  # a config that does not say its qualities is refused, as for ARCNN
         self.jpeg = JPEGCodec(quality)
         self.quality = quality
         self.name = f"ComCNN/RecCNN (JPEG q{quality})"
@@ -143,9 +143,9 @@ def shipped_arcnn_qualities() -> list[int]:
 def learned_codec_from_spec(name: str, quality: int | None) -> ArcnnCodec | ComCnnCodec:
     """``arcnn:Q`` (the shipped ARCNN for JPEG quality Q), ``arcnn-blind:Q`` (the shipped blind ARCNN at one of
     its qualities) or ``comcnn:Q`` (shipped ComCNN/RecCNN, JPEG at Q)."""
+    quality = 10 if quality is None else quality
     if name == "arcnn":
         shipped = shipped_arcnn_qualities()
-        quality = 10 if quality is None else quality
         if quality not in shipped:
             raise GanrevError(f"no shipped ARCNN model for JPEG quality {quality} (shipped: "
                               f"{', '.join(map(str, shipped)) or 'none'}); train one with "
@@ -157,7 +157,6 @@ def learned_codec_from_spec(name: str, quality: int | None) -> ArcnnCodec | ComC
     if not (path / "config.json").is_file():
         raise GanrevError(f"no shipped {name} model in {path}; train one with `ganrev fit-baseline "
                           f"{name.removesuffix('-blind')}`")
-    quality = 10 if quality is None else quality
     return ComCnnCodec(path, quality) if name == "comcnn" else ArcnnCodec(path, quality)
 
 
@@ -172,12 +171,17 @@ def _trained_on(path: Path, dataset: str) -> bool:
         return False
 
 
+def _arcnn_qualities_for(dataset: str) -> list[int]:
+    """Qualities of the shipped per-quality ARCNN models trained on ``dataset``, ascending."""
+    return [q for q in shipped_arcnn_qualities() if _trained_on(SHIPPED_DIR / SHIPPED["arcnn"].format(quality=q),
+                                                                dataset)]
+
+
 def default_table_specs(dataset: str | None) -> list[str]:
     """Specs of the table's learned rows: the shipped models trained on ``dataset`` (others would be out of domain)."""
     if dataset is None:
         return []
-    specs = [f"arcnn:{q}" for q in sorted(shipped_arcnn_qualities(), reverse=True)
-             if _trained_on(SHIPPED_DIR / SHIPPED["arcnn"].format(quality=q), dataset)]
+    specs = [f"arcnn:{q}" for q in reversed(_arcnn_qualities_for(dataset))]
     if _trained_on(SHIPPED_DIR / SHIPPED["comcnn"], dataset):
         specs.append(f"comcnn:{COMCNN_TABLE_QUALITY}")
     return specs
@@ -190,8 +194,7 @@ def default_curve_sweeps(dataset: str | None) -> list[LearnedSweep]:
     if dataset is None:
         return []
     sweeps: list[LearnedSweep] = []
-    arcnn_qualities = [q for q in shipped_arcnn_qualities()
-                       if _trained_on(SHIPPED_DIR / SHIPPED["arcnn"].format(quality=q), dataset)]
+    arcnn_qualities = _arcnn_qualities_for(dataset)
     if arcnn_qualities:
         sweeps.append(("JPEG + ARCNN-ASPP", lambda q: learned_codec_from_spec("arcnn", q), arcnn_qualities))
     blind = SHIPPED_DIR / SHIPPED["arcnn-blind"]
