@@ -26,7 +26,9 @@ import math
 import platform
 import shutil
 import sys
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +39,28 @@ from ganrev.codecs.learned import ArcnnCodec, ComCnnCodec
 from ganrev.data import carve_validation, open_dataset
 from ganrev.evaluate import CURVE_JPEG_QUALITIES, evaluate, load_image_folder, summarise
 from ganrev.io import atomic_write_text, to_uint8
-from ganrev.nets.checkpoint import CONFIG_FILE
-from ganrev.nets.comcnn import upscale
+from ganrev.nets.checkpoint import CONFIG_FILE, save_baseline
+from ganrev.nets.comcnn import ARCHITECTURE as COMCNN_ARCHITECTURE
+from ganrev.nets.comcnn import ComCNN, ComCnnConfig, RecCNN
 
 ROOT = Path(__file__).resolve().parent.parent
 QUALITIES = (10, 1)
 LOSS_LABEL = {"ssim+l1": "SSIM loss (0.84 (1-SSIM) + 0.16 L1)", "l2": "MSE loss (the seed's)"}
 
 
-class DownscaledJPEG:
-    """Plain "2x2 average, JPEG, bicubic up": ComCNN/RecCNN with both nets untrained (+ the same odd-size byte)."""
+def save_untrained_comcnn(work: Path, qualities: list[int]) -> None:
+    """Untrained ComCNN/RecCNN nets in ``work``: exactly plain "2x2 average, JPEG, bicubic up" with the same
+    odd-size byte (their last layers start at zero; tests/test_learned_codecs.py checks it), the pipeline
+    ComCNN/RecCNN is compared with."""
+    config = ComCnnConfig()
+    save_baseline(work, COMCNN_ARCHITECTURE, asdict(config), {"comcnn": ComCNN(config), "reccnn": RecCNN(config)},
+                  {"codec": {"name": "jpeg", "qualities": qualities}})
 
-    def __init__(self, quality: int) -> None:
-        self.jpeg, self.name = JPEGCodec(quality), f"JPEG q{quality} of the 2x-downscaled image, bicubic up"
 
-    def encode(self, image: torch.Tensor) -> bytes:
-        small = torch.nn.functional.avg_pool2d(image.unsqueeze(0), 2, ceil_mode=True)[0]
-        return self.jpeg.encode(small) + bytes([(image.shape[1] % 2) | (image.shape[2] % 2) << 1])
-
-    def decode(self, data: bytes) -> torch.Tensor:
-        small = self.jpeg.decode(data[:-1])
-        height, width = 2 * small.shape[1] - (data[-1] & 1), 2 * small.shape[2] - (data[-1] >> 1)
-        return upscale(small.unsqueeze(0), height, width)[0]
+def downscaled_jpeg(untrained: Path, quality: int) -> ComCnnCodec:
+    codec = ComCnnCodec(untrained, quality)
+    codec.name = f"JPEG q{quality} of the 2x-downscaled image, bicubic up"
+    return codec
 
 
 def _best_record(run: Path) -> dict[str, Any]:
@@ -143,12 +145,14 @@ def main() -> None:
     _ship(run / "best", args.out / "comcnn")
     qualities = json.loads((run / CONFIG_FILE).read_text())["codec"]["qualities"]
     curve_qualities = sorted(set(CURVE_JPEG_QUALITIES) | {90, 95, 100})
+    untrained = Path(tempfile.mkdtemp(prefix="ganrev-untrained-comcnn-"))
+    save_untrained_comcnn(untrained, qualities)
     for s in sets:
         jpeg_curve = [_row(JPEGCodec(q), *sets[s]) for q in curve_qualities]
         points = []
         for quality in qualities:
             row = _row(ComCnnCodec(args.out / "comcnn", quality), *sets[s])
-            plain = _row(DownscaledJPEG(quality), *sets[s])
+            plain = _row(downscaled_jpeg(untrained, quality), *sets[s])
             at_rate = _interpolate([(r["bpp"], r["ssim"]) for r in jpeg_curve], row["bpp"])
             smallest = min(jpeg_curve, key=lambda r: r["bpp"])
             # Below JPEG's smallest file the curve has no point: there ComCNN is above it when it beats that file's
@@ -158,6 +162,7 @@ def main() -> None:
                            "smaller_than_any_jpeg": below_curve,
                            "above_jpeg": row["ssim"] > (smallest["ssim"] if below_curve else (at_rate or math.inf))})
         results["comcnn"][s] = {"points": points, "jpeg_curve": jpeg_curve}
+    shutil.rmtree(untrained)
     results["comcnn"]["command"] = _command(run)
     results["comcnn"]["validation"] = _best_record(run)
     threads = torch.get_num_threads()
