@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import ganrev.codec
-from ganrev.baselines import AVIFCodec, DownscaledWebPCodec, JPEGCodec, WebPCodec, WebPLosslessCodec
+from ganrev.baselines import AVIFCodec
 from ganrev.cli import main
 from ganrev.codec import GanCodec, residual_image, unpack_file
 from ganrev.errors import GanrevError
@@ -29,6 +29,7 @@ from ganrev.ratecontrol import (
     compress_to_target,
     latent_files_by_bits,
 )
+from ganrev.reference import ClassicalFiles, measure_classical, reference_bytes, reference_ssim
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 EMOJI = SHIPPED / "heldout" / "1f0cf.png"
@@ -138,31 +139,26 @@ def test_an_unreachable_size_target_keeps_the_smallest_file_and_says_why(codec, 
 # --- never worse than a classical file -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def classical_files() -> list[tuple[torch.Tensor, list[tuple[int, float]]]]:
-    """Images and the (bytes, SSIM) of their complete classical files, as the benchmark's reference chooses
-    among them: WebP at every quality (full size, shrunk 2x and 4x: where SSIM jumps about with quality),
-    lossless WebP, and JPEG and AVIF 4:4:4 at every 10th quality to keep it quick."""
-    codecs = ([WebPCodec(q) for q in range(101)] + [DownscaledWebPCodec(q, s) for q in range(101) for s in (2, 4)]
-              + [WebPLosslessCodec()] + [JPEGCodec(q, "4:4:4") for q in range(10, 101, 10)]
-              + [AVIFCodec(q, subsampling="4:4:4") for q in range(0, 101, 10)])
+def classical_files() -> list[tuple[torch.Tensor, ClassicalFiles]]:
+    """Images and every file of the benchmark's reference (ganrev.reference: WebP at every quality, full size and
+    shrunk 2x and 4x, where SSIM jumps about with quality; lossless WebP; JPEG and AVIF 4:4:4 at every quality)."""
     # (186, 181): the benchmark's astronaut-1, where bisecting the qualities of a 4x shrunk WebP stepped over
     # the 103-byte file reaching SSIM 0.8 and the engine wrote 114 bytes
     images = [shrunk_photo_crop(186, 181), shrunk_photo_crop(117, 48), load_image(EMOJI)]
-    return [(image, [(len(data), ssim_of(c.decode(data), image)) for c in codecs for data in [c.encode(image)]])
-            for image in images]
+    return [(image, measure_classical(image)) for image in images]
 
 
 @pytest.mark.parametrize("target", [RateTarget(ssim=0.8), RateTarget(ssim=0.9), RateTarget(bpp=0.25),
                                     RateTarget(bpp=0.5)], ids=RateTarget.describe)
 def test_no_file_is_larger_or_worse_than_the_best_classical_file(codec, classical_files, target):
-    for image, points in classical_files:
+    for image, measured in classical_files:
         rated = choose_file(image, {}, codec, target)  # fallback files only: the latent could only help
         if target.ssim is not None:
-            assert len(rated.data) <= min(size for size, value in points if value >= target.ssim)
+            assert len(rated.data) <= reference_bytes(measured, target.ssim)
         else:
             budget = budget_bytes(target, 64, 64)
             assert len(rated.data) <= budget
-            assert rated.ssim >= max((value for size, value in points if size <= budget), default=0.0)
+            assert rated.ssim >= reference_ssim(measured, budget)
 
 
 def test_no_higher_quality_shrinks_a_layer_enough_to_pass_a_stopped_sweep(codec, emoji_files):
