@@ -145,11 +145,14 @@ def fit_generator_command(
     adv_warmup: Optional[int] = typer.Option(None, help="aegan: reconstruction-only epochs before the adversarial "
                                              "term [10; with --resume: the saved run's]"),
     prior_weight: float = typer.Option(0.1, help="aegan: weight of the penalty keeping E(x) ~ N(0, I)"),
+    latent_noise: float = typer.Option(0.0, help="aegan: std of the noise added to E(x) before G in training"),
     ema: float = typer.Option(0.995, help="aegan: decay of the weight average of G and E that is saved"),
     validation: bool = typer.Option(True, help="aegan: hold back 10%% of training groups to pick the best epoch "
                                     "(OUT/best/)"),
     seed: int = typer.Option(0),
     hflip: bool = typer.Option(True, help="random horizontal flips"),
+    augment: bool = typer.Option(False, help="aegan: also zoom, rotate, shift and recolour (channel order) the "
+                                 "training images the encoder and generator learn to reconstruct"),
     resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (the saved options, except --epochs "
                                 "and any --adv-weight / --adv-warmup / --disc-lr / --disc-steps given)"),
     device: str = DeviceOption,
@@ -166,11 +169,11 @@ def fit_generator_command(
     _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
     schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps}
     given = {name: value for name, value in schedule.items() if value is not None}
-    options = TrainOptions(**given,data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
+    options = TrainOptions(**given, data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
                            disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
-                           seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch, objective=objective,
-                           recon_loss=recon_loss, prior_weight=prior_weight, encoder_width=encoder_width, ema=ema,
-                           validation=validation)
+                           seed=seed, hflip=hflip, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
+                           objective=objective, recon_loss=recon_loss, prior_weight=prior_weight,
+                           latent_noise=latent_noise, encoder_width=encoder_width, ema=ema, validation=validation)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = fit_generator(options, out, resume=resume, device=device, workers=workers,

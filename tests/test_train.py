@@ -23,6 +23,7 @@ from ganrev.data import carve_validation, folder_dataset, is_test_group
 from ganrev.errors import GanrevError
 from ganrev.models import load_generator
 from ganrev.train import (
+    AeganObjective,
     BEST_DIR,
     STATE_FILE,
     TrainOptions,
@@ -151,6 +152,7 @@ def test_history_figures_are_sane(trained) -> None:
 @pytest.mark.parametrize("change", [
     {"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}, {"objective": "vae"},
     {"recon_loss": "perceptual"}, {"adv_weight": -0.1}, {"ema": 1.0}, {"beta1": 1.0}, {"adv_warmup": -1},
+    {"latent_noise": -0.1}, {"latent_noise": float("inf")},
 ])
 def test_train_options_are_checked_before_training(change: dict) -> None:
     with pytest.raises(GanrevError, match="invalid --"):
@@ -209,6 +211,30 @@ def test_aegan_resume_continues_every_network(aegan_run, tmp_path: Path) -> None
     resumed = fit_generator(_aegan(Path("/nonexistent"), epochs=3), out, resume=True, device="cpu", progress=False)
     assert resumed["history"][:2] == summary["history"] and resumed["history"][2]["epoch"] == 3
     assert load_generator(out).fingerprint != load_generator(first).fingerprint
+
+
+def test_aegan_augment_and_latent_noise_are_recorded_and_change_training(shapes: Path, tmp_path: Path) -> None:
+    plain = fit_generator(_aegan(shapes, epochs=1), tmp_path / "plain", device="cpu", progress=False)
+    varied = fit_generator(_aegan(shapes, epochs=1, augment=True, latent_noise=0.3), tmp_path / "varied",
+                           device="cpu", progress=False)
+    options = json.loads((tmp_path / "varied" / "config.json").read_text())["training"]["options"]
+    assert options["augment"] is True and options["latent_noise"] == 0.3
+    assert all(math.isfinite(v) for v in varied["history"][0].values())
+    assert varied["history"][0]["recon"] != plain["history"][0]["recon"]
+    assert load_generator(tmp_path / "varied").fingerprint != load_generator(tmp_path / "plain").fingerprint
+
+
+def test_aegan_discriminator_sees_real_against_prior_samples_only() -> None:
+    """D's fakes are G(z) alone (reconstructions are nearly real and stall it); G's adversarial term covers
+    both G(z) and G(E(x))."""
+    torch.manual_seed(0)
+    objective = AeganObjective(_aegan(Path("."), resolution=32, adv_warmup=0), torch.device("cpu"))
+    batches: list[int] = []
+    objective.netD.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    objective.train()
+    figures = objective.step(torch.rand(8, 3, 32, 32) * 2 - 1, 0, torch.autocast("cpu", enabled=False))
+    assert batches == [8, 8, 16]  # D's step: real, G(z); then G's step: [G(E(x)); G(z)]
+    assert {"loss_d", "adv", "d_real", "d_fake"} <= set(figures)
 
 
 def test_moment_penalty_is_small_for_prior_samples_and_large_otherwise() -> None:
