@@ -1,9 +1,10 @@
 """Augmentations for training on few images.
 
 :func:`diff_augment`: differentiable augmentation of the discriminator's inputs (DiffAugment: Zhao et al. 2020,
-"Differentiable Augmentation for Data-Efficient GAN Training"). On a few thousand images D memorises the training set and its gradients stop teaching G anything. Applying
-the *same kind* of random colour and translation changes to real and generated images before D, and letting
-gradients flow through them to G, keeps D from memorising without teaching G to draw augmented images.
+"Differentiable Augmentation for Data-Efficient GAN Training"). On a few thousand images D memorises the
+training set and its gradients stop teaching G anything. Applying the *same kind* of random colour and
+translation changes to real and generated images before D, and letting gradients flow through them to G, keeps
+D from memorising without teaching G to draw augmented images.
 
 :func:`reconstruction_augment`: new training images for the encoder and generator to reconstruct (the target is
 the augmented image itself), so that they learn shapes, positions and colours beyond the few thousand they see.

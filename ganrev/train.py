@@ -73,7 +73,7 @@ class TrainOptions:
     beta1: float = 0.5
     seed: int = 0
     hflip: bool = True  # random horizontal flips: cheap augmentation that helps small sets like emoji
-    augment: bool = False  # zoom/rotate/shift and channel-order changes of the training images (augment.py)
+    augment: bool = False  # aegan: zoom/rotate/shift and channel-order changes of the training images
     real_label: float = 0.9  # gan: one-sided label smoothing (Salimans et al. 2016) steadies D on small sets
     max_steps_per_epoch: int | None = None  # for smoke tests
     objective: str = "aegan"
@@ -300,6 +300,8 @@ class AeganObjective:
 
     def step(self, real: torch.Tensor, epoch: int, autocast: Any) -> dict[str, float]:
         options = self.options
+        if options.augment:  # a reconstruction target like any other, so D's real images are augmented too
+            real = reconstruction_augment(real)
         adversarial = options.adv_weight > 0 and epoch >= options.adv_warmup
         n = real.shape[0]
         with autocast:
@@ -495,8 +497,6 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             if options.hflip:
                 flip = torch.rand(real.shape[0], device=dev) < 0.5
                 real = torch.where(flip.view(-1, 1, 1, 1), real.flip(-1), real)
-            if options.augment:
-                real = reconstruction_augment(real)
             figures = objective.step(real, epoch, autocast)
             for key, value in figures.items():
                 sums[key] = sums.get(key, 0.0) + value

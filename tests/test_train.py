@@ -224,6 +224,17 @@ def test_aegan_augment_and_latent_noise_are_recorded_and_change_training(shapes:
     assert load_generator(tmp_path / "varied").fingerprint != load_generator(tmp_path / "plain").fingerprint
 
 
+def test_augment_changes_aegan_targets_only(shapes: Path, tmp_path: Path, monkeypatch) -> None:
+    """--augment is part of the reconstruction objective: the plain GAN learns the images as they are (an
+    augmented real set would teach it to draw rotated, recoloured emoji)."""
+    calls: list[int] = []
+    monkeypatch.setattr("ganrev.train.reconstruction_augment", lambda x: calls.append(len(x)) or x)
+    fit_generator(_options(shapes, epochs=1, augment=True), tmp_path / "gan", device="cpu", progress=False)
+    assert calls == []
+    fit_generator(_aegan(shapes, epochs=1, augment=True), tmp_path / "aegan", device="cpu", progress=False)
+    assert calls and all(n > 0 for n in calls)
+
+
 def test_aegan_discriminator_sees_real_against_prior_samples_only() -> None:
     """D's fakes are G(z) alone (reconstructions are nearly real and stall it); G's adversarial term covers
     both G(z) and G(E(x))."""
