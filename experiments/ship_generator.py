@@ -24,7 +24,7 @@ from ganrev.data import carve_validation, export_heldout, open_dataset
 from ganrev.invert import default_search
 from ganrev.io import atomic_write_text, load_image, save_image
 from ganrev.metrics import ssim
-from ganrev.models import CONFIG_FILE, ENCODER_FILE, WEIGHTS_FILE, GeneratorCheckpoint, load_generator
+from ganrev.models import CONFIG_FILE, DENSITY_FILE, ENCODER_FILE, WEIGHTS_FILE, GeneratorCheckpoint, load_generator
 from ganrev.train import STATE_FILE, image_grid
 
 LICENCES = {
@@ -52,13 +52,17 @@ def main() -> None:
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / ENCODER_FILE).unlink(missing_ok=True)
-    names = (WEIGHTS_FILE, CONFIG_FILE) + ((ENCODER_FILE,) if (args.run / ENCODER_FILE).is_file() else ())
+    for name in (ENCODER_FILE, DENSITY_FILE):
+        (args.out / name).unlink(missing_ok=True)
+    names = (WEIGHTS_FILE, CONFIG_FILE) + tuple(name for name in (ENCODER_FILE, DENSITY_FILE)
+                                                if (args.run / name).is_file())
     for name in names:
         shutil.copyfile(args.run / name, args.out / name)
     checkpoint = load_generator(args.out)
     meta, cfg = checkpoint.metadata, checkpoint.config
-    z = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+    # What `ganrev generate` draws by default: the fitted density of E(x) when there is one, else N(0, I).
+    rng = torch.Generator().manual_seed(0)
+    z = checkpoint.density.sample(64, rng) if checkpoint.density else torch.randn(64, cfg.latent_dim, generator=rng)
     with torch.no_grad():
         save_image(image_grid(checkpoint.generator.images(z)), args.out / "samples.png")
     for old in (args.out / "heldout").glob("*.png"):
@@ -68,6 +72,7 @@ def main() -> None:
     training, split = meta["training"], meta["split"]
     history = torch.load((args.state or args.run) / STATE_FILE, map_location="cpu", weights_only=True)["history"]
     history = history[:training["epochs"]]  # a best/ checkpoint is older than the run's last epoch
+    drawn_from = "from the fitted density of E(x), see Sampling" if checkpoint.density else "z ~ N(0, I)"
     card = f"""# {args.out.name}: DCGAN generator, {meta['dataset']}, {cfg.resolution}x{cfg.resolution}, \
 {'RGB' if cfg.channels == 3 else 'gray'}
 
@@ -91,11 +96,13 @@ Reproduce (same seed; CPU/GPU kernels differ, so weights and fingerprint will no
 python experiments/ship_generator.py {args.run} {args.out} --command "..."
 ```
 
-`samples.png`: 64 samples from fixed noise (seed 0). `heldout/`: {len(heldout)} held-out images
-({HELDOUT.get(meta['dataset'], 'never trained on')}), same licence as the data; used by `ganrev table` and the tests.
+`samples.png`: 64 samples from fixed noise (seed 0), as `ganrev generate` draws them ({drawn_from}).
+`heldout/`: {len(heldout)} held-out images ({HELDOUT.get(meta['dataset'], 'never trained on')}), same licence as the data; used by `ganrev table` and the tests.
 """
     if checkpoint.encoder is not None:
         card += reconstruction_card(checkpoint, args.out / "heldout", len(heldout))
+    if checkpoint.density is not None:
+        card += density_card(meta["density"])
     if args.note:
         card += "\n" + args.note + "\n"
     keys = [key for key in history[-1] if key != "epoch"]
@@ -139,6 +146,15 @@ def reconstruction_card(checkpoint: GeneratorCheckpoint, heldout: Path, count: i
     text += ("\nThe range coder models each latent coordinate as N(0, sigma) with sigma chosen per file; E(x)'s "
              "spread above is what the moment-matching penalty holds near the N(0, 1) prior.\n")
     return text
+
+
+def density_card(record: dict) -> str:
+    """The card's section on the density of E(x) that `ganrev generate` samples from."""
+    return (f"\n## Sampling\n\n`ganrev generate` draws latents from a {record['components']}-component Gaussian "
+            f"mixture (shrinkage {record['shrinkage']}) fitted to the encoder's codes of {record['fit_codes']} "
+            f"training images, chosen by the likelihood of {record['validation_codes']} validation codes: "
+            f"{record['validation_log_likelihood']:.1f} per code vs {record['normal_log_likelihood']:.1f} under "
+            "N(0, I) (`ganrev generate --prior normal` draws from N(0, I); see README, Sampling).\n")
 
 
 if __name__ == "__main__":

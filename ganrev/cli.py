@@ -33,6 +33,7 @@ GeneratorOption = typer.Option(
     help=f"generator checkpoint directory, or the name of one under pretrained/ (default: $GANREV_GENERATOR or "
          f"{DEFAULT_GENERATOR})")
 DeviceOption = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+PRIORS = ("auto", "fitted", "normal")
 
 
 def resolve_generator_path(generator: Optional[str]) -> Path:
@@ -425,6 +426,8 @@ def generate(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="grid image to write: .png, .bmp, .tif or "
                              ".tiff"),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite the output if it exists"),
+    prior: str = typer.Option("auto", help="where the latents come from: fitted (the checkpoint's density of "
+                              "E(x), see fit-density), normal (N(0, I)), auto (fitted when the checkpoint has one)"),
     seed: int = typer.Option(0),
     device: str = DeviceOption,
 ) -> None:
@@ -435,6 +438,7 @@ def generate(
     from ganrev.train import image_grid
 
     _require(n >= 1, "-n", n, ">= 1")
+    _require(prior in PRIORS, "--prior", prior, f"one of {', '.join(PRIORS)}")
     _check_seed(seed)
     dev = _device(device)
     if out.is_dir():
@@ -442,11 +446,48 @@ def generate(
     image_output_format(out)
     _check_outputs([(None, out)], force, "generate")
     ckpt = _load_generator(generator, dev)
-    z = torch.randn(n, ckpt.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    if prior == "fitted" and ckpt.density is None:
+        raise GanrevError(f"--prior fitted: {ckpt.path} has no latent density (add one with `ganrev fit-density`)")
+    rng = torch.Generator().manual_seed(seed)
+    use_density = ckpt.density is not None and prior != "normal"
+    z = ckpt.density.sample(n, rng) if use_density else torch.randn(n, ckpt.config.latent_dim, generator=rng)
     with torch.no_grad():
         images = ckpt.generator.images(z.to(next(ckpt.generator.parameters()).device)).float().cpu()
     save_image(image_grid(images), out)
-    typer.echo(f"wrote {n} samples to {out}")
+    typer.echo(f"wrote {n} samples to {out} (latents from {'the fitted density' if use_density else 'N(0, I)'})")
+
+
+@app.command("fit-density")
+def fit_density_command(
+    generator: Optional[str] = GeneratorOption,
+    force: bool = typer.Option(False, "--force", "-f", help="replace the checkpoint's density if it has one"),
+    seed: int = typer.Option(0),
+    device: str = DeviceOption,
+) -> None:
+    """Fit the density of E(x) that `generate` samples from, and add it to a generator + encoder checkpoint
+    (fit-generator does this at the end of training; this command is for checkpoints without one).
+
+    Encodes the training side of the checkpoint's data set and chooses a Gaussian mixture (size and shrinkage)
+    by the likelihood of the validation groups carved from it. Compressed files are unaffected.
+    """
+    from ganrev.density import fit_checkpoint_density
+    from ganrev.models import attach_density
+
+    _check_seed(seed)
+    dev = _device(device)
+    ckpt = _load_generator(generator, dev)
+    if ckpt.encoder is None:
+        raise GanrevError(f"{ckpt.path} has no encoder: a latent density models the codes E(x) of one "
+                          "(train with `fit-generator --objective aegan`)")
+    if ckpt.density is not None and not force:
+        raise GanrevError(f"{ckpt.path} already has a latent density: use --force to refit it")
+    fit = fit_checkpoint_density(ckpt.encoder, ckpt.metadata, dev, seed=seed)
+    attach_density(ckpt.path, fit)
+    gain = (f"; validation log-likelihood {fit.validation_log_likelihood:.1f} per code vs "
+            f"{fit.normal_log_likelihood:.1f} under N(0, I)" if fit.validation_log_likelihood is not None else
+            " (no validation groups to choose with)")
+    typer.echo(f"fitted a {fit.components}-component Gaussian mixture (shrinkage {fit.shrinkage}) to "
+               f"{fit.fit_codes} codes{gain}; added to {ckpt.path}")
 
 
 def _compress_targets(inputs: List[Path], out: Optional[Path], force: bool = False) -> list[tuple[Path, Path]]:

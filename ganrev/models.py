@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from ganrev.density import DensityFit, GaussianMixture
 from ganrev.errors import GanrevError
 from ganrev.io import atomic_write_text, atomic_writer
 
@@ -31,6 +32,7 @@ CHECKPOINT_FORMAT = "ganrev-generator"
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "generator.safetensors"
 ENCODER_FILE = "encoder.safetensors"
+DENSITY_FILE = "density.safetensors"  # a density of E(x) for `ganrev generate` (ganrev.density)
 CONFIG_FILE = "config.json"
 
 
@@ -167,6 +169,7 @@ class GeneratorCheckpoint:
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     encoder: Encoder | None = None  # present when the generator was trained with one (``--objective aegan``)
+    density: GaussianMixture | None = None  # fitted to the encoder's codes (``ganrev fit-density``)
 
     @property
     def fingerprint_bytes(self) -> bytes:
@@ -184,7 +187,8 @@ def save_generator(generator: Generator, directory: str | os.PathLike[str], meta
                    encoder: Encoder | None = None) -> str:
     """Write ``generator.safetensors`` (+ ``encoder.safetensors``) + ``config.json`` into ``directory``
     atomically; return the generator's fingerprint. Without an encoder, a stale encoder file is removed so
-    the directory never pairs a generator with an encoder from another run."""
+    the directory never pairs a generator with an encoder from another run; a latent density, which belongs
+    to the codes of the encoder it was fitted to, is always removed (see :func:`attach_density`)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = _write_weights(generator, out / WEIGHTS_FILE)
@@ -200,8 +204,29 @@ def save_generator(generator: Generator, directory: str | os.PathLike[str], meta
                              "fingerprint": _write_weights(encoder, out / ENCODER_FILE)}
     else:
         (out / ENCODER_FILE).unlink(missing_ok=True)
-    config.update(metadata)
+    config.update({key: value for key, value in metadata.items() if key != "density"})
     atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    (out / DENSITY_FILE).unlink(missing_ok=True)
+    return fingerprint
+
+
+def attach_density(directory: str | os.PathLike[str], fit: DensityFit) -> str:
+    """Add ``fit``'s mixture to the checkpoint in ``directory`` as ``density.safetensors``, listed in its
+    config.json with its fingerprint and the fingerprint of the encoder whose codes it models; return the
+    density's fingerprint. The file is written before the config lists it, so an interrupted call leaves an
+    unlisted file, which loading ignores, never a listed file that is missing."""
+    path = Path(directory)
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    encoder = meta.get("encoder")
+    if not isinstance(encoder, dict) or not isinstance(encoder.get("fingerprint"), str):
+        raise GanrevError(f"{path} has no encoder: a latent density models the codes E(x) of one")
+    state = fit.mixture.state_dict()
+    with atomic_writer(path / DENSITY_FILE) as handle:
+        handle.write(save(state))
+    fingerprint = weights_fingerprint(state)
+    meta["density"] = {"file": DENSITY_FILE, "fingerprint": fingerprint, "encoder_fingerprint": encoder["fingerprint"],
+                       **fit.record()}
+    atomic_write_text(path / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=False) + "\n")
     return fingerprint
 
 
@@ -244,7 +269,8 @@ def load_generator(directory: str | os.PathLike[str], device: str | torch.device
     encoder = _load_encoder(path, meta, config, config_path)
     if encoder is not None:
         encoder.eval().requires_grad_(False).to(device)
-    return GeneratorCheckpoint(generator, config, fingerprint, path, meta, encoder)
+    density = _load_density(path, meta, config, config_path)
+    return GeneratorCheckpoint(generator, config, fingerprint, path, meta, encoder, density)
 
 
 def _load_encoder(path: Path, meta: dict[str, Any], config: GeneratorConfig, config_path: Path) -> Encoder | None:
@@ -274,6 +300,33 @@ def _load_encoder(path: Path, meta: dict[str, Any], config: GeneratorConfig, con
     return encoder
 
 
+def _load_density(path: Path, meta: dict[str, Any], config: GeneratorConfig,
+                  config_path: Path) -> GaussianMixture | None:
+    """The checkpoint's latent density, verified against its fingerprint and its encoder's; None if it has
+    none. An unlisted density file is ignored: nothing uses it (unlike an unlisted encoder, it cannot change
+    what compress writes)."""
+    spec = meta.get("density")
+    if spec is None:
+        return None
+    density_path = path / DENSITY_FILE
+    if not isinstance(spec, dict) or not isinstance(spec.get("fingerprint"), str):
+        raise GanrevError(f"{config_path} has an invalid 'density' entry (needs a fingerprint)")
+    encoder = meta.get("encoder")
+    if not isinstance(encoder, dict) or spec.get("encoder_fingerprint") != encoder.get("fingerprint"):
+        raise GanrevError(f"the latent density in {config_path} was fitted to another encoder's codes: "
+                          "refit it with `ganrev fit-density --force`")
+    if not density_path.is_file():
+        raise GanrevError(f"{config_path} lists a latent density but {density_path} is missing")
+    try:
+        state = load_file(str(density_path))
+    except Exception as exc:  # SafetensorError for damaged files
+        raise GanrevError(f"cannot load the latent density {density_path}: {exc}") from exc
+    if weights_fingerprint(state) != spec["fingerprint"]:
+        raise GanrevError(f"{density_path} does not match the density fingerprint in {config_path}: "
+                          "it comes from another run or was changed")
+    return GaussianMixture.from_state_dict(state, config.latent_dim)
+
+
 def _fit_weights(module: nn.Module, state: dict[str, torch.Tensor], problem: str) -> None:
     """``module.load_state_dict(state)``; a mismatch is a one-line GanrevError ``problem: <torch's first line>``
     (torch lists every mismatched tensor; one line is enough)."""
@@ -284,6 +337,6 @@ def _fit_weights(module: nn.Module, state: dict[str, torch.Tensor], problem: str
 
 
 __all__ = [
-    "Discriminator", "Encoder", "Generator", "GeneratorCheckpoint", "GeneratorConfig", "init_weights", "load_generator",
-    "save_generator", "weights_fingerprint",
+    "Discriminator", "Encoder", "Generator", "GeneratorCheckpoint", "GeneratorConfig", "attach_density", "init_weights",
+    "load_generator", "save_generator", "weights_fingerprint",
 ]

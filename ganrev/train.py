@@ -14,6 +14,8 @@ Output directory layout:
   :func:`ganrev.models.load_generator`;
 - ``best/``: the same for the epoch with the best validation reconstruction SSIM (``aegan`` with a
   validation split: groups carved from the training side, never the test split);
+- ``density.safetensors`` (``aegan``, in both, once training ends): the density of E(x) that ``ganrev
+  generate`` samples from (:mod:`ganrev.density`; ``ganrev fit-density`` adds it to an interrupted run);
 - ``train_state.pt``: all networks, optimisers, epoch, history and RNG state, for ``--resume``
   (read with ``torch.load(weights_only=True)``, which never unpickles code);
 - ``samples/epoch_NNNN.png``: an 8x8 grid from fixed noise after each epoch (``aegan``: and
@@ -49,7 +51,9 @@ from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
-from ganrev.models import Discriminator, Encoder, Generator, GeneratorConfig, init_weights, save_generator
+from ganrev.density import fit_checkpoint_density
+from ganrev.models import (Discriminator, Encoder, Generator, GeneratorConfig, attach_density, init_weights,
+                           load_generator, save_generator)
 
 STATE_FILE = "train_state.pt"
 BEST_DIR = "best"
@@ -518,9 +522,25 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             if progress:
                 tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
                            + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
+    if rank == 0 and options.objective == "aegan":
+        for directory in (out, out / BEST_DIR):
+            if (directory / "config.json").is_file():
+                _fit_density(directory, dev, options.seed, progress)
     if world > 1:
         dist.barrier()
     return {"epochs": options.epochs, "history": history, "out": str(out)}
+
+
+def _fit_density(directory: Path, device: torch.device, seed: int, progress: bool) -> None:
+    """Add the density of E(x) that ``ganrev generate`` samples from (:mod:`ganrev.density`) to a finished
+    checkpoint. Once, at the end: choosing it takes about a minute on emoji, and every epoch's save removes it."""
+    checkpoint = load_generator(directory, device)
+    assert checkpoint.encoder is not None
+    fit = fit_checkpoint_density(checkpoint.encoder, checkpoint.metadata, device, seed=seed)
+    attach_density(directory, fit)
+    if progress:
+        tqdm.write(f"{directory}: latent density for `ganrev generate`: {fit.components} Gaussians, "
+                   f"shrinkage {fit.shrinkage}")
 
 
 def _save_epoch(out: Path, objective: GanObjective | AeganObjective, options: TrainOptions, *,

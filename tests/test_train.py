@@ -192,6 +192,56 @@ def test_aegan_writes_generator_encoder_best_and_reconstructions(aegan_run, shap
         scores[-1], abs=1e-5)  # the saved (EMA) weights are the ones validated
 
 
+def test_aegan_run_ends_with_a_latent_density_in_both_checkpoints(aegan_run) -> None:
+    out, _ = aegan_run
+    for directory in (out, out / BEST_DIR):
+        ckpt = load_generator(directory)
+        assert ckpt.density is not None and ckpt.density.dim == 16
+        record = json.loads((directory / "config.json").read_text())["density"]
+        assert record["encoder_fingerprint"] == ckpt.metadata["encoder"]["fingerprint"]
+        assert record["validation_codes"] > 0 and record["components"] == ckpt.density.components
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out + out.err
+
+
+def test_generate_prior_choices(aegan_run, trained, tmp_path: Path, capsys) -> None:
+    out, _ = aegan_run
+    grids = {}
+    for prior in ("auto", "fitted", "normal"):
+        code, text = _cli(capsys, "generate", "-g", out, "-n", "4", "-o", tmp_path / f"{prior}.png", "--prior", prior,
+                          "--device", "cpu")
+        assert code == 0, text
+        grids[prior] = np.asarray(Image.open(tmp_path / f"{prior}.png"))
+    assert "fitted density" in _cli(capsys, "generate", "-g", out, "-n", "1", "-o", tmp_path / "x.png")[1]
+    np.testing.assert_array_equal(grids["auto"], grids["fitted"])  # the density is the default when present
+    assert not np.array_equal(grids["fitted"], grids["normal"])
+    gan, _ = trained  # no encoder, so no density: auto draws from N(0, I), fitted is an error
+    code, text = _cli(capsys, "generate", "-g", gan, "-n", "2", "-o", tmp_path / "gan.png", "--prior", "fitted")
+    assert code == 2 and text.startswith("ganrev: error:") and "fit-density" in text
+    assert not (tmp_path / "gan.png").exists()
+    code, text = _cli(capsys, "generate", "-g", gan, "-n", "2", "-o", tmp_path / "gan.png", "--prior", "uniform")
+    assert code == 2 and "--prior" in text
+
+
+def test_fit_density_command(aegan_run, trained, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(aegan_run[0], out)
+    before = json.loads((out / "config.json").read_text())["density"]
+    code, text = _cli(capsys, "fit-density", "-g", out, "--device", "cpu")
+    assert code == 2 and "already has a latent density" in text and "--force" in text
+    code, text = _cli(capsys, "fit-density", "-g", out, "--device", "cpu", "--force", "--seed", "3")
+    assert code == 0 and "Gaussian mixture" in text and "validation log-likelihood" in text
+    after = json.loads((out / "config.json").read_text())["density"]
+    assert after["encoder_fingerprint"] == before["encoder_fingerprint"] and load_generator(out).density is not None
+    code, text = _cli(capsys, "fit-density", "-g", trained[0], "--device", "cpu")
+    assert code == 2 and "no encoder" in text
+
+
 def test_aegan_history_reconstruction_then_adversarial(aegan_run) -> None:
     _, summary = aegan_run
     first, second = summary["history"]
