@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from scipy.cluster.vq import kmeans2, vq
 
 from ganrev.codec import ImageCodec
 from ganrev.errors import GanrevError
@@ -339,9 +338,6 @@ class AVIFCodec(_PillowCodec):
                        self.guess_gray)
 
 
-_KMEANS_RNG_ARG = "rng" if "rng" in inspect.signature(kmeans2).parameters else "seed"  # scipy < 1.15: seed
-
-
 class KMeansCodec(_PillowCodec):
     """Colour quantization: k-means (k-means++ init, seeded) on the 8-bit pixels, stored as a palette PNG.
 
@@ -360,16 +356,23 @@ class KMeansCodec(_PillowCodec):
 
     def _palette(self, pixels: np.ndarray) -> np.ndarray:
         """At most ``k`` distinct colours (rows, uint8-valued floats) for ``pixels`` ``[N, C]``."""
+        # scipy is imported here, not with the module: it costs ~2 s, and `ganrev compress` loads this module
+        # (through its residual layers) without ever needing k-means.
+        from scipy.cluster.vq import kmeans2
+
         distinct = np.unique(pixels, axis=0)
         if len(distinct) <= self.k:
             return distinct
+        rng_arg = "rng" if "rng" in inspect.signature(kmeans2).parameters else "seed"  # scipy < 1.15: seed
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "one of the clusters is empty": harmless, it is dropped below
             centroids, _ = kmeans2(pixels, self.k, iter=self.iterations, minit="++",
-                                   **{_KMEANS_RNG_ARG: np.random.default_rng(self.seed)})
+                                   **{rng_arg: np.random.default_rng(self.seed)})
         return np.unique(np.clip(np.rint(centroids), 0, 255), axis=0)
 
     def _to_pil(self, image: torch.Tensor) -> Image.Image:
+        from scipy.cluster.vq import vq
+
         pixels = to_uint8(image).reshape(-1, image.shape[0]).astype(np.float64)
         palette = self._palette(pixels)
         labels, _ = vq(pixels, palette, check_finite=False)
