@@ -202,6 +202,18 @@ def test_aegan_run_ends_with_a_latent_density_in_both_checkpoints(aegan_run) -> 
         assert record["validation_codes"] > 0 and record["components"] == ckpt.density.components
 
 
+def test_density_fits_a_random_subset_of_a_large_training_side(aegan_run, monkeypatch) -> None:
+    import ganrev.density as density
+
+    ckpt = load_generator(aegan_run[0])
+    monkeypatch.setattr(density, "MAX_FIT_CODES", 10)
+    monkeypatch.setattr(density, "MAX_VALIDATION_CODES", 2)
+    fit = density.fit_checkpoint_density(ckpt.encoder, ckpt.metadata, torch.device("cpu"))
+    assert (fit.fit_codes, fit.validation_codes) == (10, 2)
+    again = density.fit_checkpoint_density(ckpt.encoder, ckpt.metadata, torch.device("cpu"))
+    assert torch.equal(fit.mixture.means, again.mixture.means)  # the subset is drawn with the seed
+
+
 def _cli(capsys, *args) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exited:
         main([str(a) for a in args])
