@@ -481,8 +481,14 @@ def fit_density_command(
                           "(train with `fit-generator --objective aegan`)")
     if ckpt.density is not None and not force:
         raise GanrevError(f"{ckpt.path} already has a latent density: use --force to refit it")
+    if not os.access(ckpt.path, os.W_OK):  # found now, not after a minute of fitting
+        raise GanrevError(f"cannot write into {ckpt.path}: fit-density adds density.safetensors there (copy the "
+                          "checkpoint to a writable folder first)")
     fit = fit_checkpoint_density(ckpt.encoder, ckpt.metadata, dev, seed=seed)
-    attach_density(ckpt.path, fit)
+    try:
+        attach_density(ckpt.path, fit)
+    except OSError as exc:
+        raise GanrevError(f"cannot write the latent density into {ckpt.path}: {exc.strerror or exc}") from exc
     gain = (f"; validation log-likelihood {fit.validation_log_likelihood:.1f} per code vs "
             f"{fit.normal_log_likelihood:.1f} under N(0, I)" if fit.validation_log_likelihood is not None else
             " (no validation groups to choose with)")

@@ -254,6 +254,18 @@ def test_fit_density_command(aegan_run, trained, tmp_path: Path, capsys) -> None
     assert code == 2 and "no encoder" in text
 
 
+def test_fit_density_refuses_a_checkpoint_it_cannot_write_before_fitting(aegan_run, tmp_path: Path, capsys,
+                                                                        monkeypatch) -> None:
+    import ganrev.density
+
+    out = tmp_path / "copy"
+    shutil.copytree(aegan_run[0], out)
+    monkeypatch.setattr("ganrev.cli.os.access", lambda path, mode: False)
+    monkeypatch.setattr(ganrev.density, "fit_checkpoint_density", lambda *a, **k: pytest.fail("fitted anyway"))
+    code, text = _cli(capsys, "fit-density", "-g", out, "--device", "cpu", "--force")
+    assert code == 2 and "cannot write into" in text and text.count("\n") == 1
+
+
 def test_aegan_history_reconstruction_then_adversarial(aegan_run) -> None:
     _, summary = aegan_run
     first, second = summary["history"]
