@@ -47,11 +47,11 @@ from tqdm import tqdm
 
 from ganrev.augment import diff_augment, reconstruction_augment
 from ganrev.data import EmptySplitError, ImageSet, carve_validation, open_dataset, split_rule
+from ganrev.density import fit_checkpoint_density
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
-from ganrev.density import fit_checkpoint_density
 from ganrev.models import (Discriminator, Encoder, Generator, GeneratorConfig, attach_density, init_weights,
                            load_generator, save_generator)
 
