@@ -159,6 +159,21 @@ def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def read_fingerprinted(weights: Path, fingerprint: str, listed_in: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``weights``, checked against the ``fingerprint`` that ``listed_in``
+    records for ``what``; a one-line GanrevError when the file is missing, unreadable or another one."""
+    if not weights.is_file():
+        raise GanrevError(f"{listed_in} lists {what} but {weights} is missing")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
+        raise GanrevError(f"cannot load {what} from {weights}: {exc}") from exc
+    if weights_fingerprint(state) != fingerprint:
+        raise GanrevError(f"{weights} does not match the fingerprint of {what} in {listed_in}: it comes from "
+                          "another run or was changed")
+    return state
+
+
 @dataclass
 class GeneratorCheckpoint:
     """A loaded generator (eval mode, frozen) with the metadata from its config.json."""
@@ -315,15 +330,7 @@ def _load_density(path: Path, meta: dict[str, Any], config: GeneratorConfig,
     if not isinstance(encoder, dict) or spec.get("encoder_fingerprint") != encoder.get("fingerprint"):
         raise GanrevError(f"the latent density in {config_path} was fitted to another encoder's codes: "
                           "refit it with `ganrev fit-density --force`")
-    if not density_path.is_file():
-        raise GanrevError(f"{config_path} lists a latent density but {density_path} is missing")
-    try:
-        state = load_file(str(density_path))
-    except Exception as exc:  # SafetensorError for damaged files
-        raise GanrevError(f"cannot load the latent density {density_path}: {exc}") from exc
-    if weights_fingerprint(state) != spec["fingerprint"]:
-        raise GanrevError(f"{density_path} does not match the density fingerprint in {config_path}: "
-                          "it comes from another run or was changed")
+    state = read_fingerprinted(density_path, spec["fingerprint"], config_path, "the latent density")
     return GaussianMixture.from_state_dict(state, config.latent_dim)
 
 
@@ -338,5 +345,5 @@ def _fit_weights(module: nn.Module, state: dict[str, torch.Tensor], problem: str
 
 __all__ = [
     "Discriminator", "Encoder", "Generator", "GeneratorCheckpoint", "GeneratorConfig", "attach_density", "init_weights",
-    "load_generator", "save_generator", "weights_fingerprint",
+    "load_generator", "read_fingerprinted", "save_generator", "weights_fingerprint",
 ]

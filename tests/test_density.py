@@ -170,7 +170,7 @@ def test_a_changed_density_file_is_refused(tmp_path: Path) -> None:
     attach_density(directory, _fit())
     state = _fit(seed=1).mixture.state_dict()
     save_file(state, str(directory / DENSITY_FILE))
-    with pytest.raises(GanrevError, match="does not match the density fingerprint"):
+    with pytest.raises(GanrevError, match="does not match the fingerprint of the latent density"):
         load_generator(directory)
     (directory / DENSITY_FILE).unlink()
     with pytest.raises(GanrevError, match="is missing"):

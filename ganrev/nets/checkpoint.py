@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
 from ganrev.errors import GanrevError
 from ganrev.io import atomic_write_text, atomic_writer
-from ganrev.models import weights_fingerprint
+from ganrev.models import read_fingerprinted, weights_fingerprint
 
 FORMAT = "ganrev-baseline"
 FORMAT_VERSION = 1
@@ -87,15 +87,10 @@ def load_baseline(directory: str | os.PathLike[str], architecture: str, nets: di
         if not isinstance(spec, dict) or not isinstance(spec.get("fingerprint"), str):
             raise GanrevError(f"{path / CONFIG_FILE} lists no fingerprinted file for the {name!r} network")
         weights = path / f"{name}.safetensors"
-        if spec.get("file") != weights.name or not weights.is_file():
-            raise GanrevError(f"{path / CONFIG_FILE} lists {spec.get('file')!r} but {weights} is missing")
-        try:
-            state = load_file(str(weights))
-        except Exception as exc:  # SafetensorError for damaged files
-            raise GanrevError(f"cannot load {weights}: {exc}") from exc
-        if weights_fingerprint(state) != spec["fingerprint"]:
-            raise GanrevError(f"{weights} does not match its fingerprint in {path / CONFIG_FILE}: the weights "
-                              "come from another run or were changed")
+        if spec.get("file") != weights.name:
+            raise GanrevError(f"{path / CONFIG_FILE} lists {spec.get('file')!r} for the {name!r} network, not "
+                              f"{weights.name}")
+        state = read_fingerprinted(weights, spec["fingerprint"], path / CONFIG_FILE, f"the {name!r} network")
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
