@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unseen", type=Path, default=None, help="unseen images (default: AEGAN/heldout)")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
     parser.add_argument("--sweep", default="0,50,100,200,400,100:2,pool",
-                        help="validation settings: ITERS[:RESTARTS] after an encoder start, or pool (1000 x 4)")
+                        help="validation settings: ITERS[:RESTARTS[:LR]] after an encoder start (LR: the search's "
+                        "--lr, default 0.05), or pool (1000 x 4)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     parser.add_argument("--rows", default="all", help="comma-separated row names to run, or all (with --reuse, "
                         "the rest come from an earlier run)")
@@ -121,16 +122,18 @@ def main(argv: list[str] | None = None) -> int:
         for setting in (args.sweep.split(",") if args.sweep and args.sweep_from is None else []):
             if setting == "pool":
                 start, options = "pool", ["--init", "pool", "--iters", "1000", "--restarts", "4"]
-                iters, restarts = 1000, 4
+                iters, restarts, lr = 1000, 4, 0.05
             else:
-                iters, restarts = (int(v) for v in (setting.split(":") + ["1"])[:2])
+                parts = setting.split(":") + ["1", "0.05"][len(setting.split(":")) - 1:]
+                iters, restarts, lr = int(parts[0]), int(parts[1]), float(parts[2])
                 start = "encoder"
-                options = ["--init", "encoder", "--iters", str(iters), "--restarts", str(restarts)]
+                options = ["--init", "encoder", "--iters", str(iters), "--restarts", str(restarts), "--lr", str(lr)]
                 options += ["--refine-iters", "0"] if iters == 0 else []
             result = run_row(args.aegan, validation, work / f"sweep-{setting.replace(':', '-')}", options)
-            sweep.append({"init": start, "iters": iters, "restarts": restarts,
+            sweep.append({"init": start, "iters": iters, "restarts": restarts, "lr": lr,
                           **{k: v for k, v in result.items() if k != "records"}})
-            print(f"validation, {start} start, --iters {iters} --restarts {restarts}: SSIM {result['ssim']:.4f}, "
+            print(f"validation, {start} start, --iters {iters} --restarts {restarts} --lr {lr}: "
+                  f"SSIM {result['ssim']:.4f}, "
                   f"{result['seconds_per_image']:.3f} s/image", flush=True)
 
         plan = [
@@ -191,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{speedup:.1f}x faster per image, SSIM {default['ssim'] - pool['ssim']:+.4f}.", "",
               "Validation sweep of the search after an encoder start, and the pool start for reference "
               "(validation groups of the training side):", "",
-              "| --init | --iters | --restarts | SSIM | bpp | iterations | s/image |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {s['init']} | {s['iters']} | {s['restarts']} | {s['ssim']:.4f} | {s['bpp']:.4f} | "
+              "| --init | --iters | --restarts | --lr | SSIM | bpp | iterations | s/image |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['init']} | {s['iters']} | {s['restarts']} | {s.get('lr', 0.05)} | {s['ssim']:.4f} | "
+              f"{s['bpp']:.4f} | "
               f"{s['iterations']:.0f} | {s['seconds_per_image']:.3f} |" for s in sweep]
     lines += ["", f"{count} images per set; {device}; torch {torch.__version__}; `--bits 6`; "
                   "made by `python experiments/ablation_init.py`."]
