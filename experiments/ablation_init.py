@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="validation settings: ITERS[:RESTARTS[:LR]] after an encoder start (LR: the search's "
                         "--lr, default 0.05), or pool (1000 x 4)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
-    parser.add_argument("--rows", default="all", help="comma-separated row names to run, or all (with --reuse, "
+    parser.add_argument("--rows", default="all", help="semicolon-separated row names to run (they hold commas), or all (with --reuse, "
                         "the rest come from an earlier run)")
     parser.add_argument("--reuse", type=Path, nargs="*", default=[], help="earlier ablation JSON files: rows "
                         "measured with the same generator fingerprint and image count are taken from them")
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         earlier = [row for path in args.reuse for row in json.loads(path.read_text())["rows"]]
         for name, generator, options, which in plan:
-            if args.rows != "all" and name not in args.rows.split(","):
+            if args.rows != "all" and name not in args.rows.split(";"):
                 continue
             for image_set in which:
                 fingerprint = load_generator(generator).fingerprint
