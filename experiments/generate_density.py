@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ganrev.data import carve_validation, open_dataset  # noqa: E402
-from ganrev.density import encode_images, fit_gaussian_mixture  # noqa: E402
+from ganrev.density import draw_latents, encode_images, fit_gaussian_mixture  # noqa: E402
 from ganrev.io import save_image  # noqa: E402
 from ganrev.metrics import _load_lpips, _resolve_weights_path, ssim  # noqa: E402  (the LPIPS trunk's features)
 from ganrev.models import load_generator  # noqa: E402
@@ -103,8 +103,7 @@ def main() -> None:
     single = fit_gaussian_mixture(encode_images(aegan.encoder, fit, torch.device("cpu")), 1, 0.1)
 
     def draw(checkpoint, source):
-        rng = torch.Generator().manual_seed(0)  # as `ganrev generate --seed 0`
-        z = source.sample(args.samples, rng) if source is not None else torch.randn(args.samples, 100, generator=rng)
+        z = draw_latents(args.samples, checkpoint.config.latent_dim, 0, source)  # as `ganrev generate --seed 0`
         return checkpoint.generator.images(z).float().clamp(0, 1)
 
     rows = [

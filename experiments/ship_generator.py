@@ -21,6 +21,7 @@ import torch
 
 from ganrev.codec import GanCodec
 from ganrev.data import carve_validation, export_heldout, open_dataset
+from ganrev.density import draw_latents
 from ganrev.invert import default_search
 from ganrev.io import atomic_write_text, load_image, save_image
 from ganrev.metrics import ssim
@@ -60,9 +61,7 @@ def main() -> None:
         shutil.copyfile(args.run / name, args.out / name)
     checkpoint = load_generator(args.out)
     meta, cfg = checkpoint.metadata, checkpoint.config
-    # What `ganrev generate` draws by default: the fitted density of E(x) when there is one, else N(0, I).
-    rng = torch.Generator().manual_seed(0)
-    z = checkpoint.density.sample(64, rng) if checkpoint.density else torch.randn(64, cfg.latent_dim, generator=rng)
+    z = draw_latents(64, cfg.latent_dim, 0, checkpoint.density)  # what `ganrev generate` draws by default
     with torch.no_grad():
         save_image(image_grid(checkpoint.generator.images(z)), args.out / "samples.png")
     for old in (args.out / "heldout").glob("*.png"):

@@ -434,6 +434,7 @@ def generate(
     """Draw samples from a generator as one image grid (look before you trust a generator)."""
     import torch
 
+    from ganrev.density import draw_latents
     from ganrev.io import image_output_format, save_image
     from ganrev.train import image_grid
 
@@ -448,9 +449,8 @@ def generate(
     ckpt = _load_generator(generator, dev)
     if prior == "fitted" and ckpt.density is None:
         raise GanrevError(f"--prior fitted: {ckpt.path} has no latent density (add one with `ganrev fit-density`)")
-    rng = torch.Generator().manual_seed(seed)
     use_density = ckpt.density is not None and prior != "normal"
-    z = ckpt.density.sample(n, rng) if use_density else torch.randn(n, ckpt.config.latent_dim, generator=rng)
+    z = draw_latents(n, ckpt.config.latent_dim, seed, ckpt.density if use_density else None)
     with torch.no_grad():
         images = ckpt.generator.images(z.to(next(ckpt.generator.parameters()).device)).float().cpu()
     save_image(image_grid(images), out)

@@ -137,6 +137,13 @@ def fit_gaussian_mixture(codes: torch.Tensor, components: int, shrinkage: float,
     return GaussianMixture(weights, means, scale_tril)
 
 
+def draw_latents(n: int, latent_dim: int, seed: int, density: GaussianMixture | None = None) -> torch.Tensor:
+    """``[n, latent_dim]`` latents as ``ganrev generate --seed SEED`` draws them: from ``density`` when given,
+    else from N(0, I)."""
+    rng = torch.Generator().manual_seed(seed)
+    return density.sample(n, rng) if density is not None else torch.randn(n, latent_dim, generator=rng)
+
+
 def normal_log_likelihood(codes: torch.Tensor) -> float:
     """Mean log-density of ``codes`` under the N(0, I) prior, the baseline a fitted density must beat."""
     return float((-0.5 * (codes.double().square() + _LOG_2PI)).sum(dim=1).mean())
@@ -147,13 +154,16 @@ class DensityFit:
     """The chosen mixture and the evidence for it (recorded in the checkpoint's config.json)."""
 
     mixture: GaussianMixture
-    components: int
     shrinkage: float
     fit_codes: int
     validation_codes: int
     validation_log_likelihood: float | None  # mean per code; None without validation codes
     normal_log_likelihood: float | None  # the same codes under N(0, I)
     candidates: list[dict[str, float]] = field(default_factory=list)  # every (components, shrinkage) tried
+
+    @property
+    def components(self) -> int:
+        return self.mixture.components
 
     def record(self) -> dict[str, Any]:
         return {"family": "gaussian-mixture", "components": self.components, "shrinkage": self.shrinkage,
@@ -170,7 +180,7 @@ def choose_density(fit_codes: torch.Tensor, validation_codes: torch.Tensor | Non
     if validation_codes is None or len(validation_codes) == 0:
         k, shrink = UNVALIDATED_CHOICE
         mixture = fit_gaussian_mixture(fit_codes, k, shrink, seed=seed)
-        return DensityFit(mixture, mixture.components, shrink, len(fit_codes), 0, None, None)
+        return DensityFit(mixture, shrink, len(fit_codes), 0, None, None)
     best: tuple[float, GaussianMixture, float] | None = None
     candidates = []
     for k in components:
@@ -185,7 +195,7 @@ def choose_density(fit_codes: torch.Tensor, validation_codes: torch.Tensor | Non
     if best is None:
         raise GanrevError(f"no mixture size in {components} fits {len(fit_codes)} codes")
     score, mixture, shrink = best
-    return DensityFit(mixture, mixture.components, shrink, len(fit_codes), len(validation_codes), score,
+    return DensityFit(mixture, shrink, len(fit_codes), len(validation_codes), score,
                       normal_log_likelihood(validation_codes), candidates)
 
 
@@ -225,5 +235,5 @@ def _at_most(images: Any, limit: int, rng: torch.Generator) -> Any:
     return [images[i] for i in chosen]
 
 
-__all__ = ["DensityFit", "GaussianMixture", "choose_density", "fit_checkpoint_density", "fit_gaussian_mixture",
-           "normal_log_likelihood"]
+__all__ = ["DensityFit", "GaussianMixture", "choose_density", "draw_latents", "fit_checkpoint_density",
+           "fit_gaussian_mixture", "normal_log_likelihood"]
