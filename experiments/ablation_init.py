@@ -8,7 +8,8 @@ decodes the files with `ganrev decompress`; metrics compare the decoded PNGs wit
 - pure GAN (`pretrained/emoji64-gan`, the seed's method) + pool start (the CLI defaults for a checkpoint
   without an encoder: 4 restarts x <= 1000 iterations);
 - reconstruction-trained generator (`pretrained/emoji64`) + pool start, the same search;
-- the same generator + encoder start (the CLI defaults: 1 restart x <= 200 iterations);
+- the same generator + encoder start (the CLI defaults: 1 restart x <= 200 iterations at lr 0.3, a row
+  stopping after 20 iterations without improvement, no refinement);
 - the encoder alone: `--iters 0 --refine-iters 0`, E(x) quantized, no search.
 Seconds per image are the CLI's wall time over the folder (model loading included) divided by its images,
 for rows run one after the other in this one process on this one machine.
@@ -16,7 +17,7 @@ for rows run one after the other in this one process on this one machine.
 Image sets: `unseen` = the generator's `heldout/` (test groups, never trained on); `seen` = the same number
 of training images (one per base emoji, from the part of the training side the generator was fitted on);
 `validation` = images from the validation groups carved from the training side, used only for the sweep of
-`--iters` after an encoder start that set the CLI default (the test images are not used to choose it).
+the search after an encoder start that set the CLI defaults (the test images are not used to choose it).
 Writes experiments/results/ablation_init.{json,md}.
 """
 
@@ -37,7 +38,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ganrev.codec import REFINE_ITERS  # noqa: E402
 from ganrev.data import carve_validation, export_one_per_group, open_dataset  # noqa: E402
+from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import image_metrics, lpips_status  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
@@ -94,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aegan", type=Path, default=ROOT / "pretrained" / "emoji64")
     parser.add_argument("--unseen", type=Path, default=None, help="unseen images (default: AEGAN/heldout)")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
-    parser.add_argument("--sweep", default="0,50,100,200,400,100:2,pool",
-                        help="validation settings: ITERS[:RESTARTS[:LR]] after an encoder start (LR: the search's "
-                        "--lr, default 0.05), or pool (1000 x 4)")
+    parser.add_argument("--sweep", default="0,100:1:0.05:100:50,100:1:0.3:100:50,100:1:0.3:100:0,200:1:0.3:20:0,"
+                        "200:1:0.3:20:50,400:1:0.3:20:0,100:2:0.3:20:0,pool",
+                        help="validation settings: ITERS[:RESTARTS[:LR[:PATIENCE[:REFINE]]]] after an encoder start "
+                        "(omitted fields: compress's defaults for that start), or pool (1000 x 4)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     parser.add_argument("--rows", default="all", help="semicolon-separated row names to run (they hold commas), or all (with --reuse, "
                         "the rest come from an earlier run)")
@@ -121,18 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             sweep = json.loads(args.sweep_from.read_text())["iters_sweep_validation"]
         for setting in (args.sweep.split(",") if args.sweep and args.sweep_from is None else []):
             if setting == "pool":
-                start, options = "pool", ["--init", "pool", "--iters", "1000", "--restarts", "4"]
-                iters, restarts, lr = 1000, 4, 0.05
+                start, given = "pool", []
+                search = default_search(True, init="pool", iters=1000, restarts=4)
             else:
-                parts = setting.split(":") + ["1", "0.05"][len(setting.split(":")) - 1:]
-                iters, restarts, lr = int(parts[0]), int(parts[1]), float(parts[2])
-                start = "encoder"
-                options = ["--init", "encoder", "--iters", str(iters), "--restarts", str(restarts), "--lr", str(lr)]
-                options += ["--refine-iters", "0"] if iters == 0 else []
+                start, given = "encoder", setting.split(":")
+                fields = dict(zip(("iters", "restarts", "lr", "patience"), (int, int, float, int)))
+                search = default_search(True, **{name: kind(value) for (name, kind), value in zip(fields.items(), given)})
+            refine = int(given[4]) if len(given) > 4 else REFINE_ITERS[start]
+            options = ["--init", start, "--iters", str(search.iters), "--restarts", str(search.restarts),
+                       "--lr", str(search.lr), "--patience", str(search.patience), "--refine-iters", str(refine)]
             result = run_row(args.aegan, validation, work / f"sweep-{setting.replace(':', '-')}", options)
-            sweep.append({"init": start, "iters": iters, "restarts": restarts, "lr": lr,
+            sweep.append({"init": start, "iters": search.iters, "restarts": search.restarts, "lr": search.lr,
+                          "patience": search.patience, "refine_iters": refine,
                           **{k: v for k, v in result.items() if k != "records"}})
-            print(f"validation, {start} start, --iters {iters} --restarts {restarts} --lr {lr}: "
+            print(f"validation, {' '.join(options)}: "
                   f"SSIM {result['ssim']:.4f}, "
                   f"{result['seconds_per_image']:.3f} s/image", flush=True)
 
@@ -194,10 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{speedup:.1f}x faster per image, SSIM {default['ssim'] - pool['ssim']:+.4f}.", "",
               "Validation sweep of the search after an encoder start, and the pool start for reference "
               "(validation groups of the training side):", "",
-              "| --init | --iters | --restarts | --lr | SSIM | bpp | iterations | s/image |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {s['init']} | {s['iters']} | {s['restarts']} | {s.get('lr', 0.05)} | {s['ssim']:.4f} | "
-              f"{s['bpp']:.4f} | "
+              "| --init | --iters | --restarts | --lr | --patience | --refine-iters | SSIM | bpp | iterations | "
+              "s/image |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['init']} | {s['iters']} | {s['restarts']} | {s.get('lr', 0.05)} | {s.get('patience', 100)} | "
+              f"{s.get('refine_iters', 50)} | {s['ssim']:.4f} | {s['bpp']:.4f} | "
               f"{s['iterations']:.0f} | {s['seconds_per_image']:.3f} |" for s in sweep]
     lines += ["", f"{count} images per set; {device}; torch {torch.__version__}; `--bits 6`; "
                   "made by `python experiments/ablation_init.py`."]

@@ -580,7 +580,7 @@ def compress(
     init: Optional[str] = typer.Option(None, help="search start: encoder (E(x); default when the generator has "
                                        "an encoder), pool (best prior samples; the default otherwise), random"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
-                                        "[100 with --init encoder, else 1000]"),
+                                        "[200 with --init encoder, else 1000]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
     bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [8; "
                                        "with a target the engine chooses]"),
@@ -591,11 +591,14 @@ def compress(
     loss: Optional[str] = typer.Option(None, help="search loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) [default, from "
                                        "the loss study], ssim, ms-ssim, l1, l2, bce, ms-ssim+l1 (also: mix) or "
                                        "ms-ssim+l2"),
-    lr: float = typer.Option(0.05, help="Adam step size for the latent search"),
+    lr: Optional[float] = typer.Option(None, help="Adam step size for the latent search [0.3 with --init encoder, "
+                                       "else 0.05]"),
     seed: int = typer.Option(0),
     pool: int = typer.Option(256, help="prior samples to choose starting points from (0: random starts)"),
-    patience: int = typer.Option(100, help="stop a row after this many iterations without improvement"),
-    refine_iters: int = typer.Option(50, help="quantizer-in-the-loop refinement steps (>= 0)"),
+    patience: Optional[int] = typer.Option(None, help="stop a row after this many iterations without improvement "
+                                           "[20 with --init encoder, else 100]"),
+    refine_iters: Optional[int] = typer.Option(None, help="quantizer-in-the-loop refinement steps (>= 0) [0 with "
+                                               "--init encoder, else 50]"),
     batch_size: Optional[int] = typer.Option(None, help="latent rows optimised together (default: 64 on CPU, "
                                              "4096 on CUDA)"),
     device: str = DeviceOption,
@@ -629,7 +632,7 @@ def compress(
             raise GanrevError("--bits contradicts a target: the engine chooses the bits per image")
     bits = 8 if bits is None else bits
     _require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
-    _require(refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
+    _require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
     _check_seed(seed)
     rank, world, local_rank = _torchrun_env()
     dev = _device(device, local_rank)

@@ -146,7 +146,7 @@ class EvalOptions:
 
     search_overrides: tuple[tuple[str, Any], ...] = ()  # SearchOptions fields changed from compress's defaults
     bits: int = 6
-    refine_iters: int = 50
+    refine_iters: int | None = None  # None: compress's default for the search's start (codec.REFINE_ITERS)
     limit: int | None = None
     seed: int = 0  # K-means initialisation (the search's seed is one of ``search_overrides``)
     device: str | torch.device = "auto"
@@ -174,7 +174,8 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 16:
             raise GanrevError(f"invalid --bits {self.bits}: must be 2..16")
-        if self.refine_iters < 0 or self.kmeans_k < 1 or self.rate_step < 1 or self.grid_images < 0:
+        refine_ok = self.refine_iters is None or self.refine_iters >= 0
+        if not refine_ok or self.kmeans_k < 1 or self.rate_step < 1 or self.grid_images < 0:
             raise GanrevError("refine_iters and grid_images must be >= 0, kmeans_k and rate_step >= 1")
         if self.limit is not None and self.limit < 1:
             raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ganrev.baselines import PNGCodec, WebPCodec
 from ganrev.codec import (
+    REFINE_ITERS,
     RESIDUAL_MID,
     GanCodec,
     Header,
@@ -393,6 +394,24 @@ def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
             codec.quantizer.quantize(code)), atol=1e-6)
     pool = GanCodec(checkpoint, bits=8, search=SearchOptions(iters=2, restarts=1, pool=8, init="pool"))
     assert len(pool.compress(images)) == 2
+
+
+def test_refinement_length_defaults_by_search_start(tmp_path):
+    """No refinement after an encoder start unless asked (the file is plain rounding of the search's
+    latent), 50 steps after a pool start; an explicit count wins either way."""
+    torch.manual_seed(4)
+    config = GeneratorConfig(latent_dim=16, channels=3, resolution=32, width=8)
+    generator, encoder = Generator(config), Encoder(config)
+    generator.apply(init_weights)
+    encoder.apply(init_weights)
+    save_generator(generator, tmp_path, {"dataset": "test"}, encoder=encoder)
+    checkpoint = load_generator(tmp_path)
+    encoder_start = default_search(True, iters=3)
+    assert GanCodec(checkpoint, search=encoder_start).refine_iters == REFINE_ITERS["encoder"] == 0
+    assert GanCodec(checkpoint, search=default_search(True, init="pool")).refine_iters == REFINE_ITERS["pool"] == 50
+    assert GanCodec(checkpoint, search=encoder_start, refine_iters=7).refine_iters == 7
+    [result] = GanCodec(checkpoint, bits=4, search=encoder_start).compress([torch.rand(3, 32, 32)])
+    assert result.ssim_refined == pytest.approx(result.ssim_quantized, abs=1e-6)
 
 
 def test_a_checkpoint_without_encoder_refuses_encoder_init_but_compresses_with_pool(tiny):
