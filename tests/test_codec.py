@@ -373,16 +373,21 @@ def codec_latent(codec: GanCodec, data: bytes) -> torch.Tensor:
     return quantizer.dequantize(torch.from_numpy(symbols))
 
 
-def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
-    """A checkpoint with an encoder: GanCodec passes it to the search, so --init encoder works end to end
-    and a one-iteration search from E(x) decodes exactly to the encoder's (quantized, refined) latent."""
-    torch.manual_seed(3)
+def checkpoint_with_encoder(folder: Path, seed: int):
+    """A tiny random generator + encoder saved to ``folder`` and loaded back as a checkpoint."""
+    torch.manual_seed(seed)
     config = GeneratorConfig(latent_dim=16, channels=3, resolution=32, width=8)
     generator, encoder = Generator(config), Encoder(config)
     generator.apply(init_weights)
     encoder.apply(init_weights)
-    save_generator(generator, tmp_path, {"dataset": "test"}, encoder=encoder)
-    checkpoint = load_generator(tmp_path)
+    save_generator(generator, folder, {"dataset": "test"}, encoder=encoder)
+    return load_generator(folder)
+
+
+def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
+    """A checkpoint with an encoder: GanCodec passes it to the search, so --init encoder works end to end
+    and a one-iteration search from E(x) decodes exactly to the encoder's (quantized, refined) latent."""
+    checkpoint = checkpoint_with_encoder(tmp_path, seed=3)
     images = [torch.rand(3, 32, 32) for _ in range(2)]
     codec = GanCodec(checkpoint, bits=8, search=SearchOptions(iters=0, restarts=1, init="encoder"), refine_iters=0)
     results = codec.compress(images)
@@ -399,13 +404,7 @@ def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
 def test_refinement_length_defaults_by_search_start(tmp_path):
     """No refinement after an encoder start unless asked (the file is plain rounding of the search's
     latent), 50 steps after a pool start; an explicit count wins either way."""
-    torch.manual_seed(4)
-    config = GeneratorConfig(latent_dim=16, channels=3, resolution=32, width=8)
-    generator, encoder = Generator(config), Encoder(config)
-    generator.apply(init_weights)
-    encoder.apply(init_weights)
-    save_generator(generator, tmp_path, {"dataset": "test"}, encoder=encoder)
-    checkpoint = load_generator(tmp_path)
+    checkpoint = checkpoint_with_encoder(tmp_path, seed=4)
     encoder_start = default_search(True, iters=3)
     assert GanCodec(checkpoint, search=encoder_start).refine_iters == REFINE_ITERS["encoder"] == 0
     assert GanCodec(checkpoint, search=default_search(True, init="pool")).refine_iters == REFINE_ITERS["pool"] == 50
