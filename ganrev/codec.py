@@ -86,9 +86,9 @@ SIGMA_UNITS = 32
 CLIP_UNITS = 16
 DEFAULT_CLIP = 3.0
 # Quantizer-in-the-loop refinement steps by search start. After the encoder start's converged search the
-# 50 steps gain +0.0002 SSIM at 6 bits (+0.001 at 4 bits) for +50 % encoding time, so that start skips them;
-# the pool and random starts' searches end at a small step, and refinement recovers most of the rounding
-# loss (experiments/ablation_init.py).
+# 50 steps gain +0.0002 SSIM at 6 bits for +50 % encoding time (validation sweep of
+# experiments/ablation_init.py; +0.001 at 4 bits in a library run on the same images), so that start skips
+# them; after the pool and random starts' small final steps refinement recovers most of the rounding loss.
 REFINE_ITERS = {"encoder": 0, "pool": 50, "random": 50}
 MODES = ("latent", "latent+residual", "fallback")  # index = the mode's code in the file
 # index = the codec id in the file; the first four are complete files, the rest bare bitstreams (ganrev.layers)
