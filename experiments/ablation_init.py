@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 search = default_search(True, init="pool", iters=1000, restarts=4)
             else:
                 start, given = "encoder", setting.split(":")
-                fields = dict(zip(("iters", "restarts", "lr", "patience"), (int, int, float, int)))
-                search = default_search(True, **{name: kind(value) for (name, kind), value in zip(fields.items(), given)})
+                names, kinds = ("iters", "restarts", "lr", "patience"), (int, int, float, int)
+                search = default_search(True, **{name: kind(value) for name, kind, value in zip(names, kinds, given)})
             refine = int(given[4]) if len(given) > 4 else REFINE_ITERS[start]
             options = ["--init", start, "--iters", str(search.iters), "--restarts", str(search.restarts),
                        "--lr", str(search.lr), "--patience", str(search.patience), "--refine-iters", str(refine)]
@@ -203,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
               "| --init | --iters | --restarts | --lr | --patience | --refine-iters | SSIM | bpp | iterations | "
               "s/image |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    # Sweeps recorded before these columns existed (--sweep-from) ran at lr 0.05, patience 100 and 50 refinement
+    # steps, except the encoder-alone row (--refine-iters 0).
     lines += [f"| {s['init']} | {s['iters']} | {s['restarts']} | {s.get('lr', 0.05)} | {s.get('patience', 100)} | "
-              f"{s.get('refine_iters', 50)} | {s['ssim']:.4f} | {s['bpp']:.4f} | "
+              f"{s.get('refine_iters', 0 if s['iters'] == 0 else 50)} | {s['ssim']:.4f} | {s['bpp']:.4f} | "
               f"{s['iterations']:.0f} | {s['seconds_per_image']:.3f} |" for s in sweep]
     lines += ["", f"{count} images per set; {device}; torch {torch.__version__}; `--bits 6`; "
                   "made by `python experiments/ablation_init.py`."]

@@ -135,10 +135,11 @@ def reconstruction_card(checkpoint: GeneratorCheckpoint, heldout: Path, count: i
     seen = torch.stack([fit[i] for i in range(0, step * count, step)][:count])
     rows = {"seen (training images)": reconstruction_figures(checkpoint, seen),
             "unseen (heldout/)": reconstruction_figures(checkpoint, unseen)}
+    search = default_search(True)
     text = ("\n## Reconstruction\n\nMeasured by this script at shipping time ({} images each, 6 bits per latent "
             "coordinate, the CLI's default search: encoder start, <= {} iterations at lr {}):\n\n"
             "| images | SSIM, encoder alone | SSIM, default compress | bytes per file | E(x) mean | E(x) std |\n"
-            "|---|---:|---:|---:|---:|---:|\n").format(count, default_search(True).iters, default_search(True).lr)
+            "|---|---:|---:|---:|---:|---:|\n").format(count, search.iters, search.lr)
     for name, f in rows.items():
         text += (f"| {name} | {f['encoder_ssim']:.4f} | {f['ssim']:.4f} | {f['bytes']:.1f} | {f['latent_mean']:+.3f} "
                  f"| {f['latent_std']:.3f} |\n")
