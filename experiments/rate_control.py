@@ -44,6 +44,7 @@ from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
+from ganrev.modulation import modulated_files  # noqa: E402
 from ganrev.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
 from ganrev.reference import (  # noqa: E402
     AVIF_FAMILY,
@@ -64,6 +65,7 @@ BPP_GOAL_MARGIN = 0.25  # mean SSIM at 0.25 bpp >= the reference's within the sa
 CURVE_BPP = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.2)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 CROPS_PER_PHOTO = 6
+MODES = ("latent", "latent+modulation", "latent+residual", "fallback")
 CURVE_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
@@ -130,7 +132,7 @@ def run_engine(images_dir: Path, work: Path, flag: str, value: float) -> list[di
 
 def summarise(rows: list[dict], points: dict[str, ClassicalFiles], flag: str, value: float) -> dict:
     n = len(rows)
-    modes = {mode: sum(r["mode"] == mode for r in rows) for mode in ("latent", "latent+residual", "fallback")}
+    modes = {mode: sum(r["mode"] == mode for r in rows) for mode in MODES}
     out = {"images": n, "modes": modes, "bytes_mean": sum(r["bytes"] for r in rows) / n,
            "bpp_mean": sum(r["bpp"] for r in rows) / n,
            "ssim_mean": sum(r["ssim_decompressed"] for r in rows) / n,
@@ -160,15 +162,18 @@ def engine_curve(images_dir: Path, limit: int | None) -> list[dict]:
     checkpoint = load_generator(GENERATOR)
     codec = GanCodec(checkpoint, search=default_search(checkpoint.encoder is not None))
     _, images = load_image_folder(images_dir, limit)
-    files = latent_files_by_bits(codec, images, RateTarget(bpp=1.0).bits)
+    search = codec.search_latents(images)
+    bits = RateTarget(bpp=1.0).bits
+    files = latent_files_by_bits(codec, images, bits, search)
+    modulated = modulated_files(codec, images, search, bits)
     curve = []
     for bpp in CURVE_BPP:
         target = RateTarget(bpp=bpp)
-        rated = [choose_file(image, per_image, codec, target) for image, per_image in zip(images, files)]
+        rated = [choose_file(image, per_image, codec, target, more)
+                 for image, per_image, more in zip(images, files, modulated)]
         curve.append({"target_bpp": bpp, "bpp": sum(len(r.data) for r in rated) * 8 / (64 * 64 * len(rated)),
                       "ssim": sum(r.ssim for r in rated) / len(rated),
-                      "modes": {m: sum(r.mode == m for r in rated) for m in ("latent", "latent+residual",
-                                                                              "fallback")}})
+                      "modes": {m: sum(r.mode == m for r in rated) for m in MODES}})
         print(f"curve {bpp} bpp: {curve[-1]}", flush=True)
     return curve
 
@@ -214,11 +219,11 @@ def plot(engine: list[dict], classical: dict[str, list[dict]], path: Path) -> No
 
 
 def markdown(summary: dict, meta: dict) -> str:
-    lines = ["| images | target | modes (latent / +residual / fallback) | mean bytes | mean SSIM | reference | "
+    lines = [f"| images | target | modes ({' / '.join(MODES)}) | mean bytes | mean SSIM | reference | "
              "ratio or gain | goal | met |", "|---|---|---|---:|---:|---:|---:|---|---|"]
     for key, s in summary.items():
         images, flag, value = key.split("|")
-        modes = " / ".join(str(s["modes"][m]) for m in ("latent", "latent+residual", "fallback"))
+        modes = " / ".join(str(s["modes"].get(m, 0)) for m in MODES)
         if flag == "--target-ssim":
             goal = GOALS[float(value)] if images == "emoji" else PHOTO_GOAL
             met = s["all_reach_target"] and s["bytes_ratio"] <= goal

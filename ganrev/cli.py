@@ -588,6 +588,9 @@ def compress(
                                                 "file whose decode reaches this SSIM, in (0, 1]"),
     target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="rate control: per image the highest "
                                                "SSIM within this many bits per pixel (> 0)"),
+    modulation_iters: Optional[int] = typer.Option(None, "--modulation-iters", help="with a target: steps fitting a "
+                                                   "modulation layer of G to each image (0: no latent+modulation "
+                                                   "files) [150]"),
     loss: Optional[str] = typer.Option(None, help="search loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) [default, from "
                                        "the loss study], ssim, ms-ssim, l1, l2, bce, ms-ssim+l1 (also: mix) or "
                                        "ms-ssim+l2"),
@@ -609,9 +612,9 @@ def compress(
 ) -> None:
     """Compress images: latent search + quantization + entropy coding; prints bytes, bpp, PSNR, SSIM.
 
-    With --target-ssim or --target-bpp the engine picks per image the latent bits, a residual layer or a
-    classical fallback file (README: "Rate control"); an image whose target cannot be met gets the best file
-    found, a warning, and exit status 1.
+    With --target-ssim or --target-bpp the engine picks per image the latent bits, a modulation layer of the
+    generator, a residual layer or a classical fallback file (README: "Rate control"); an image whose target
+    cannot be met gets the best file found, a warning, and exit status 1.
 
     Options, outputs and every input image are checked before the search starts.
 
@@ -623,13 +626,18 @@ def compress(
     from ganrev.invert import chunk_rows, default_search
     from ganrev.io import atomic_write_bytes
     from ganrev.metrics import psnr, ssim
+    from ganrev.modulation import ModulationSearch
     from ganrev.ratecontrol import RateTarget, compress_to_target
 
     goal = None
     if target_ssim is not None or target_bpp is not None:
-        goal = RateTarget(ssim=target_ssim, bpp=target_bpp)
+        _require(modulation_iters is None or modulation_iters >= 0, "--modulation-iters", modulation_iters, ">= 0")
+        modulation = ModulationSearch() if modulation_iters is None else ModulationSearch(iters=modulation_iters)
+        goal = RateTarget(ssim=target_ssim, bpp=target_bpp, modulation=modulation if modulation.iters else None)
         if bits is not None:
             raise GanrevError("--bits contradicts a target: the engine chooses the bits per image")
+    elif modulation_iters is not None:
+        raise GanrevError("--modulation-iters works only with --target-ssim or --target-bpp")
     bits = 8 if bits is None else bits
     _require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     _require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
@@ -845,7 +853,7 @@ def info(
         except GanrevError as exc:
             raise GanrevError(f"{path}: {exc}") from exc
         latent = header.latent
-        layers = [{"codec": layer.codec, "bytes": len(layer.data)} for layer in header.layers]
+        layers = [{"codec": layer.codec, "bytes": len(layer.data), **_film_fields(layer)} for layer in header.layers]
         rows.append({
             "file": str(path), "version": header.version, "mode": header.mode,
             "generator_fingerprint": latent.fingerprint.hex() if latent else None,
@@ -860,8 +868,19 @@ def info(
         _echo_json(rows)
         return
     for row in rows:
-        row["layers"] = ", ".join(f"{layer['codec']} {layer['bytes']} bytes" for layer in row["layers"]) or "none"
+        row["layers"] = ", ".join(f"{layer['codec']} {layer['bytes']} bytes"
+                                  + (f" (batch-norm layer {layer['norm_layer']}, {layer['bits']} bits)"
+                                     if "norm_layer" in layer else "") for layer in row["layers"]) or "none"
         typer.echo("\n".join(f"{key:22} {value}" for key, value in row.items()))
+
+
+def _film_fields(layer) -> dict:
+    """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codec)."""
+    from ganrev.codec import FILM_CODEC
+
+    if layer.codec != FILM_CODEC or not layer.data:
+        return {}
+    return {"norm_layer": layer.data[0] >> 4, "bits": (layer.data[0] & 0x0F) + 1}
 
 
 @app.command()

@@ -14,7 +14,7 @@ File layout, format version 2 (what ganrev writes; every field in README's "The 
 
     size  field
     1     marker 0xB2: high nibble 0xB = ganrev, low nibble = format version 2
-    1     image byte: bits 0-1 mode (0 latent, 1 latent+residual, 2 fallback), bit 2 gray,
+    1     image byte: bits 0-1 mode (0 latent, 1 latent+residual, 2 fallback, 3 latent+modulation), bit 2 gray,
           bit 3 explicit size, bits 4-7 log2 of the side of a square image (0 with an explicit size)
     var   only with an explicit size: width, height (varints, unsigned LEB128)
           -- modes with a latent:
@@ -22,15 +22,23 @@ File layout, format version 2 (what ganrev writes; every field in README's "The 
     1     sigma of the entropy model, in 1/32 units
     1     only with an explicit clip: clip in 1/16 units (otherwise clip = 3)
     2     generator fingerprint: first 2 bytes of SHA-256 of the weights
-          -- each layer (one in modes latent+residual and fallback):
+          -- each layer (one in every mode but latent):
     1     layer codec id: index into LAYER_CODECS (complete PNG/JPEG/WebP/AVIF files, or bare WebP/AV1
-          bitstreams whose container the decoder rebuilds from this header: ganrev.layers)
+          bitstreams whose container the decoder rebuilds from this header: ganrev.layers; in mode
+          latent+modulation, and only there, "film")
     var   layer length in bytes (varint)
           --
     var   latent payload: range-coded grid indices (constriction RangeEncoder, 32-bit words,
           little-endian, trailing zero bytes dropped); empty in fallback mode
     var   the layers' bytes, in order
     3     CRC-24 (OpenPGP) of every byte before it, little-endian
+
+A ``film`` layer (ganrev.modulation) holds a scale and a shift for each channel of one of G's batch-norm
+outputs::
+
+    1     bits 0-3: bits per value - 1; bits 4-7: the batch-norm layer (0 = the 4x4 seed's)
+    1     sigma of the entropy model, in 1/32 units
+    var   range-coded grid indices over [-3, 3] (as the latent's): the C scales, then the C shifts
 
 A 64x64 latent file spends 9 bytes on all this (20 in version 1). The generator fixes the latent size
 and its resolution, so version 2 does not repeat them: the fingerprint names the generator. Version 1
@@ -56,10 +64,10 @@ import torch
 from PIL import Image
 
 from ganrev.errors import GanrevError
-from ganrev.invert import InversionResult, SearchOptions, invert, per_image_loss
+from ganrev.invert import Adam, InversionResult, SearchOptions, invert, per_image_loss
 from ganrev.io import convert_channels, from_uint8, resize, to_uint8
 from ganrev.metrics import ssim
-from ganrev.models import GeneratorCheckpoint
+from ganrev.models import GeneratorCheckpoint, Modulation
 
 
 @runtime_checkable
@@ -90,9 +98,12 @@ DEFAULT_CLIP = 3.0
 # experiments/ablation_init.py; +0.001 at 4 bits in a library run on the same images), so that start skips
 # them; after the pool and random starts' small final steps refinement recovers most of the rounding loss.
 REFINE_ITERS = {"encoder": 0, "pool": 50, "random": 50}
-MODES = ("latent", "latent+residual", "fallback")  # index = the mode's code in the file
+MODES = ("latent", "latent+residual", "fallback", "latent+modulation")  # index = the mode's code in the file
 # index = the codec id in the file; the first four are complete files, the rest bare bitstreams (ganrev.layers)
-LAYER_CODECS = ("png", "jpeg", "webp", "avif", "vp8", "vp8l", "vp8-down2", "vp8-down4", "av1")
+# ("film": a modulation of the generator, the layer of mode latent+modulation, see ganrev.modulation)
+LAYER_CODECS = ("png", "jpeg", "webp", "avif", "vp8", "vp8l", "vp8-down2", "vp8-down4", "av1", "film")
+FILM_CODEC = "film"
+MODULATION_CLIP = 3.0  # modulation values are quantized over [-3, 3] (fitted ones have std ~1)
 RESIDUAL_MID = 128 / 255  # a zero residual, exactly representable in 8 bits
 
 _V1_FIXED_HEADER = struct.Struct("<3sB4sBBBB")
@@ -160,8 +171,9 @@ class Header:
     """Everything in a .grv file except the latent payload: the image, the latent's coding, the layers.
 
     The mode follows from what is there: a latent alone (``"latent"``), a latent and one residual layer
-    (``"latent+residual"``, decoded as G(z) plus the residual, see :func:`add_residual`), or one classical
-    layer and no latent (``"fallback"``).
+    (``"latent+residual"``, decoded as G(z) plus the residual, see :func:`add_residual`), a latent and a
+    ``film`` layer (``"latent+modulation"``, decoded as G(z) with that modulation, see :mod:`ganrev.modulation`),
+    or one classical layer and no latent (``"fallback"``).
     """
 
     width: int
@@ -175,12 +187,16 @@ class Header:
         if len(self.layers) > 1 or (self.latent is None and not self.layers):
             raise GanrevError(f"a .grv file holds a latent and at most one layer, or one layer alone; got "
                               f"{'a latent' if self.latent else 'no latent'} and {len(self.layers)} layers")
+        if self.latent is None and self.layers[0].codec == FILM_CODEC:
+            raise GanrevError("a modulation layer needs a latent to modulate")
 
     @property
     def mode(self) -> str:
         if self.latent is None:
             return "fallback"
-        return "latent+residual" if self.layers else "latent"
+        if not self.layers:
+            return "latent"
+        return "latent+modulation" if self.layers[0].codec == FILM_CODEC else "latent+residual"
 
 
 def _varint(value: int) -> bytes:
@@ -311,7 +327,7 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
     for _ in range(0 if mode == "latent" else 1):
         (codec_id,), pos = _read_bytes(body, pos, 1)
         length, pos = _read_varint(body, pos)
-        if codec_id >= len(LAYER_CODECS):
+        if codec_id >= len(LAYER_CODECS) or (LAYER_CODECS[codec_id] == FILM_CODEC) != (mode == "latent+modulation"):
             raise out_of_range
         layer_specs.append((LAYER_CODECS[codec_id], length))
     payload_end = len(body) - sum(length for _, length in layer_specs)
@@ -448,12 +464,15 @@ class GanCodec:
         header, payload = unpack_file(data)
         if header.mode == "fallback":
             return decode_layer(header.layers[0], header)
-        image = self._decode_latent(header, payload)
+        modulation = None
+        if header.mode == "latent+modulation":
+            modulation = decode_modulation(header.layers[0], self.generator.norm_channels())
+        image = self._decode_latent(header, payload, modulation)
         if header.mode == "latent+residual":
             image = add_residual(image, decode_layer(header.layers[0], header))
         return image
 
-    def _decode_latent(self, header: Header, payload: bytes) -> torch.Tensor:
+    def _decode_latent(self, header: Header, payload: bytes, modulation: Modulation | None = None) -> torch.Tensor:
         self._check_header(header)
         # The header's size is trusted only as far as Pillow trusts an image file's: no decompression bombs.
         if header.width * header.height > Image.MAX_IMAGE_PIXELS:
@@ -465,8 +484,10 @@ class GanCodec:
         if symbols.min() < 0 or symbols.max() >= quantizer.levels:
             raise GanrevError("corrupted ganrev payload: latent index out of range")
         z = quantizer.dequantize(torch.from_numpy(symbols)).view(1, -1).to(self.device)
+        if modulation is not None:
+            modulation = Modulation(modulation.layer, modulation.params.to(self.device))
         with torch.no_grad():
-            image = self.generator.images(z)[0].float().cpu()
+            image = self.generator.images(z, modulation)[0].float().cpu()
         image = resize(image, header.height, header.width)
         if header.gray:
             image = convert_channels(image, "gray")
@@ -552,12 +573,9 @@ class GanCodec:
         best_symbols = q.quantize(latent)
         with torch.no_grad():
             best_loss = loss_fn(self.generator.images(q.dequantize(best_symbols)), targets)
-        # Adam written out, step for step as torch.optim.Adam computes it: constructing a torch optimiser
-        # imports torch._dynamo, ~3 s of every compress command's start-up on CPU.
-        lr, beta1, beta2, eps = q.step / 2, 0.9, 0.999, 1e-8
-        exp_avg, exp_avg_sq = torch.zeros_like(latent), torch.zeros_like(latent)
+        adam = Adam(latent)
         latent.requires_grad_(True)
-        for step in range(1, self.refine_iters + 1):
+        for _ in range(self.refine_iters):
             symbols = q.quantize(latent.detach())
             snapped = latent + (q.dequantize(symbols) - latent).detach()
             loss = loss_fn(self.generator.images(snapped), targets)
@@ -565,11 +583,8 @@ class GanCodec:
             best_loss = torch.where(better, loss.detach(), best_loss)
             best_symbols = torch.where(better[:, None], symbols, best_symbols)
             (grad,) = torch.autograd.grad(loss.sum(), latent)
+            adam.step(grad, q.step / 2)
             with torch.no_grad():
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
-                latent.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**step))
                 latent.clamp_(-q.clip, q.clip)
         with torch.no_grad():
             final_ssim = ssim(self.generator.images(q.dequantize(best_symbols)), targets)
@@ -604,6 +619,32 @@ def decode_layer(layer: Layer, header: Header) -> torch.Tensor:
         raise GanrevError(f"corrupted ganrev file: its {layer.codec} layer is {image.shape[2]}x{image.shape[1]}, "
                           f"the header says {header.width}x{header.height}")
     return from_uint8(to_uint8(convert_channels(image, "gray" if header.gray else "rgb")))
+
+
+def encode_modulation(layer: int, quantizer: Quantizer, symbols: np.ndarray) -> Layer:
+    """The ``film`` layer for the grid indices ``symbols`` ``[2C]`` of a modulation of batch-norm ``layer``,
+    quantized by ``quantizer`` (whose clip must be ``MODULATION_CLIP``), with the smallest-payload sigma."""
+    if quantizer.clip != MODULATION_CLIP or not 0 <= layer < 16:
+        raise GanrevError(f"a modulation layer is quantized over [-{MODULATION_CLIP}, {MODULATION_CLIP}] at "
+                          f"batch-norm layer 0-15, not clip {quantizer.clip} at layer {layer}")
+    sigma, payload = quantizer.best_sigma(symbols)
+    return Layer(FILM_CODEC, bytes([quantizer.bits - 1 | layer << 4, round(sigma * SIGMA_UNITS)]) + payload)
+
+
+def decode_modulation(layer: Layer, norm_channels: list[int]) -> Modulation:
+    """Inverse of :func:`encode_modulation`: the modulation ``[1, 2C]`` of a ``film`` layer, for a generator
+    whose batch-norm layers have ``norm_channels`` channels."""
+    data = layer.data
+    if len(data) < 2:
+        raise GanrevError("corrupted ganrev file: its modulation layer is too short")
+    bits, index, sigma_units = (data[0] & 0x0F) + 1, data[0] >> 4, data[1]
+    if bits < 2 or index >= len(norm_channels) or not sigma_units:
+        raise GanrevError("corrupted ganrev file: modulation layer fields out of range")
+    quantizer = Quantizer(bits, MODULATION_CLIP)
+    symbols = quantizer.decode_symbols(data[2:], 2 * norm_channels[index], sigma_units / SIGMA_UNITS)
+    if symbols.min() < 0 or symbols.max() >= quantizer.levels:
+        raise GanrevError("corrupted ganrev payload: modulation index out of range")
+    return Modulation(index, quantizer.dequantize(torch.from_numpy(symbols)).view(1, -1))
 
 
 def residual_image(image: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:

@@ -81,12 +81,46 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(config.width, config.channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.view(z.shape[0], -1, 1, 1))
+    def forward(self, z: torch.Tensor, modulation: Modulation | None = None) -> torch.Tensor:
+        h = z.view(z.shape[0], -1, 1, 1)
+        if modulation is None:
+            return self.main(h)
+        norms = 0
+        for module in self.main:
+            h = module(h)
+            if isinstance(module, nn.BatchNorm2d):
+                if norms == modulation.layer:
+                    h = modulation.apply(h)
+                norms += 1
+        return h
 
-    def images(self, z: torch.Tensor) -> torch.Tensor:
+    def images(self, z: torch.Tensor, modulation: Modulation | None = None) -> torch.Tensor:
         """Generated images mapped to the [0, 1] range ganrev uses everywhere else."""
-        return (self(z) + 1.0) * 0.5
+        return (self(z, modulation) + 1.0) * 0.5
+
+    def norm_channels(self) -> list[int]:
+        """Channels of each batch-norm layer, from the 4x4 seed to the last hidden layer: the layers a
+        :class:`Modulation` can scale and shift."""
+        return [module.num_features for module in self.main if isinstance(module, nn.BatchNorm2d)]
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """A per-image, per-channel affine change of one of G's batch-norm outputs (FiLM, Perez et al. 2018):
+    ``h * (1 + scale) + shift`` after batch-norm layer ``layer`` (0 = the 4x4 seed's). ``params`` is
+    ``[N, 2C]``, the C scales then the C shifts, one row per latent of the batch; zeros change nothing."""
+
+    layer: int
+    params: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.layer < 0 or self.params.ndim != 2 or self.params.shape[1] % 2:
+            raise GanrevError(f"a modulation needs a layer >= 0 and [N, 2C] params, got layer {self.layer} and "
+                              f"{list(self.params.shape)}")
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.params.to(h.dtype)[:, :, None, None].chunk(2, dim=1)
+        return h * (1 + scale) + shift
 
 
 def _downsampling_stack(config: GeneratorConfig, outputs: int, *, spectral: bool = False) -> nn.Sequential:

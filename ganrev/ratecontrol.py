@@ -2,11 +2,13 @@
 
 One batched latent search serves every image and every latent precision (:meth:`GanCodec.search_latents`);
 each ``bits`` in :attr:`RateTarget.bits` then gets its quantizer-in-the-loop refinement. Per image the engine
-weighs three kinds of file, all measured, never estimated:
+weighs four kinds of file, all measured, never estimated:
 
 - ``latent``: the latent alone, at each ``bits``;
 - ``latent+residual``: a latent plus a residual layer ``x - G(z)`` (:func:`ganrev.codec.residual_image`),
   coded by each residual coder (:data:`RESIDUAL_CODERS`) at its qualities;
+- ``latent+modulation``: a latent plus a modulation of one of G's batch-norm layers (:mod:`ganrev.modulation`),
+  at each pair of latent and modulation precisions, for each layer tried (:attr:`RateTarget.modulation`);
 - ``fallback``: a classical layer alone (:data:`FALLBACK_CODERS`: lossy WebP at full size and shrunk 2x and
   4x, lossless WebP (posterized), JPEG 4:4:4, AVIF 4:4:4), for images the generator does not help.
 
@@ -57,6 +59,7 @@ from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult
 from ganrev.layers import CODER_LEVELS, encode_layer
 from ganrev.metrics import ssim
+from ganrev.modulation import ModulationSearch, modulated_files
 
 DEFAULT_BITS = (3, 4, 5, 6)
 """Latent precisions tried. On validation emoji (bits: mean bytes, SSIM): 3: 45, 0.751; 4: 57, 0.779;
@@ -85,6 +88,7 @@ class RateTarget:
     bpp: float | None = None
     bits: tuple[int, ...] = DEFAULT_BITS
     fallback: bool = True  # False: never a fallback file (e.g. to study what the generator alone achieves)
+    modulation: ModulationSearch | None = ModulationSearch()  # None: no latent+modulation files
 
     def __post_init__(self) -> None:
         if (self.ssim is None) == (self.bpp is None):
@@ -215,8 +219,9 @@ _LAYER_ENTRY_MIN = 3  # what a layer adds to a file at the least: codec id, a 1-
 
 
 def choose_file(image: torch.Tensor, latent_files: dict[int, bytes], decoder: GanCodec,
-                target: RateTarget) -> RatedFile:
-    """The file for one 8-bit image ``[C, H, W]``, given its latent-mode files at each ``bits`` (see module doc).
+                target: RateTarget, modulated: dict[tuple[int, int, int], bytes] | None = None) -> RatedFile:
+    """The file for one 8-bit image ``[C, H, W]``, given its latent-mode files at each ``bits`` and its
+    latent+modulation files (keyed ``(bits, layer, modulation bits)``; see module doc).
 
     ``decoder`` decodes the latent files (its generator made them); ``latent_files`` may be empty, leaving
     fallback files only.
@@ -234,6 +239,9 @@ def choose_file(image: torch.Tensor, latent_files: dict[int, bytes], decoder: Ga
         latent = _Candidate(data, _score(image, prediction), bits)
         choice.add(latent)
         latents.append((latent, header, payload, prediction))
+    for (bits, _, _), data in sorted((modulated or {}).items()):
+        if len(data) <= choice.limit():
+            choice.add(_Candidate(data, _score(image, decoder.decode(data)), bits))
     if target.fallback:
         def alone(layer: Layer) -> bytes:
             return pack_file(Header(width, height, gray, None, (layer,)), b"")
@@ -292,8 +300,12 @@ def compress_to_target(codec: GanCodec, images: list[torch.Tensor], target: Rate
         return []
     for note in sorted({note for image in images for note in codec.to_model_input(image)[1]}):
         warnings.warn(note, stacklevel=2)
+    search = search if search is not None else codec.search_latents(images)
     latent_files = latent_files_by_bits(codec, images, target.bits, search)
-    return [choose_file(image, files, codec, target) for image, files in zip(images, latent_files)]
+    modulated = ([{} for _ in images] if target.modulation is None
+                 else modulated_files(codec, images, search, target.bits, target.modulation))
+    return [choose_file(image, files, codec, target, more)
+            for image, files, more in zip(images, latent_files, modulated)]
 
 
 def latent_files_by_bits(codec: GanCodec, images: list[torch.Tensor], bits: tuple[int, ...],

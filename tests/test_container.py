@@ -13,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ganrev.codec import (
+    FILM_CODEC,
     FINGERPRINT_BYTES,
     LAYER_CODECS,
     MODES,
@@ -34,7 +35,9 @@ latent_codings = st.builds(
     clip=st.integers(1, 255).map(lambda units: units / 16),
     sigma=st.integers(1, 255).map(lambda units: units / 32),
 )
-layers = st.builds(Layer, st.sampled_from(LAYER_CODECS), st.binary(max_size=300))
+layers = st.builds(Layer, st.sampled_from([codec for codec in LAYER_CODECS if codec != FILM_CODEC]),
+                   st.binary(max_size=300))
+film_layers = st.builds(Layer, st.just(FILM_CODEC), st.binary(max_size=300))
 image_sizes = st.one_of(st.integers(0, 15).map(lambda k: (1 << k, 1 << k)),
                         st.tuples(st.integers(1, 2**30), st.integers(1, 2**30)))
 
@@ -45,7 +48,7 @@ def grv_files(draw: st.DrawFn) -> tuple[Header, bytes]:
     mode = draw(st.sampled_from(MODES), label="mode")
     width, height = draw(image_sizes, label="size")
     latent = None if mode == "fallback" else draw(latent_codings, label="latent")
-    extra = () if mode == "latent" else (draw(layers, label="layer"),)
+    extra = () if mode == "latent" else (draw(film_layers if mode == "latent+modulation" else layers, label="layer"),)
     payload = b"" if mode == "fallback" else draw(st.binary(max_size=200), label="payload")
     return Header(width, height, draw(st.booleans(), label="gray"), latent, extra), payload
 
@@ -70,6 +73,7 @@ def test_a_64x64_latent_file_spends_9_bytes_on_header_and_check():
     (LATENT_64, b"payload"),
     (Header(1000, 3, True, LatentCoding(b"\x01\x02", 16, 2.5, 1 / 32)), b""),
     (Header(64, 64, False, LatentCoding(b"\xff\x00", 2, 3.0, 255 / 32), (Layer("webp", b"RIFF webp"),)), b"z"),
+    (Header(64, 64, False, LatentCoding(b"\x01\x02", 5, 3.0, 1.0), (Layer("film", b"\x22\x20film"),)), b"lat"),
     (Header(40, 24, True, None, (Layer("avif", b"avif bytes"),)), b""),
     (Header(1, 1, False, None, (Layer("png", b""),)), b""),
 ])
@@ -84,6 +88,9 @@ def test_mode_follows_from_latent_and_layers():
     assert LATENT_64.mode == "latent"
     assert Header(8, 8, False, LATENT_64.latent, (layer,)).mode == "latent+residual"
     assert Header(8, 8, False, None, (layer,)).mode == "fallback"
+    assert Header(8, 8, False, LATENT_64.latent, (Layer("film", b""),)).mode == "latent+modulation"
+    with pytest.raises(GanrevError, match="needs a latent"):
+        Header(8, 8, False, None, (Layer("film", b""),))
     with pytest.raises(GanrevError, match="at most one layer"):
         Header(8, 8, False, LATENT_64.latent, (layer, layer))
     with pytest.raises(GanrevError, match="one layer alone"):
@@ -120,14 +127,16 @@ def test_pack_refuses_what_the_format_cannot_hold_exactly(header, payload, messa
     (b"\xb3" + bytes(20), "version 3"),
     (b"GRV\x03" + bytes(16) + struct.pack("<I", zlib.crc32(b"GRV\x03" + bytes(16))), "version 3"),
     (b"\xb2\x60\x00", "truncated"),
-    (with_check(b"\xb2\x63"), "out of range"),  # mode 3
+    (with_check(b"\xb2\x63\x05\x20\x01\x02\x00\x01x"), "out of range"),  # mode latent+modulation, a png layer
+    (with_check(b"\xb2\x61\x05\x20\x01\x02\x09\x01x"), "out of range"),  # mode latent+residual, a film layer
+    (with_check(b"\xb2\x62\x09\x01x"), "out of range"),  # a fallback film layer
     (with_check(b"\xb2\x68\x07\x07"), "out of range"),  # explicit size and a side
     (with_check(b"\xb2\x08\x00\x07"), "out of range"),  # width 0
     (with_check(b"\xb2\x60\x00\x20\x01\x02"), "out of range"),  # bits field 0
     (with_check(b"\xb2\x60\x25\x20\x01\x02"), "out of range"),  # a reserved bit of the latent byte
     (with_check(b"\xb2\x60\x05\x00\x01\x02"), "out of range"),  # sigma 0
     (with_check(b"\xb2\x60\x15\x20\x00\x01\x02"), "out of range"),  # explicit clip 0
-    (with_check(b"\xb2\x61\x05\x20\x01\x02\x09\x01x"), "out of range"),  # codec id 9
+    (with_check(b"\xb2\x61\x05\x20\x01\x02\x0a\x01x"), "out of range"),  # codec id 10
     (with_check(b"\xb2\x61\x05\x20\x01\x02\x00\x05xx"), "do not add up"),  # layer longer than the file
     (with_check(b"\xb2\x62\x00\x01xy"), "do not add up"),  # fallback with a latent payload
     (with_check(b"\xb2\x60\x05\x20"), "runs past the end"),  # no fingerprint

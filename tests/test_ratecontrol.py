@@ -1,8 +1,9 @@
-"""Rate control: targets, the three modes on real images, never worse than a classical file, the CLI."""
+"""Rate control: targets, the four modes on real images, never worse than a classical file, the CLI."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from ganrev.io import load_image
 from ganrev.layers import CODER_LEVELS, LAYER_CODERS, encode_layer
 from ganrev.metrics import ssim
 from ganrev.models import load_generator
+from ganrev.modulation import ModulationSearch
 from ganrev.ratecontrol import (
     STOP_RATIO,
     RateTarget,
@@ -34,7 +36,8 @@ from ganrev.reference import ClassicalFiles, measure_classical, reference_bytes,
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 EMOJI = SHIPPED / "heldout" / "1f0cf.png"
 BITS = (3, 4)  # two precisions keep the refinement short; the choice between them is still exercised
-CLI_FAST = ["--iters", "10", "--refine-iters", "5"]
+CLI_FAST = ["--iters", "10", "--refine-iters", "5", "--modulation-iters", "10"]
+FAST_MODULATION = ModulationSearch(iters=40, refine_iters=10, layers=(-2,), bits=(3,))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -84,7 +87,7 @@ def test_ssim_target_of_one_is_allowed_and_budget_counts_every_byte():
     assert budget_bytes(RateTarget(bpp=0.25), 64, 64) == 128
 
 
-# --- the three modes -----------------------------------------------------------------------------------
+# --- the four modes ------------------------------------------------------------------------------------
 
 def test_a_reachable_ssim_target_is_met_by_the_latent_alone(codec, emoji_files):
     image, files = emoji_files
@@ -109,13 +112,24 @@ def test_above_the_latent_a_residual_layer_reaches_the_target(codec, emoji_files
 
 def test_an_image_the_generator_does_not_help_falls_back_to_a_classical_layer(codec):
     image = photo_crop()
-    (rated,) = compress_to_target(codec, [image], RateTarget(ssim=0.9, bits=BITS))
+    (rated,) = compress_to_target(codec, [image], RateTarget(ssim=0.9, bits=BITS, modulation=FAST_MODULATION))
     assert rated.mode == "fallback" and rated.met and rated.latent_bytes == 0 and rated.bits is None
     assert ssim_of(codec.decode(rated.data), image) >= 0.9
     # never worse than a classical file a user could pick: the smallest AVIF 4:4:4 on a coarse quality grid
     classical = [AVIFCodec(q, subsampling="4:4:4") for q in range(0, 101, 10)]
     reaching = [len(data) for c in classical if ssim_of(c.decode(data := c.encode(image)), image) >= 0.9]
     assert len(rated.data) <= min(reaching)
+
+
+def test_a_modulation_layer_gives_the_best_file_within_a_size_budget(codec):
+    image = load_image(EMOJI)
+    target = RateTarget(bpp=0.25, bits=BITS, fallback=False, modulation=FAST_MODULATION)
+    (rated,) = compress_to_target(codec, [image], target)
+    (without,) = compress_to_target(codec, [image], replace(target, modulation=None))
+    assert rated.mode == "latent+modulation" and rated.met and len(rated.data) <= 128
+    assert [codec_id for codec_id, _ in rated.layers] == ["film"] and rated.bits in BITS
+    assert ssim_of(codec.decode(rated.data), image) == rated.ssim > without.ssim + 0.02
+    assert without.mode != "latent+modulation"
 
 
 def test_a_size_target_keeps_every_file_within_budget_and_takes_the_best_ssim(codec, emoji_files):
@@ -194,6 +208,8 @@ def inputs(tmp_path) -> Path:
     (["--target-bpp", "-0.5"], "invalid --target-bpp"),
     (["--target-ssim", "0.9", "--target-bpp", "0.5"], "not both"),
     (["--target-ssim", "0.9", "--bits", "6"], "--bits contradicts"),
+    (["--target-ssim", "0.9", "--modulation-iters", "-1"], "invalid --modulation-iters"),
+    (["--modulation-iters", "10"], "only with --target-ssim or --target-bpp"),
 ])
 def test_bad_target_options_are_one_line_errors_before_any_work(capsys, monkeypatch, inputs, args, fragment):
     def refuse(*_args, **_kwargs):
@@ -213,7 +229,7 @@ def test_cli_target_ssim_reports_modes_and_layers_and_decompress_decodes_them(ca
     assert code == 0
     rows = {Path(row["input"]).stem: row for row in json.loads(stdout)}
     assert rows["photo"]["mode"] == "fallback" and rows["photo"]["latent_bytes"] == 0
-    assert rows["emoji"]["mode"] in ("latent", "latent+residual", "fallback")
+    assert rows["emoji"]["mode"] in ("latent", "latent+modulation", "latent+residual", "fallback")
     for name, row in rows.items():
         assert row["met"] and row["reason"] is None and row["target"] == "SSIM >= 0.9"
         assert row["bytes"] == Path(row["output"]).stat().st_size
@@ -231,3 +247,19 @@ def test_cli_unmet_size_target_writes_the_best_file_warns_and_exits_1(capsys, in
                             "--target-bpp", "0.01", *CLI_FAST)
     assert code == 1 and (out / "e.grv").is_file()
     assert "not met" in err and "emoji.png" in err and "mode" in stdout.splitlines()[0]
+
+
+def test_cli_size_target_writes_a_modulation_layer_that_decompress_and_info_read(capsys, inputs, tmp_path):
+    out = tmp_path / "e.grv"
+    code, stdout, _ = run(capsys, "compress", inputs / "emoji.png", "-o", out, "-g", SHIPPED, "--json",
+                          "--target-bpp", "0.25", "--iters", "10", "--modulation-iters", "40")
+    (row,) = json.loads(stdout)
+    assert code == 0 and row["mode"] == "latent+modulation" and row["layers"][0]["codec"] == "film"
+    code, _, _ = run(capsys, "decompress", out, "-g", SHIPPED, "-o", tmp_path / "e.png")
+    assert code == 0
+    assert ssim_of(load_image(tmp_path / "e.png"), load_image(inputs / "emoji.png")) == pytest.approx(row["ssim"],
+                                                                                                       abs=1e-6)
+    code, stdout, _ = run(capsys, "info", out, "--json")
+    (info,) = json.loads(stdout)
+    assert info["mode"] == "latent+modulation" and info["bytes"] == row["bytes"] <= 128
+    assert info["layers"][0]["norm_layer"] in (2, 3) and info["layers"][0]["bits"] in (3, 4)
