@@ -464,15 +464,13 @@ class GanCodec:
         header, payload = unpack_file(data)
         if header.mode == "fallback":
             return decode_layer(header.layers[0], header)
-        modulation = None
-        if header.mode == "latent+modulation":
-            modulation = decode_modulation(header.layers[0], self.generator.norm_channels())
-        image = self._decode_latent(header, payload, modulation)
+        image = self._decode_latent(header, payload)
         if header.mode == "latent+residual":
             image = add_residual(image, decode_layer(header.layers[0], header))
         return image
 
-    def _decode_latent(self, header: Header, payload: bytes, modulation: Modulation | None = None) -> torch.Tensor:
+    def _decode_latent(self, header: Header, payload: bytes) -> torch.Tensor:
+        """G(z), with the file's modulation in mode latent+modulation, at the header's size and channels."""
         self._check_header(header)
         # The header's size is trusted only as far as Pillow trusts an image file's: no decompression bombs.
         if header.width * header.height > Image.MAX_IMAGE_PIXELS:
@@ -484,8 +482,10 @@ class GanCodec:
         if symbols.min() < 0 or symbols.max() >= quantizer.levels:
             raise GanrevError("corrupted ganrev payload: latent index out of range")
         z = quantizer.dequantize(torch.from_numpy(symbols)).view(1, -1).to(self.device)
-        if modulation is not None:
-            modulation = Modulation(modulation.layer, modulation.params.to(self.device))
+        modulation = None
+        if header.mode == "latent+modulation":
+            film = decode_modulation(header.layers[0], self.generator.norm_channels())
+            modulation = Modulation(film.layer, film.params.to(self.device))
         with torch.no_grad():
             image = self.generator.images(z, modulation)[0].float().cpu()
         image = resize(image, header.height, header.width)

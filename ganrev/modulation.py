@@ -58,8 +58,8 @@ class ModulationSearch:
         steps_ok = math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.refine_lr) and self.refine_lr > 0
         if self.iters < 0 or self.refine_iters < 0 or not steps_ok:
             raise GanrevError("modulation iters and refine_iters must be >= 0, lr and refine_lr finite and > 0")
-        if not self.bits or any(not 2 <= bits <= 15 for bits in self.bits):
-            raise GanrevError(f"modulation bits must be between 2 and 15, got {self.bits!r}")
+        if not self.bits or any(not 2 <= bits <= 16 for bits in self.bits):
+            raise GanrevError(f"modulation bits must be between 2 and 16, got {self.bits!r}")
 
 
 def resolve_layer(generator: Generator, layer: int) -> int:

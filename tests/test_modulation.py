@@ -168,3 +168,13 @@ def test_bad_modulation_search_options_are_refused():
     for given_options in (dict(iters=-1), dict(lr=0.0), dict(refine_lr=float("nan")), dict(bits=()), dict(bits=(1,))):
         with pytest.raises(GanrevError):
             ModulationSearch(**given_options)
+
+
+def test_a_modulated_file_names_the_generator_it_needs_before_reading_its_modulation(shipped):
+    _, codec = shipped
+    image = load_image(EMOJI)
+    (files,) = modulated_files(codec, [image], codec.search_latents([image]), (3,),
+                               ModulationSearch(iters=2, refine_iters=1, layers=(-1,), bits=(3,)))
+    other = GanCodec(load_generator(SHIPPED.parent / "emoji64-gan"))
+    with pytest.raises(GanrevError, match="another generator"):
+        other.decode(files[3, 3, 3])
