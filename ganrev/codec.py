@@ -67,7 +67,8 @@ from ganrev.errors import GanrevError
 from ganrev.invert import Adam, InversionResult, SearchOptions, invert, per_image_loss
 from ganrev.io import convert_channels, from_uint8, resize, to_uint8
 from ganrev.metrics import ssim
-from ganrev.models import GeneratorCheckpoint, Modulation
+from ganrev.models import GeneratorCheckpoint
+from ganrev.nets.dcgan import Modulation
 
 
 @runtime_checkable

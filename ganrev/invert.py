@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim
-from ganrev.models import Encoder, Generator
+from ganrev.nets.dcgan import Encoder, Generator
 
 LossName = Literal["ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix"]
 LOSSES: tuple[str, ...] = ("ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix")

@@ -2,7 +2,7 @@
 
 A latent alone reaches what the generator can draw; on emoji it was not trained on, that stops near SSIM 0.79
 however many bits the latent gets. A modulation layer codes, beside the latent, one scale and one shift per
-channel of one of G's batch-norm outputs (:class:`ganrev.models.Modulation`, FiLM): 2C numbers that bend G
+channel of one of G's batch-norm outputs (:class:`ganrev.nets.dcgan.Modulation`, FiLM): 2C numbers that bend G
 towards the image (128 for the third layer of ``emoji64``), decoded by the same single forward pass of G.
 It is a residual in G's feature space rather than in pixels, which is why it is cheap: on validation emoji,
 35 bytes of modulation of the third layer lift a 5-bit latent from SSIM 0.788 to 0.83, where residual
@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ganrev.errors import GanrevError
-from ganrev.invert import Adam, InversionResult, per_image_loss
 from ganrev.codec import (
     FINGERPRINT_BYTES,
     MODULATION_CLIP,
@@ -36,7 +34,9 @@ from ganrev.codec import (
     encode_modulation,
     pack_file,
 )
-from ganrev.models import Generator, Modulation
+from ganrev.errors import GanrevError
+from ganrev.invert import Adam, InversionResult, per_image_loss
+from ganrev.nets.dcgan import Generator, Modulation
 
 CHUNK_IMAGES = 64  # images fitted together (the latent search's CPU chunk): bounds the autograd memory
 

@@ -52,8 +52,8 @@ from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
-from ganrev.models import (Discriminator, Encoder, Generator, GeneratorConfig, attach_density, init_weights,
-                           load_generator, save_generator)
+from ganrev.models import attach_density, load_generator, save_generator
+from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig, init_weights
 
 STATE_FILE = "train_state.pt"
 BEST_DIR = "best"

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from ganrev.cli import app
 from ganrev.io import load_image
 from ganrev.metrics import psnr, ssim
-from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, save_generator
+from ganrev.models import save_generator
+from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
 runner = CliRunner()
 FAST = ["--iters", "15", "--restarts", "1", "--pool", "8", "--refine-iters", "5"]

@@ -24,7 +24,8 @@ import ganrev.cli
 import ganrev.codec
 import ganrev.io
 from ganrev.cli import main
-from ganrev.models import Generator, GeneratorConfig, init_weights, save_generator
+from ganrev.models import save_generator
+from ganrev.nets.dcgan import Generator, GeneratorConfig, init_weights
 
 TINY = ["--iters", "2", "--restarts", "1", "--pool", "0", "--refine-iters", "1"]
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"

@@ -33,7 +33,8 @@ from ganrev.errors import GanrevError
 from ganrev.invert import SearchOptions, default_search
 from ganrev.io import from_uint8, load_image, list_images, to_uint8
 from ganrev.metrics import ssim
-from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, load_generator, save_generator
+from ganrev.models import load_generator, save_generator
+from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 # Written by ganrev 0.x (format version 1) from SHIPPED/heldout/1f0cf.png, with the image it decoded to then.

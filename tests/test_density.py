@@ -20,16 +20,8 @@ from ganrev.density import (
     normal_log_likelihood,
 )
 from ganrev.errors import GanrevError
-from ganrev.models import (
-    DENSITY_FILE,
-    Encoder,
-    Generator,
-    GeneratorConfig,
-    attach_density,
-    init_weights,
-    load_generator,
-    save_generator,
-)
+from ganrev.models import DENSITY_FILE, attach_density, load_generator, save_generator
+from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
 
 def _clusters(n_per: int, centres: list[list[float]], std: float, seed: int = 0) -> torch.Tensor:

@@ -54,7 +54,8 @@ from ganrev.evaluate import (
 )
 from ganrev.invert import SearchOptions
 from ganrev.io import from_uint8, load_image, resize, save_image, to_uint8
-from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights, load_generator, save_generator
+from ganrev.models import load_generator, save_generator
+from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 BASE_ROWS = ["PNG", "K-means (K=4)", "JPEG (10%)", "JPEG (1%)"]

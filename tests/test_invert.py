@@ -18,7 +18,7 @@ from ganrev.invert import (
     starting_points,
 )
 from ganrev.metrics import ms_ssim
-from ganrev.models import Encoder, Generator, GeneratorConfig, init_weights
+from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
 
 @pytest.fixture(scope="module")

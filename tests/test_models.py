@@ -12,19 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ganrev.errors import GanrevError
-from ganrev.models import (
-    CONFIG_FILE,
-    ENCODER_FILE,
-    WEIGHTS_FILE,
-    Discriminator,
-    Encoder,
-    Generator,
-    GeneratorConfig,
-    init_weights,
-    load_generator,
-    save_generator,
-    weights_fingerprint,
-)
+from ganrev.models import CONFIG_FILE, ENCODER_FILE, WEIGHTS_FILE, load_generator, save_generator, weights_fingerprint
+from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig, init_weights
 
 META = {"dataset": "unit-test", "split": {"rule": "none", "train_images": 3, "test_images": 1}}
 

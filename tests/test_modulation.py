@@ -23,8 +23,9 @@ from ganrev.errors import GanrevError
 from ganrev.invert import default_search, per_image_loss
 from ganrev.io import load_image
 from ganrev.metrics import ssim
-from ganrev.models import Generator, GeneratorConfig, Modulation, load_generator
+from ganrev.models import load_generator
 from ganrev.modulation import ModulationSearch, fit_modulation, modulated_files, resolve_layer
+from ganrev.nets.dcgan import Generator, GeneratorConfig, Modulation
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 EMOJI = SHIPPED / "heldout" / "1f0cf.png"
