@@ -17,6 +17,7 @@ import typer
 from ganrev.errors import GanrevError
 
 if TYPE_CHECKING:
+    from ganrev.codec import Layer
     from ganrev.ratecontrol import RatedFile, RateTarget
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -874,7 +875,7 @@ def info(
         typer.echo("\n".join(f"{key:22} {value}" for key, value in row.items()))
 
 
-def _film_fields(layer) -> dict:
+def _film_fields(layer: Layer) -> dict:
     """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codec)."""
     from ganrev.codec import FILM_CODEC
 

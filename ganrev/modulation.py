@@ -35,7 +35,7 @@ from ganrev.codec import (
     pack_file,
 )
 from ganrev.errors import GanrevError
-from ganrev.invert import Adam, InversionResult, per_image_loss
+from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
 from ganrev.nets.dcgan import Generator, Modulation
 
 CHUNK_IMAGES = 64  # images fitted together (the latent search's CPU chunk): bounds the autograd memory
@@ -56,6 +56,8 @@ class ModulationSearch:
 
     def __post_init__(self) -> None:
         steps_ok = math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.refine_lr) and self.refine_lr > 0
+        if self.loss not in LOSSES:
+            raise GanrevError(f"unknown modulation loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.iters < 0 or self.refine_iters < 0 or not steps_ok:
             raise GanrevError("modulation iters and refine_iters must be >= 0, lr and refine_lr finite and > 0")
         if not self.bits or any(not 2 <= bits <= 16 for bits in self.bits):
@@ -73,10 +75,11 @@ def resolve_layer(generator: Generator, layer: int) -> int:
 def fit_modulation(generator: Generator, targets: torch.Tensor, z: torch.Tensor, layer: int,
                    options: ModulationSearch, *, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on the latents ``z`` ``[N, d]`` (from the latent search) and a modulation of batch-norm ``layer``
-    (from zero) together, towards ``targets`` ``[N, C, R, R]`` in [0, 1]. Returns the continuous
+    (negative: counted from the end; from zero) together, towards ``targets`` ``[N, C, R, R]`` in [0, 1]. Returns the continuous
     ``(z, params)``; latents stay in ``[-clip, clip]``, modulation values in ``[-MODULATION_CLIP,
     MODULATION_CLIP]``."""
-    channels = generator.norm_channels()[resolve_layer(generator, layer)]
+    layer = resolve_layer(generator, layer)
+    channels = generator.norm_channels()[layer]
     loss_fn = per_image_loss(options.loss)
     joint = torch.cat([z.to(targets.device), torch.zeros(len(z), 2 * channels, device=targets.device)], dim=1)
     dim = z.shape[1]

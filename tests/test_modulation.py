@@ -132,7 +132,7 @@ def test_fitting_a_modulation_lowers_the_loss_below_the_latent_alone(shipped):
     checkpoint, codec = shipped
     image = load_image(EMOJI)[None]
     search = codec.search_latents([image[0]])
-    z, params = fit_modulation(checkpoint.generator, image, search.z, 2, FAST, clip=3.0)
+    z, params = fit_modulation(checkpoint.generator, image, search.z, -2, FAST, clip=3.0)  # -2 of 4: layer 2
     loss = per_image_loss("ssim")
     with torch.no_grad():
         alone = loss(checkpoint.generator.images(search.z), image)
@@ -166,7 +166,8 @@ def test_a_film_layer_for_a_layer_the_generator_lacks_is_refused_on_decode(shipp
 
 
 def test_bad_modulation_search_options_are_refused():
-    for given_options in (dict(iters=-1), dict(lr=0.0), dict(refine_lr=float("nan")), dict(bits=()), dict(bits=(1,))):
+    for given_options in (dict(iters=-1), dict(lr=0.0), dict(refine_lr=float("nan")), dict(bits=()), dict(bits=(1,)),
+                          dict(loss="ssim+l3")):
         with pytest.raises(GanrevError):
             ModulationSearch(**given_options)
 
