@@ -877,11 +877,12 @@ def info(
 
 def _film_fields(layer: Layer) -> dict:
     """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codec)."""
-    from ganrev.codec import FILM_CODEC
+    from ganrev.codec import FILM_CODEC, film_fields
 
     if layer.codec != FILM_CODEC or not layer.data:
         return {}
-    return {"norm_layer": layer.data[0] >> 4, "bits": (layer.data[0] & 0x0F) + 1}
+    norm_layer, bits = film_fields(layer.data)
+    return {"norm_layer": norm_layer, "bits": bits}
 
 
 @app.command()

@@ -632,13 +632,18 @@ def encode_modulation(layer: int, quantizer: Quantizer, symbols: np.ndarray) -> 
     return Layer(FILM_CODEC, bytes([quantizer.bits - 1 | layer << 4, round(sigma * SIGMA_UNITS)]) + payload)
 
 
+def film_fields(data: bytes) -> tuple[int, int]:
+    """The batch-norm layer and bits per value a ``film`` layer's first byte names (``data`` non-empty)."""
+    return data[0] >> 4, (data[0] & 0x0F) + 1
+
+
 def decode_modulation(layer: Layer, norm_channels: list[int]) -> Modulation:
     """Inverse of :func:`encode_modulation`: the modulation ``[1, 2C]`` of a ``film`` layer, for a generator
     whose batch-norm layers have ``norm_channels`` channels."""
     data = layer.data
     if len(data) < 2:
         raise GanrevError("corrupted ganrev file: its modulation layer is too short")
-    bits, index, sigma_units = (data[0] & 0x0F) + 1, data[0] >> 4, data[1]
+    (index, bits), sigma_units = film_fields(data), data[1]
     if bits < 2 or index >= len(norm_channels) or not sigma_units:
         raise GanrevError("corrupted ganrev file: modulation layer fields out of range")
     quantizer = Quantizer(bits, MODULATION_CLIP)

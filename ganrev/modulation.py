@@ -75,9 +75,9 @@ def resolve_layer(generator: Generator, layer: int) -> int:
 def fit_modulation(generator: Generator, targets: torch.Tensor, z: torch.Tensor, layer: int,
                    options: ModulationSearch, *, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on the latents ``z`` ``[N, d]`` (from the latent search) and a modulation of batch-norm ``layer``
-    (negative: counted from the end; from zero) together, towards ``targets`` ``[N, C, R, R]`` in [0, 1]. Returns the continuous
-    ``(z, params)``; latents stay in ``[-clip, clip]``, modulation values in ``[-MODULATION_CLIP,
-    MODULATION_CLIP]``."""
+    (negative: counted from the end; from zero) together, towards ``targets`` ``[N, C, R, R]`` in [0, 1].
+    Returns the continuous ``(z, params)``; latents stay in ``[-clip, clip]``, modulation values in
+    ``[-MODULATION_CLIP, MODULATION_CLIP]``."""
     layer = resolve_layer(generator, layer)
     channels = generator.norm_channels()[layer]
     loss_fn = per_image_loss(options.loss)
