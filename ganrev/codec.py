@@ -55,6 +55,7 @@ import math
 import struct
 import warnings
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -416,6 +417,43 @@ class Quantizer:
         return units / SIGMA_UNITS, payload
 
 
+def refine_quantized(values: torch.Tensor, quantizers: Sequence[tuple[Quantizer, int]],
+                     loss_at: Callable[[torch.Tensor], torch.Tensor], iters: int, lr: float) -> list[torch.Tensor]:
+    """Quantizer-in-the-loop refinement: Adam on continuous ``values`` ``[N, D]`` whose forward pass sees them
+    quantized, the straight-through estimator passing ``loss_at``'s gradient at the grid point to the value.
+
+    The columns are split among ``quantizers``, each given with its column count (a latent; a latent and a
+    modulation). The best *quantized* row seen by ``loss_at`` (``[N, D] -> [N]``, lower is better) is kept,
+    so refinement never makes an image worse than plain rounding. Returns each quantizer's grid indices.
+    """
+    widths = [width for _, width in quantizers]
+
+    def snap(current: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(grid indices per quantizer, the values they stand for)"""
+        parts = current.detach().split(widths, dim=1)
+        symbols = [q.quantize(part) for (q, _), part in zip(quantizers, parts)]
+        return symbols, torch.cat([q.dequantize(s) for (q, _), s in zip(quantizers, symbols)], dim=1)
+
+    values = values.clone()
+    best, snapped = snap(values)
+    with torch.no_grad():
+        best_loss = loss_at(snapped)
+    adam = Adam(values)
+    values.requires_grad_(True)
+    for _ in range(iters):
+        symbols, snapped = snap(values)
+        loss = loss_at(values + (snapped - values).detach())
+        better = loss.detach() < best_loss
+        best_loss = torch.where(better, loss.detach(), best_loss)
+        best = [torch.where(better[:, None], new, old) for new, old in zip(symbols, best)]
+        (grad,) = torch.autograd.grad(loss.sum(), values)
+        adam.step(grad, lr)
+        with torch.no_grad():
+            for (q, _), part in zip(quantizers, values.split(widths, dim=1)):
+                part.clamp_(-q.clip, q.clip)
+    return best
+
+
 class WrongGeneratorError(GanrevError):
     """A file made with another generator than the loaded one; ``fingerprint`` is the file's (a prefix)."""
 
@@ -562,34 +600,16 @@ class GanCodec:
         return out
 
     def refine(self, z: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Quantizer-in-the-loop refinement: Adam on a continuous z whose forward pass sees Q(z).
-
-        The straight-through estimator passes G's gradient at Q(z) to z. The best *quantized* latent seen
-        (by the search loss) is kept, so refinement never makes an image worse than plain rounding.
-        Returns the grid indices ``[N, d]`` and their SSIM at the model resolution.
-        """
+        """Quantizer-in-the-loop refinement of the latents ``z`` (:func:`refine_quantized`, at half the
+        quantizer's step): returns the grid indices ``[N, d]`` and their SSIM at the model resolution."""
         q = self.quantizer
         loss_fn = per_image_loss(self.search.loss)
-        latent = z.to(self.device).clone()
-        best_symbols = q.quantize(latent)
+        (symbols,) = refine_quantized(z.to(self.device), [(q, z.shape[1])],
+                                      lambda latents: loss_fn(self.generator.images(latents), targets),
+                                      self.refine_iters, q.step / 2)
         with torch.no_grad():
-            best_loss = loss_fn(self.generator.images(q.dequantize(best_symbols)), targets)
-        adam = Adam(latent)
-        latent.requires_grad_(True)
-        for _ in range(self.refine_iters):
-            symbols = q.quantize(latent.detach())
-            snapped = latent + (q.dequantize(symbols) - latent).detach()
-            loss = loss_fn(self.generator.images(snapped), targets)
-            better = loss.detach() < best_loss
-            best_loss = torch.where(better, loss.detach(), best_loss)
-            best_symbols = torch.where(better[:, None], symbols, best_symbols)
-            (grad,) = torch.autograd.grad(loss.sum(), latent)
-            adam.step(grad, q.step / 2)
-            with torch.no_grad():
-                latent.clamp_(-q.clip, q.clip)
-        with torch.no_grad():
-            final_ssim = ssim(self.generator.images(q.dequantize(best_symbols)), targets)
-        return best_symbols.cpu(), final_ssim.cpu()
+            final_ssim = ssim(self.generator.images(q.dequantize(symbols)), targets)
+        return symbols.cpu(), final_ssim.cpu()
 
     def _check_header(self, header: Header) -> None:
         cfg, latent = self.checkpoint.config, header.latent

@@ -9,8 +9,8 @@ It is a residual in G's feature space rather than in pixels, which is why it is 
 layers in the 20-50 bytes a 0.25 bpp budget leaves raised the held-out mean by 0.007 (ganrev.ratecontrol).
 
 Encoding: from the latent search's z and zero modulation, Adam on (z, modulation) together
-(:func:`fit_modulation`), then quantizer-in-the-loop refinement of both (straight-through, as
-:meth:`ganrev.codec.GanCodec.refine` does for the latent; plain rounding of the modulation loses most of its
+(:func:`fit_modulation`), then quantizer-in-the-loop refinement of both (straight-through,
+:func:`ganrev.codec.refine_quantized`, as for the latent alone; plain rounding of the modulation loses most of its
 gain: 0.797 instead of 0.828 after 20 steps). The modulation is quantized like the latent: a uniform grid over
 ``[-MODULATION_CLIP, MODULATION_CLIP]``, range-coded under N(0, sigma) with sigma chosen per file.
 
@@ -33,6 +33,7 @@ from ganrev.codec import (
     Quantizer,
     encode_modulation,
     pack_file,
+    refine_quantized,
 )
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
@@ -99,42 +100,19 @@ def fit_modulation(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
 def refine_modulated(generator: Generator, targets: torch.Tensor, z: torch.Tensor, params: torch.Tensor, layer: int,
                      latent_quantizer: Quantizer, modulation_quantizer: Quantizer,
                      options: ModulationSearch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantizer-in-the-loop refinement of a fitted (z, modulation): Adam on continuous values whose forward
-    pass sees both quantized (straight-through gradients), keeping the best quantized pair seen by the loss.
-    Returns the grid indices of the latents ``[N, d]`` and of the modulation ``[N, 2C]``."""
+    """Quantizer-in-the-loop refinement of a fitted (z, modulation) together (:func:`refine_quantized`, at
+    ``options.refine_lr``). Returns the grid indices of the latents ``[N, d]`` and of the modulation ``[N, 2C]``."""
     loss_fn = per_image_loss(options.loss)
     dim = z.shape[1]
-    joint = torch.cat([z, params], dim=1).to(targets.device)
-    quantizers = (latent_quantizer, modulation_quantizer)
-
-    def snap(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(latent indices, modulation indices, the values they stand for)"""
-        parts = (values[:, :dim], values[:, dim:])
-        symbols = [q.quantize(part.detach()) for q, part in zip(quantizers, parts)]
-        snapped = torch.cat([q.dequantize(s) for q, s in zip(quantizers, symbols)], dim=1)
-        return symbols[0], symbols[1], snapped
 
     def loss_at(values: torch.Tensor) -> torch.Tensor:
         return loss_fn(generator.images(values[:, :dim], Modulation(layer, values[:, dim:])), targets)
 
-    best_latent, best_modulation, snapped = snap(joint)
-    with torch.no_grad():
-        best_loss = loss_at(snapped)
-    adam = Adam(joint)
-    joint.requires_grad_(True)
-    for _ in range(options.refine_iters):
-        latent_symbols, modulation_symbols, snapped = snap(joint)
-        loss = loss_at(joint + (snapped - joint).detach())
-        better = loss.detach() < best_loss
-        best_loss = torch.where(better, loss.detach(), best_loss)
-        best_latent = torch.where(better[:, None], latent_symbols, best_latent)
-        best_modulation = torch.where(better[:, None], modulation_symbols, best_modulation)
-        (grad,) = torch.autograd.grad(loss.sum(), joint)
-        adam.step(grad, options.refine_lr)
-        with torch.no_grad():
-            joint[:, :dim].clamp_(-latent_quantizer.clip, latent_quantizer.clip)
-            joint[:, dim:].clamp_(-modulation_quantizer.clip, modulation_quantizer.clip)
-    return best_latent.cpu(), best_modulation.cpu()
+    latent_symbols, modulation_symbols = refine_quantized(
+        torch.cat([z, params], dim=1).to(targets.device),
+        [(latent_quantizer, dim), (modulation_quantizer, params.shape[1])], loss_at, options.refine_iters,
+        options.refine_lr)
+    return latent_symbols.cpu(), modulation_symbols.cpu()
 
 
 def modulated_files(codec: GanCodec, images: list[torch.Tensor], search: InversionResult, latent_bits: tuple[int, ...],
