@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ganrev.baselines import JPEGCodec
+from ganrev.codecs.classical import JPEGCodec
 from ganrev.codecs.learned import ArcnnCodec, ComCnnCodec
 from ganrev.data import carve_validation, open_dataset
 from ganrev.evaluate import CURVE_JPEG_QUALITIES, evaluate, load_image_folder, summarise

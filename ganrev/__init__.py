@@ -1,7 +1,7 @@
 """ganrev: GAN-inversion image compression.
 
 Pipeline: data -> models -> train -> invert (batched latent search) -> codec (quantize + bitstream)
--> baselines -> evaluate (table) -> cli.
+-> codecs (classical and learned baselines) -> evaluate (table) -> cli.
 """
 
 from ganrev.errors import GanrevError

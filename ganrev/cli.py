@@ -236,7 +236,7 @@ def _learned_specs(learned: Optional[str]) -> Optional[tuple[str, ...]]:
         return None
     if learned.strip().lower() == "none":
         return ()
-    from ganrev.baselines import codec_from_spec
+    from ganrev.codecs.specs import codec_from_spec
 
     specs = tuple(spec.strip() for spec in learned.split(",") if spec.strip())
     for spec in specs:

@@ -630,8 +630,8 @@ def decode_layer(layer: Layer, header: Header) -> torch.Tensor:
     residual of an RGB image may well decode as gray (all channels alike near mid-gray). A bare layer is
     first rebuilt into its complete file (:func:`ganrev.layers.complete_file`).
     """
-    # imported here: ganrev.baselines (which ganrev.layers uses) imports this module
-    from ganrev.baselines import codec_from_spec
+    # imported here: ganrev.codecs (which ganrev.layers uses) imports this module
+    from ganrev.codecs.specs import codec_from_spec
     from ganrev.layers import complete_file
 
     spec, data = complete_file(layer.codec, layer.data, header.width, header.height, header.gray)

@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import ganrev
-from ganrev.baselines import (
+from ganrev.codecs.classical import (
     DOWNSCALE_FACTORS,
     AVIFCodec,
     DownscaledWebPCodec,
@@ -56,8 +56,8 @@ from ganrev.baselines import (
     PNGCodec,
     WebPCodec,
     avif_available,
-    codec_from_spec,
 )
+from ganrev.codecs.specs import codec_from_spec
 from ganrev.codecs.learned import default_curve_sweeps, default_table_specs
 from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError

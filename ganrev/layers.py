@@ -10,7 +10,7 @@ it to the classical decoder, so every layer still is, byte for byte, a file of a
     lossy / lossless WebP: the payload of the file's one ``VP8 `` / ``VP8L`` chunk; rebuilt by adding the
     12-byte RIFF/WEBP header and the 8-byte chunk header.
 ``vp8-down2``, ``vp8-down4``
-    :class:`ganrev.baselines.DownscaledWebPCodec`: the ``VP8 `` payload of the image shrunk 2x or 4x; its
+    :class:`ganrev.codecs.classical.DownscaledWebPCodec`: the ``VP8 `` payload of the image shrunk 2x or 4x; its
     RIFF headers and its trailing byte (scale, size remainder, gray) follow from the header's size and gray
     flag. Decoded enlarged (bicubic) to the header's size.
 ``av1``
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganrev.baselines import DOWNSCALE_FACTORS, posterize
+from ganrev.codecs.classical import DOWNSCALE_FACTORS, posterize
 from ganrev.errors import GanrevError
 from ganrev.io import to_uint8
 
@@ -165,7 +165,7 @@ def encode_layer(coder: str, image: torch.Tensor, level: int) -> tuple[str, byte
 
 
 def complete_file(codec: str, data: bytes, width: int, height: int, gray: bool) -> tuple[str, bytes]:
-    """A layer as the complete classical file: the :func:`ganrev.baselines.codec_from_spec` spec whose
+    """A layer as the complete classical file: the :func:`ganrev.codecs.specs.codec_from_spec` spec whose
     decoder reads it, and the file's bytes (a complete-file layer as it is, a bare one rebuilt)."""
     if codec not in _DECODER_SPEC:
         raise GanrevError(f"unknown layer codec {codec!r}")

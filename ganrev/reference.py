@@ -2,12 +2,12 @@
 
 For one image the reference is the best complete classical file a user could pick by hand among every setting
 of :func:`reference_families`: lossy WebP at every quality 0-100, at full size and shrunk 2x and 4x
-(:class:`~ganrev.baselines.DownscaledWebPCodec`, enlarged bicubic on decode), lossless WebP, JPEG 4:4:4 at
+(:class:`~ganrev.codecs.classical.DownscaledWebPCodec`, enlarged bicubic on decode), lossless WebP, JPEG 4:4:4 at
 every quality 1-100 and AVIF 4:4:4 at every quality 0-100. For an SSIM target it is the smallest file reaching
 it (:func:`reference_bytes`); within a byte budget, the file with the highest SSIM (:func:`best_within`,
 :func:`reference_ssim`). These are complete, standard files: their container bytes count, as a .grv file's do.
 
-AVIF is measured only where this Pillow writes it (:func:`ganrev.baselines.avif_available`); elsewhere the
+AVIF is measured only where this Pillow writes it (:func:`ganrev.codecs.classical.avif_available`); elsewhere the
 family is left out and :func:`skipped_families` says so, for results files to record.
 
 :func:`measure_classical` encodes, decodes and scores every setting on one image once (about 500 files; on a
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganrev.baselines import (
+from ganrev.codecs.classical import (
     AVIFCodec,
     DownscaledWebPCodec,
     JPEGCodec,

@@ -1,7 +1,7 @@
 """Train the seeds' learned baselines (``ganrev fit-baseline {arcnn,comcnn}``) on real codec outputs.
 
 - ``arcnn`` (seed 004): AR-CNN + ASPP learns to restore ``JPEG(x)`` to ``x``, at one quality (the seed's
-  per-quality model) or, blind, at several. The JPEG files are the very ones :class:`ganrev.baselines.JPEGCodec`
+  per-quality model) or, blind, at several. The JPEG files are the very ones :class:`ganrev.codecs.classical.JPEGCodec`
   writes, made once before training.
 - ``comcnn`` (seed 003): ComCNN and RecCNN are trained alternately, as the paper does (one is held fixed while
   the other steps): RecCNN on real codec outputs, ``Re(up(JPEG(Cr(x))))`` against ``x``; then ComCNN through
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ganrev.baselines import JPEGCodec
+from ganrev.codecs.classical import JPEGCodec
 from ganrev.data import carve_validation, open_dataset, split_rule
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganrev.baselines import PNGCodec, WebPCodec
+from ganrev.codecs.classical import PNGCodec, WebPCodec
 from ganrev.codec import (
     REFINE_ITERS,
     RESIDUAL_MID,

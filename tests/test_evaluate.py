@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import ganrev.evaluate
-from ganrev.baselines import (
+from ganrev.codecs.classical import (
     DOWNSCALE_FACTORS,
     AVIFCodec,
     DownscaledWebPCodec,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganrev.baselines import AVIFCodec, JPEGCodec, WebPLosslessCodec, codec_from_spec, posterize
+from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPLosslessCodec, posterize
+from ganrev.codecs.specs import codec_from_spec
 from ganrev.codec import FILM_CODEC, LAYER_CODECS, Header, Layer, decode_layer, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, to_uint8

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganrev.baselines import JPEGCodec, codec_from_spec
+from ganrev.codecs.classical import JPEGCodec
+from ganrev.codecs.specs import codec_from_spec
 from ganrev.codecs.learned import (
     SHIPPED_DIR,
     ArcnnCodec,

@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import ganrev.codec
-from ganrev.baselines import AVIFCodec
+from ganrev.codecs.classical import AVIFCodec
 from ganrev.cli import main
 from ganrev.codec import GanCodec, residual_image, unpack_file
 from ganrev.errors import GanrevError

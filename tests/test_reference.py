@@ -10,7 +10,14 @@ import torch
 from skimage import data as skdata
 
 import ganrev.reference
-from ganrev.baselines import AVIFCodec, DownscaledWebPCodec, JPEGCodec, WebPCodec, WebPLosslessCodec, avif_available
+from ganrev.codecs.classical import (
+    AVIFCodec,
+    DownscaledWebPCodec,
+    JPEGCodec,
+    WebPCodec,
+    WebPLosslessCodec,
+    avif_available,
+)
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, load_image
 from ganrev.metrics import ssim

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ganrev.baselines import JPEGCodec
+from ganrev.codecs.classical import JPEGCodec
 from ganrev.cli import app
 from ganrev.errors import GanrevError
 from ganrev.nets.checkpoint import load_baseline

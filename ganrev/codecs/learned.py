@@ -1,6 +1,6 @@
 """The seeds' learned baselines as codecs: real JPEG files, decoded through trained networks.
 
-- :class:`ArcnnCodec` ("JPEG (10%) + ARCNN-ASPP"): the bytes are exactly :class:`ganrev.baselines.JPEGCodec`'s
+- :class:`ArcnnCodec` ("JPEG (10%) + ARCNN-ASPP"): the bytes are exactly :class:`ganrev.codecs.classical.JPEGCodec`'s
   file, so the rate is JPEG's; decoding restores the JPEG decode with AR-CNN + ASPP (seed 004).
 - :class:`ComCnnCodec` ("ComCNN/RecCNN (JPEG q10)"): ComCNN's half-size compact image as a JPEG file plus one
   trailing byte (whether height and width are odd; JPEG viewers ignore it, the rate counts it); decoding
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ganrev.baselines import JPEGCodec
+from ganrev.codecs.classical import JPEGCodec
 from ganrev.codec import ImageCodec
 from ganrev.errors import GanrevError
 from ganrev.nets import arcnn, comcnn

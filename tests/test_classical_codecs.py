@@ -1,4 +1,4 @@
-"""Tests for ganrev.baselines: classical codecs that encode to the bytes of real image files."""
+"""Tests for ganrev.codecs.classical and ganrev.codecs.specs: classical codecs that encode to the bytes of real image files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ganrev import baselines
-from ganrev.baselines import (
+from ganrev.codecs import classical
+from ganrev.codecs.classical import (
     DOWNSCALE_FACTORS,
     AVIFCodec,
     DownscaledWebPCodec,
@@ -24,9 +24,8 @@ from ganrev.baselines import (
     PNGCodec,
     WebPCodec,
     avif_available,
-    baseline_codecs,
-    codec_from_spec,
 )
+from ganrev.codecs.specs import baseline_codecs, codec_from_spec
 from ganrev.codec import ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, resize, to_uint8
@@ -265,7 +264,7 @@ def test_avif_round_trips(image):
 
 
 def test_avif_unavailable_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(baselines, "avif_available", lambda: False)
+    monkeypatch.setattr(classical, "avif_available", lambda: False)
     with pytest.raises(GanrevError, match="AVIF"):
         AVIFCodec(30)
     with pytest.raises(GanrevError, match="AVIF"):
