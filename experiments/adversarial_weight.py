@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from ganrev.data import carve_validation, open_dataset  # noqa: E402
 from ganrev.io import save_image  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.train import image_grid  # noqa: E402
+from ganrev.training.common import image_grid  # noqa: E402
 from ship_generator import reconstruction_figures  # noqa: E402
 
 

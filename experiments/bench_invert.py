@@ -25,7 +25,7 @@ from ganrev.invert import SearchOptions, invert
 from ganrev.io import atomic_write_text, list_images, load_image
 from ganrev.evaluate import display_path
 from ganrev.models import load_generator
-from ganrev.train import choose_device
+from ganrev.training.common import choose_device
 
 ROOT = Path(__file__).resolve().parent.parent
 

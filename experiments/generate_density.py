@@ -44,7 +44,7 @@ from ganrev.density import draw_latents, encode_images, fit_gaussian_mixture  # 
 from ganrev.io import save_image  # noqa: E402
 from ganrev.metrics import _load_lpips, _resolve_weights_path, ssim  # noqa: E402  (the LPIPS trunk's features)
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.train import image_grid  # noqa: E402
+from ganrev.training.common import image_grid  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 DATA = ("emoji (npm emoji-datasource-google 16.0.0): the training side minus its validation groups; "

@@ -44,7 +44,8 @@ from ganrev.invert import SearchOptions, default_search
 from ganrev.io import atomic_write_bytes, load_image
 from ganrev.metrics import lpips_status
 from ganrev.models import load_generator
-from ganrev.train import TrainOptions, fit_generator, image_grid
+from ganrev.training.common import image_grid
+from ganrev.training.generator import TrainOptions, fit_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_LOSSES = ("l1", "l2", "ssim", "ms-ssim", "bce", "ms-ssim+l1", "ms-ssim+l2")  # the seeds' seven

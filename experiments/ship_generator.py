@@ -26,7 +26,7 @@ from ganrev.invert import default_search
 from ganrev.io import atomic_write_text, load_image, save_image
 from ganrev.metrics import ssim
 from ganrev.models import CONFIG_FILE, DENSITY_FILE, ENCODER_FILE, WEIGHTS_FILE, GeneratorCheckpoint, load_generator
-from ganrev.train import STATE_FILE, image_grid
+from ganrev.training.common import STATE_FILE, image_grid
 
 LICENCES = {
     "emoji": "Noto Emoji images from npm `emoji-datasource-google` 16.0.0, Apache-2.0 (see "

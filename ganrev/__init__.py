@@ -1,6 +1,6 @@
 """ganrev: GAN-inversion image compression.
 
-Pipeline: data -> models -> train -> invert (batched latent search) -> codec (quantize + bitstream)
+Pipeline: data -> models (nets) -> training -> invert (batched latent search) -> codec (quantize + bitstream)
 -> codecs (classical and learned baselines) -> evaluate (table) -> cli.
 """
 

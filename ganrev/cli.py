@@ -54,7 +54,7 @@ def resolve_generator_path(generator: Optional[str]) -> Path:
 
 def _load_generator(generator: Optional[str], device: str):
     from ganrev.models import load_generator
-    from ganrev.train import choose_device
+    from ganrev.training.common import choose_device
 
     return load_generator(resolve_generator_path(generator), choose_device(device))
 
@@ -166,7 +166,7 @@ def fit_generator_command(
 
     Under `torchrun --nproc-per-node N ganrev fit-generator ...` training is data-parallel (DDP).
     """
-    from ganrev.train import TrainOptions, fit_generator
+    from ganrev.training.generator import TrainOptions, fit_generator
 
     _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
     schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps}
@@ -212,7 +212,7 @@ def fit_baseline_command(
 ) -> None:
     """Train a learned baseline on real JPEG outputs; writes OUT/<net>.safetensors + config.json, OUT/best/ and
     a sample picture (originals, plain codec, restored) every epoch."""
-    from ganrev.train_baseline import STATE_FILE, BaselineTrainOptions, fit_baseline
+    from ganrev.training.baselines import STATE_FILE, BaselineTrainOptions, fit_baseline
 
     _device(device)
     try:
@@ -286,8 +286,8 @@ def _check_seed(seed: int) -> None:
 
 
 def _device(requested: str, local_rank: int = 0):
-    """:func:`ganrev.train.choose_device`: ``--device`` checked before anything runs."""
-    from ganrev.train import choose_device
+    """:func:`ganrev.training.common.choose_device`: ``--device`` checked before anything runs."""
+    from ganrev.training.common import choose_device
 
     return choose_device(requested, local_rank)
 
@@ -437,7 +437,7 @@ def generate(
 
     from ganrev.density import draw_latents
     from ganrev.io import image_output_format, save_image
-    from ganrev.train import image_grid
+    from ganrev.training.common import image_grid
 
     _require(n >= 1, "-n", n, ">= 1")
     _require(prior in PRIORS, "--prior", prior, f"one of {', '.join(PRIORS)}")

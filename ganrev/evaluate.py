@@ -57,8 +57,8 @@ from ganrev.codecs.classical import (
     WebPCodec,
     avif_available,
 )
-from ganrev.codecs.specs import codec_from_spec
 from ganrev.codecs.learned import default_curve_sweeps, default_table_specs
+from ganrev.codecs.specs import codec_from_spec
 from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult, SearchOptions, default_search
@@ -66,6 +66,7 @@ from ganrev.io import atomic_write_text, atomic_writer, convert_channels, list_i
 from ganrev.metrics import image_metrics, lpips_status
 from ganrev.models import GeneratorCheckpoint, load_generator
 from ganrev.reference import measure_classical, reference_curve, reference_families, skipped_families
+from ganrev.training.common import choose_device
 
 __all__ = [
     "BEST_CLASSICAL_SERIES",
@@ -504,7 +505,6 @@ def run_metadata(checkpoint: GeneratorCheckpoint, device: torch.device, *, image
 
 def _checkpoint(generator: str | os.PathLike[str] | GeneratorCheckpoint,
                 device: str | torch.device) -> tuple[GeneratorCheckpoint, torch.device]:
-    from ganrev.train import choose_device  # ganrev.train pulls in the data loaders; only needed here
 
     dev = choose_device(device) if isinstance(device, str) else torch.device(device)
     if isinstance(generator, GeneratorCheckpoint):

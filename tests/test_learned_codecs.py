@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganrev.codecs.classical import JPEGCodec
-from ganrev.codecs.specs import codec_from_spec
 from ganrev.codecs.learned import (
     SHIPPED_DIR,
     ArcnnCodec,
@@ -26,6 +25,7 @@ from ganrev.codecs.learned import (
     default_table_specs,
     shipped_arcnn_qualities,
 )
+from ganrev.codecs.specs import codec_from_spec
 from ganrev.errors import GanrevError
 from ganrev.io import load_image
 from ganrev.nets import arcnn, comcnn

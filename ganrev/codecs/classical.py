@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganrev.codec import ImageCodec
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, to_uint8
 

@@ -1,4 +1,4 @@
-"""Tests for ganrev.train and the fit-generator / generate commands: tiny end-to-end runs on CPU.
+"""Tests for ganrev.training.generator and the fit-generator / generate commands: tiny end-to-end runs on CPU.
 
 Every run uses a 32x32 generator of width 8 and at most two steps per epoch, so the whole file takes
 a few seconds on one core. The data are random shapes drawn into PNG files in a temporary folder.
@@ -22,17 +22,8 @@ from ganrev.cli import app, main
 from ganrev.data import carve_validation, folder_dataset, is_test_group
 from ganrev.errors import GanrevError
 from ganrev.models import load_generator
-from ganrev.train import (
-    AeganObjective,
-    BEST_DIR,
-    STATE_FILE,
-    TrainOptions,
-    _moment_penalty,
-    choose_device,
-    fit_generator,
-    image_grid,
-    validation_ssim,
-)
+from ganrev.training.common import BEST_DIR, STATE_FILE, choose_device, image_grid
+from ganrev.training.generator import AeganObjective, TrainOptions, _moment_penalty, fit_generator, validation_ssim
 
 GRID_64 = 8 * (32 + 2) + 2  # an 8x8 grid of 32-pixel tiles with 2-pixel white gaps
 
@@ -302,7 +293,7 @@ def test_augment_changes_aegan_targets_only(shapes: Path, tmp_path: Path, monkey
     """--augment is part of the reconstruction objective: the plain GAN learns the images as they are (an
     augmented real set would teach it to draw rotated, recoloured emoji)."""
     calls: list[int] = []
-    monkeypatch.setattr("ganrev.train.reconstruction_augment", lambda x: calls.append(len(x)) or x)
+    monkeypatch.setattr("ganrev.training.generator.reconstruction_augment", lambda x: calls.append(len(x)) or x)
     fit_generator(_options(shapes, epochs=1, augment=True), tmp_path / "gan", device="cpu", progress=False)
     assert calls == []
     fit_generator(_aegan(shapes, epochs=1, augment=True), tmp_path / "aegan", device="cpu", progress=False)

@@ -1,4 +1,4 @@
-"""Tests for ganrev.train_baseline and `ganrev fit-baseline`: tiny real runs on shipped held-out emoji.
+"""Tests for ganrev.training.baselines and `ganrev fit-baseline`: tiny real runs on shipped held-out emoji.
 
 The data are 64 emoji from pretrained/emoji64/heldout used as an image folder at 32x32 (the folder's own split
 rule holds some back as test and validation images); two steps per epoch keep each run to seconds on one core.
@@ -20,7 +20,8 @@ from ganrev.errors import GanrevError
 from ganrev.nets.checkpoint import load_baseline
 from ganrev.nets import arcnn, comcnn
 from ganrev.io import load_image
-from ganrev.train_baseline import BEST_DIR, STATE_FILE, BaselineTrainOptions, _Nets, fit_baseline, jpeg_round_trip
+from ganrev.training.baselines import BaselineTrainOptions, _Nets, fit_baseline, jpeg_round_trip
+from ganrev.training.common import BEST_DIR, STATE_FILE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

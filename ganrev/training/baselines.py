@@ -38,10 +38,16 @@ from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import save_baseline
-from ganrev.train import STATE_FILE, choose_device, image_grid, read_train_state, training_device_name
+from ganrev.training.common import (
+    BEST_DIR,
+    STATE_FILE,
+    choose_device,
+    image_grid,
+    read_train_state,
+    training_device_name,
+)
 
 MODELS = ("arcnn", "comcnn")
-BEST_DIR = "best"
 DEFAULT_QUALITIES = {"arcnn": (10,), "comcnn": (5, 10, 20, 30, 50)}
 
 

@@ -1,0 +1,75 @@
+"""What every training run here shares: the device, sample grids, and checkpoint directories' state files."""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganrev.errors import GanrevError
+
+STATE_FILE = "train_state.pt"  # everything --resume needs: weights, optimisers, epoch, history
+BEST_DIR = "best"  # the checkpoint of the epoch with the best validation figure
+
+
+def choose_device(requested: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """The torch device for ``--device``, checked before anything runs: ``auto`` is CUDA when present, else CPU.
+    ``auto`` and ``cuda`` without an index take GPU ``local_rank`` (modulo the GPUs present), so each torchrun
+    process gets its own. Unknown names and absent GPUs are a one-line :class:`GanrevError`."""
+    hint = "use auto, cpu, cuda or cuda:N"
+    text = str(requested).strip()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise GanrevError(f"invalid --device {requested!r}: {hint}") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GanrevError(f"--device {requested}: no CUDA GPU is available (use --device cpu)")
+        if device.index is None:
+            return torch.device("cuda", local_rank % count)
+        if device.index >= count:
+            raise GanrevError(f"--device {requested}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}")
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise GanrevError(f"invalid --device {requested!r}: {hint}")
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor:
+    """Tile ``[N, C, H, W]`` images in [0, 1] into one ``[C, H', W']`` grid on a white background."""
+    n, c, h, w = images.shape
+    nrow = max(1, min(nrow, n))  # fewer images than a row: no blank tiles
+    rows = math.ceil(n / nrow)
+    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for k in range(n):
+        r, col = divmod(k, nrow)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[k]
+    return grid
+
+
+def training_device_name(device: torch.device) -> str:
+    """The device a checkpoint's config.json records: the GPU's name, or the CPU and torch's thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def read_train_state(out: Path, name: str = STATE_FILE) -> dict[str, Any]:
+    """``out/name`` for ``--resume``, read with ``torch.load(weights_only=True)`` (never unpickles code); a missing,
+    damaged or foreign file is a one-line GanrevError."""
+    state_path = out / name
+    if not state_path.is_file():
+        raise GanrevError(f"--resume: no {name} in {out}")
+    try:
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file: name it, in one line
+        raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
