@@ -1,0 +1,204 @@
+"""Rate-SSIM curves (``ganrev table --curves``): every scheme swept over its qualities (GAN reversal over
+latent bits), beside the best classical file per image (:mod:`ganrev.reference`); their points as JSON,
+and a plot.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ganrev.codec import GanCodec, ImageCodec
+from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPCodec, avif_available
+from ganrev.codecs.learned import default_curve_sweeps
+from ganrev.errors import GanrevError
+from ganrev.evaluate.records import evaluate, summarise
+from ganrev.evaluate.runs import (
+    EvalOptions,
+    dump_json,
+    load_image_folder,
+    resolve_checkpoint,
+    resolve_images_dir,
+    run_metadata,
+    search_latents,
+    settings_record,
+)
+from ganrev.invert import InversionResult
+from ganrev.io import atomic_write_text, atomic_writer
+from ganrev.models import GeneratorCheckpoint
+from ganrev.reference import measure_classical, reference_curve, reference_families, skipped_families
+
+__all__ = [
+    "BEST_CLASSICAL_SERIES",
+    "CurvesResult",
+    "plot_curves",
+    "run_curves",
+    "write_curves_json",
+]
+
+BEST_CLASSICAL_SERIES = "Best classical per image"
+
+
+@dataclass
+class CurvesResult:
+    """Rate-distortion points (one dict per scheme and setting, means over images) and run metadata."""
+
+    points: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+    def series(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for point in self.points:
+            out.setdefault(point["series"], []).append(point)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metadata": self.metadata, "points": self.points}
+
+
+_POINT_FIELDS = ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_s", "decode_s", "ssim_latent",
+                 "ssim_quantized", "ssim_refined")
+
+
+def _point(series: str, parameter: str, value: int | float, records: list[dict[str, Any]]) -> dict[str, Any]:
+    (row,) = summarise(records)
+    return {"series": series, "parameter": parameter, "value": value, "images": row["images"],
+            **{key: row[key] for key in _POINT_FIELDS}}
+
+
+def _best_classical_points(images: list[torch.Tensor], budgets_bpp: Sequence[float],
+                           progress: bool) -> list[dict[str, Any]]:
+    """The per-image reference (:func:`ganrev.reference.reference_curve`) at each budget, as curve points.
+
+    Every setting is measured once per image and every budget read off those measurements. Only bytes, bpp and
+    SSIM are measured (the reference is chosen by SSIM); the other fields are None.
+    """
+    measured = [measure_classical(image) for image in tqdm(images, desc=f"{BEST_CLASSICAL_SERIES} curve",
+                                                           disable=not progress, leave=False, dynamic_ncols=True)]
+    return [{"series": BEST_CLASSICAL_SERIES, "parameter": "budget_bpp", "value": point.budget_bpp,
+             "images": point.images, **dict.fromkeys(_POINT_FIELDS), "bytes": point.bytes, "bpp": point.bpp,
+             "ssim": point.ssim, "images_without_file": point.images_without_file}
+            for point in reference_curve(measured, budgets_bpp)]
+
+
+def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
+               images_dir: str | os.PathLike[str] | None = None, options: EvalOptions = EvalOptions(), *,
+               search: InversionResult | None = None) -> CurvesResult:
+    """Rate-distortion points: JPEG and WebP (and AVIF where available) quality sweeps, the best classical file
+    per image at each of ``options.reference_bpp`` (:mod:`ganrev.reference`: an image with no classical file
+    within a budget counts as 0 bytes and SSIM 0 there), GAN reversal over bits.
+
+    The latent search does not depend on ``bits``, so it runs once (``options.search_for`` the generator, or
+    ``search`` from an earlier run on the same images, e.g. :attr:`TableResult.search`) and each of
+    ``options.bits_list`` only re-quantizes, refines and packs. ``options.iters_list`` adds a GAN series over
+    search iterations at ``options.bits`` (one search each).
+    """
+    started = time.perf_counter()
+    checkpoint, dev = resolve_checkpoint(generator, options.device)
+    folder = resolve_images_dir(checkpoint, images_dir)
+    names, images = load_image_folder(folder, options.limit)
+    if search is not None and len(search.z) != len(images):
+        raise GanrevError(f"the search given holds {len(search.z)} latents for {len(images)} images")
+    metadata = run_metadata(checkpoint, dev, images_dir=folder, images=len(images),
+                            lpips_weights=options.lpips_weights)
+    kw: dict[str, Any] = {"names": names, "lpips_weights": options.lpips_weights}
+    progress = options.progress
+    points = []
+    sweeps: list[tuple[str, Callable[[int], ImageCodec], Sequence[int]]] = [
+        ("JPEG", JPEGCodec, options.jpeg_qualities), ("WebP", WebPCodec, options.webp_qualities)]
+    if options.avif_qualities and avif_available():
+        sweeps.append(("AVIF", AVIFCodec, options.avif_qualities))
+    if options.learned is None:
+        sweeps += default_curve_sweeps(checkpoint.metadata.get("dataset"))
+    for series, factory, qualities in sweeps:
+        for quality in tqdm(list(qualities), desc=f"{series} curve", disable=not progress, leave=False,
+                            dynamic_ncols=True):
+            points.append(_point(series, "quality", int(quality), evaluate(images, [factory(quality)], **kw)))
+    if options.reference_bpp:
+        points += _best_classical_points(images, options.reference_bpp, progress)
+
+    search_options = options.search_for(checkpoint)
+    searches: dict[int, InversionResult] = {}
+
+    def search_at(count: int) -> InversionResult:
+        if count not in searches:
+            if count == search_options.iters and search is not None:
+                searches[count] = search
+            else:
+                codec = GanCodec(checkpoint, bits=options.bits, search=replace(search_options, iters=count),
+                                 device=dev, progress=progress)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    searches[count] = search_latents(codec, images)
+        return searches[count]
+
+    iters = search_options.iters
+    gan_series = [("GAN reversal (bits)", "bits", b, iters, b) for b in options.bits_list]
+    gan_series += [("GAN reversal (iterations)", "iters", n, n, options.bits) for n in options.iters_list]
+    for series, parameter, value, count, b in tqdm(gan_series, desc="GAN curve", disable=not progress, leave=False,
+                                                   dynamic_ncols=True):
+        codec = GanCodec(checkpoint, bits=b, search=replace(search_options, iters=count),
+                         refine_iters=options.refine_iters, device=dev)
+        records = evaluate(images, [codec], gan_search=search_at(count), **kw)
+        points.append(_point(series, parameter, int(value), records))
+    metadata["settings"] = settings_record(options, checkpoint) | {
+        "avif_qualities": list(options.avif_qualities) if avif_available() else [], "search_reused": search is not None,
+        "reference_families": list(reference_families()) if options.reference_bpp else [],
+        "reference_skipped": skipped_families() if options.reference_bpp else {}}
+    metadata["wall_s"] = time.perf_counter() - started
+    return CurvesResult(points, metadata)
+
+
+def write_curves_json(curves: CurvesResult, path: str | os.PathLike[str]) -> None:
+    """The curve points and metadata as JSON, atomically."""
+    atomic_write_text(path, dump_json(curves.to_dict()))
+
+
+_STYLE = {"JPEG": ("tab:blue", "o"), "WebP": ("tab:green", "s"), "AVIF": ("tab:purple", "^"),
+          "GAN reversal (bits)": ("tab:red", "D"), "GAN reversal (iterations)": ("tab:orange", "v"),
+          "JPEG + ARCNN-ASPP": ("tab:cyan", "P"), "JPEG + ARCNN-ASPP blind": ("tab:olive", "p"),
+          "ComCNN/RecCNN": ("tab:brown", "X"), BEST_CLASSICAL_SERIES: ("black", ".")}
+
+
+def plot_curves(curves: CurvesResult, path: str | os.PathLike[str], title: str | None = None) -> None:
+    """Two panels, SSIM vs bpp and PSNR vs bpp (log-x), each point labelled with its setting (the best classical
+    file per image: dashed black, SSIM only, labelled with its budget); PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.5), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for series, points in curves.series().items():
+        points = sorted(points, key=lambda p: p["value"])  # the line follows the setting
+        colour, marker = _STYLE.get(series, (None, "x"))
+        prefix = {"quality": "q", "bits": "b", "iters": "i", "budget_bpp": "≤"}
+        for ax, key in zip(axes, ("ssim", "psnr")):
+            # bpp 0: no image had a file within the budget, a point a log axis cannot show
+            shown = [p for p in points if p[key] is not None and math.isfinite(p[key]) and p["bpp"] > 0]
+            ax.plot([p["bpp"] for p in shown], [p[key] for p in shown], marker=marker, color=colour, label=series,
+                    markersize=4, linewidth=1.2,
+                    linestyle="--" if series == BEST_CLASSICAL_SERIES else "-")  # a bound, not a codec
+            for p in shown:
+                value = f"{p['value']:g}" if isinstance(p["value"], float) else p["value"]
+                ax.annotate(f"{prefix.get(p['parameter'], '')}{value}", (p["bpp"], p[key]), fontsize=6,
+                            xytext=(3, 2), textcoords="offset points", color=colour)
+    for ax, label in zip(axes, ("SSIM", "PSNR (dB)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel (whole file)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    meta = curves.metadata
+    figure.suptitle(title or f"Rate-distortion on {meta.get('images')} images ({meta.get('images_dir')}), "
+                             f"{meta['settings']['search']['iters']} search iterations", fontsize=9)
+    with atomic_writer(path) as handle:
+        figure.savefig(handle, format="png")
