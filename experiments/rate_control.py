@@ -1,6 +1,7 @@
 """Rate control against the best classical file a user could pick by hand (issue 12's benchmark).
 
     python experiments/rate_control.py            # writes experiments/results/rate_control.{json,md,png}
+                                                  # and rate_control-compressai/ (the curves, CompressAI's layout)
     python experiments/rate_control.py --limit 6 --out /tmp/rate_control   # a quick check: 6 emoji, 6 photos
 
 Image sets: the 64 held-out emoji shipped with the default generator (pretrained/emoji64/heldout) and 64x64
@@ -39,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ganrev.codec import GanCodec  # noqa: E402
-from ganrev.evaluate import load_image_folder  # noqa: E402
+from ganrev.evaluate import CurvesResult, load_image_folder, write_compressai_results  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
@@ -197,6 +198,18 @@ def classical_curves(points: dict[str, ClassicalFiles], names: list[str]) -> dic
     return curves
 
 
+def compressai_curves(engine: list[dict], classical: dict[str, list[dict]], meta: dict) -> CurvesResult:
+    """The curves as :func:`ganrev.evaluate.write_compressai_results` takes them, to write one CompressAI
+    results file per series (bpp and SSIM, means over the held-out emoji)."""
+    series = {"GAN reversal, rate control": ("target_bpp", engine),
+              **{name: ("target_bpp" if name.startswith("reference") else "quality", points)
+                 for name, points in classical.items()}}
+    points = [{"series": name, "parameter": parameter, "value": point[parameter], "bpp": point["bpp"],
+               "ssim": point["ssim"]} for name, (parameter, curve) in series.items() for point in curve]
+    return CurvesResult(points, {"images": meta["curve_images"], "images_dir": "pretrained/emoji64/heldout",
+                                 "device": meta["device"], "generator": {"path": "pretrained/emoji64"}})
+
+
 def plot(engine: list[dict], classical: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -282,6 +295,8 @@ def main() -> None:
     payload = {"meta": meta, "summary": summary, "curve": {"engine": curve, **classical}, "rows": rows}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
     args.out.with_suffix(".md").write_text(markdown(summary, meta))
+    compressai_dir = args.out.with_name(f"{args.out.name}-compressai")
+    write_compressai_results(compressai_curves(curve, classical, meta), compressai_dir)
     print(markdown(summary, meta))
 
 

@@ -5,8 +5,9 @@
 
 Writes into ``--out`` (default experiments/results/): table.json (summary, per-image records, rate
 matching, metadata: device, versions, generator fingerprint, settings, time taken), table.md, table.csv,
-grid.png (the first --grid-images images as every scheme decoded them), curves.json and curves.png. The
-curves re-use the table's latent search (it does not depend on bits).
+grid.png (the first --grid-images images as every scheme decoded them), curves.json, curves.png and
+curves-compressai/ (one file per series in CompressAI's results-JSON layout). The curves re-use the table's
+latent search (it does not depend on bits).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ganrev.evaluate import (  # noqa: E402
     plot_curves,
     run_curves,
     run_table,
+    write_compressai_results,
     write_curves_json,
     write_table_csv,
     write_table_grid,
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             write_curves_json(curves, out / "curves.json")
             plot_curves(curves, out / "curves.png")
             written += ["curves.json", "curves.png"]
+            written += [path.relative_to(out).as_posix()
+                        for path in write_compressai_results(curves, out / "curves-compressai")]
     except GanrevError as exc:
         print(f"run_table: error: {exc}", file=sys.stderr)
         return 2

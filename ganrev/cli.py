@@ -909,13 +909,14 @@ def table(
                                 "sweeps, the learned baselines' sweeps, the best classical file per image at 0.1-2 "
                                 "bpp, GAN reversal over bits; the latent search is re-used)"),
     curves_out: Optional[Path] = typer.Option(None, "--curves-out", help="PNG for the curves, points beside it "
-                                              "as .json (implies --curves; default: curves.png)"),
+                                              "as .json and in CompressAI's results layout in <name>-compressai/ "
+                                              "(implies --curves; default: curves.png)"),
     grid: Optional[Path] = typer.Option(None, "--grid", help="write a .png of the first images as every scheme "
                                         "decoded them, each tile captioned with bytes and SSIM"),
     grid_images: Optional[int] = typer.Option(None, "--grid-images", help="images (columns) in --grid "
                                                f"(default: {TABLE_GRID_IMAGES})"),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite output files (--json, --csv, --md, --grid, "
-                               "--curves-out) that exist"),
+                               "--curves-out and its -compressai/ files) that exist"),
     lpips_weights: Optional[Path] = typer.Option(None, help="LPIPS weights: an AlexNet backbone .pth or a whole "
                                                  "LPIPS .safetensors (default: $GANREV_LPIPS_WEIGHTS, else the "
                                                  "shipped pretrained/lpips/)"),
@@ -937,6 +938,7 @@ def table(
         plot_curves,
         run_curves,
         run_table,
+        write_compressai_results,
         write_curves_json,
         write_table_csv,
         write_table_grid,
@@ -954,9 +956,15 @@ def table(
             raise GanrevError(f"--grid {grid}: the grid is written as PNG, so its name must end in .png")
     curves_png = curves_out if curves_out is not None else (Path("curves.png") if curves else None)
     outputs = [path for path in (json_out, csv_out, md_out, grid, curves_png) if path is not None]
+    compressai_dir = None if curves_png is None else curves_png.with_name(f"{curves_png.stem}-compressai")
     if curves_png is not None:
         outputs.append(curves_png.with_suffix(".json"))
     _check_outputs([(None, path) for path in outputs], force, "table")
+    if compressai_dir is not None:
+        if compressai_dir.exists() and not compressai_dir.is_dir():
+            raise GanrevError(f"{compressai_dir} (the curves in CompressAI's layout) exists and is not a folder")
+        if compressai_dir.is_dir() and any(compressai_dir.iterdir()) and not force:
+            raise GanrevError(f"output folder exists and is not empty: {compressai_dir} (--force overwrites its files)")
     learned_specs = _learned_specs(learned)
     path = resolve_generator_path(generator)
     if compare is None:
@@ -993,6 +1001,7 @@ def table(
         plot_curves(points, curves_png)
         write_curves_json(points, curves_png.with_suffix(".json"))
         written += [curves_png, curves_png.with_suffix(".json")]
+        written += write_compressai_results(points, compressai_dir)
     for target in written:
         typer.echo(f"wrote {target}")
 

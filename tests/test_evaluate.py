@@ -31,6 +31,7 @@ from ganrev.codec import GanCodec
 from ganrev.errors import GanrevError
 from ganrev.evaluate import (
     BEST_CLASSICAL_SERIES,
+    CurvesResult,
     GRID_CAPTION_HEIGHT,
     GRID_GAP,
     GRID_LABEL_WIDTH,
@@ -39,6 +40,7 @@ from ganrev.evaluate import (
     EvalOptions,
     GridImages,
     TableResult,
+    compressai_results,
     display_path,
     run_curves,
     run_table,
@@ -290,6 +292,40 @@ def test_curves_png_and_points(table_run):
     assert any(p["series"] == "WebP" for p in points)
 
 
+def test_curves_in_compressai_results_layout(table_run):
+    """One file per series beside curves.png, as CompressAI's results/image/<dataset>/*.json: the same points as
+    curves.json, in increasing bpp."""
+    output, out = table_run
+    points = json.loads((out / "curves.json").read_text())["points"]
+    folder = out / "curves-compressai"
+    files = sorted(folder.glob("*.json"))
+    assert {path.name for path in files} >= {"jpeg.json", "webp.json", "gan-reversal-bits.json"}
+    assert len(files) == len({p["series"] for p in points})
+    for path in files:
+        assert f"wrote {path}" in output
+        data = json.loads(path.read_text())
+        assert set(data) == {"name", "description", "results"} and data["name"] in data["description"]
+        mine = sorted((p for p in points if p["series"] == data["name"]), key=lambda p: p["bpp"])
+        results = data["results"]
+        fields = {"bpp": "bpp", "psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim", "lpips": "lpips",
+                  "encoding_time": "encode_s", "decoding_time": "decode_s"}
+        assert {"bpp", "ssim"} <= set(results) <= set(fields)  # the best-classical series has just these
+        for key, values in results.items():  # MS-SSIM is None on these 32x32 images: left out, not null
+            assert values == [p[fields[key]] for p in mine]
+
+
+def test_compressai_results_leave_out_a_metric_some_point_lacks():
+    point = {"parameter": "quality", "psnr": 30.0, "ms_ssim": 0.9, "ssim": 0.8, "encode_s": 0.1, "decode_s": 0.01}
+    curves = CurvesResult([{**point, "series": "JPEG", "value": 50, "bpp": 2.0, "lpips": 0.1},
+                           {**point, "series": "JPEG", "value": 10, "bpp": 0.5, "lpips": None},
+                           {**point, "series": "GAN reversal (bits)", "value": 6, "bpp": 0.2, "lpips": 0.2}],
+                          {"images": 2, "images_dir": "x", "device": "CPU"})
+    files = compressai_results(curves)
+    assert set(files) == {"jpeg.json", "gan-reversal-bits.json"}
+    assert files["jpeg.json"]["results"]["bpp"] == [0.5, 2.0] and "lpips" not in files["jpeg.json"]["results"]
+    assert files["gan-reversal-bits.json"]["results"]["lpips"] == [0.2]
+
+
 def test_compress_latents_reuses_one_search_exactly(generator_dir, image_dir):
     """compress == search + compress_latents, for the codec's own bits and for another bits setting."""
     checkpoint = load_generator(generator_dir)
@@ -411,6 +447,19 @@ def test_every_table_output_refuses_to_overwrite_without_force(capsys, generator
     line = _table_error(capsys, generator_dir, image_dir, option, str(existing))
     assert "output exists" in line and "--force" in line
     assert existing.read_bytes() == b"keep me"
+
+
+def test_curves_refuse_a_compressai_folder_with_files_without_force(capsys, generator_dir, image_dir, tmp_path,
+                                                                   no_table):
+    kept = tmp_path / "curves-compressai" / "jpeg.json"
+    kept.parent.mkdir()
+    kept.write_text("keep me")
+    line = _table_error(capsys, generator_dir, image_dir, "--curves-out", str(tmp_path / "curves.png"))
+    assert "curves-compressai" in line and "--force" in line
+    assert kept.read_text() == "keep me"
+    (tmp_path / "other-compressai").write_text("a file")
+    line = _table_error(capsys, generator_dir, image_dir, "--curves-out", str(tmp_path / "other.png"), "--force")
+    assert "not a folder" in line
 
 
 def test_two_table_outputs_may_not_share_a_file(capsys, generator_dir, image_dir, tmp_path, no_table):

@@ -3,7 +3,8 @@
 - :mod:`ganrev.evaluate.records`: measure codecs on images (one record per codec and image: bytes, bpp,
   metrics, times) and summarise them; match a codec's quality to a rate;
 - :mod:`ganrev.evaluate.table`: ``ganrev table``'s rows (:func:`run_table`) and their JSON, CSV, Markdown, grid;
-- :mod:`ganrev.evaluate.curves`: the rate-SSIM curves (:func:`run_curves`) and their JSON and plot;
+- :mod:`ganrev.evaluate.curves`: the rate-SSIM curves (:func:`run_curves`), their JSON (also in CompressAI's
+  results layout) and plot;
 - :mod:`ganrev.evaluate.runs`: what those share: :class:`EvalOptions`, inputs, run metadata, strict JSON.
 
 The names below are those modules' public API, importable from here.
@@ -48,7 +49,9 @@ from ganrev.evaluate.curves import (
     BEST_CLASSICAL_SERIES,
     CurvesResult,
     plot_curves,
+    compressai_results,
     run_curves,
+    write_compressai_results,
     write_curves_json,
 )
 
@@ -83,6 +86,8 @@ __all__ = [
     "search_latents",
     "summarise",
     "write_curves_json",
+    "compressai_results",
+    "write_compressai_results",
     "write_table_csv",
     "write_table_json",
     "write_table_grid",

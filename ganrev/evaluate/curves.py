@@ -1,6 +1,6 @@
 """Rate-SSIM curves (``ganrev table --curves``): every scheme swept over its qualities (GAN reversal over
 latent bits), beside the best classical file per image (:mod:`ganrev.reference`); their points as JSON,
-and a plot.
+each series also in CompressAI's results-JSON layout (:func:`write_compressai_results`), and a plot.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,9 +39,11 @@ from ganrev.reference import measure_classical, reference_curve, reference_famil
 
 __all__ = [
     "BEST_CLASSICAL_SERIES",
+    "compressai_results",
     "CurvesResult",
     "plot_curves",
     "run_curves",
+    "write_compressai_results",
     "write_curves_json",
 ]
 
@@ -160,6 +163,44 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
 def write_curves_json(curves: CurvesResult, path: str | os.PathLike[str]) -> None:
     """The curve points and metadata as JSON, atomically."""
     atomic_write_text(path, dump_json(curves.to_dict()))
+
+
+# CompressAI's results files name a metric by these keys (compressai/results/image/<dataset>/*.json); the
+# ones CompressAI does not use (ssim, lpips) keep the same style.
+_COMPRESSAI_KEYS = {"bpp": "bpp", "psnr": "psnr", "ms_ssim": "ms-ssim", "ssim": "ssim", "lpips": "lpips",
+                    "encode_s": "encoding_time", "decode_s": "decoding_time"}
+
+
+def compressai_results(curves: CurvesResult) -> dict[str, dict[str, Any]]:
+    """Each series in CompressAI's results-JSON layout, keyed by a file name made of the series' name:
+    ``{"name", "description", "results": {"bpp": [...], "psnr": [...], "ms-ssim": [...], ...}}`` with one
+    entry per point in increasing bpp, so that CompressAI's plotting (``python -m compressai.utils.plot -f
+    ...``) or any script reading those files draws ganrev's curves beside published ones. A metric some point
+    lacks (LPIPS offline) is left out of that series; times are seconds per image."""
+    meta = curves.metadata
+    source = (f"{meta.get('images')} images of {meta.get('images_dir')}; {meta.get('device')}; "
+              f"generator {(meta.get('generator') or {}).get('path')}")
+    files: dict[str, dict[str, Any]] = {}
+    for series, points in curves.series().items():
+        points = sorted(points, key=lambda point: point["bpp"])
+        results = {key: [point[field] for point in points] for field, key in _COMPRESSAI_KEYS.items()
+                   if all(point.get(field) is not None for point in points)}
+        parameters = ", ".join(sorted({point["parameter"] for point in points}))
+        name = "-".join("".join(c if c.isalnum() else " " for c in series.lower()).split())
+        files[f"{name}.json"] = {"name": series, "description": f"ganrev {series} ({parameters} sweep): {source}",
+                                 "results": results}
+    return files
+
+
+def write_compressai_results(curves: CurvesResult, directory: str | os.PathLike[str]) -> list[Path]:
+    """:func:`compressai_results` as files in ``directory`` (made if missing), each written atomically."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, payload in compressai_results(curves).items():
+        atomic_write_text(folder / name, dump_json(payload))
+        written.append(folder / name)
+    return written
 
 
 _STYLE = {"JPEG": ("tab:blue", "o"), "WebP": ("tab:green", "s"), "AVIF": ("tab:purple", "^"),
