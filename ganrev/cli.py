@@ -17,7 +17,7 @@ import typer
 from ganrev.errors import GanrevError
 
 if TYPE_CHECKING:
-    from ganrev.codec import Layer
+    from ganrev.container import Layer
     from ganrev.ratecontrol import RatedFile, RateTarget
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -505,7 +505,7 @@ def _compress_targets(inputs: List[Path], out: Optional[Path], force: bool = Fal
     names the file for a single image. Refused: a wrong -o, outputs that collide, exist (without ``force``),
     are inputs, or cannot be written.
     """
-    from ganrev.codec import EXTENSION
+    from ganrev.container import EXTENSION
     from ganrev.io import IMAGE_SUFFIXES, list_images
 
     if out is not None and not out.is_dir() and _is_input(out, inputs):
@@ -844,7 +844,8 @@ def info(
     in format version 2 (the generator the fingerprint names fixes them). header_bytes counts everything that
     is not the latent payload or a layer's bytes: header, layer lengths and integrity check.
     """
-    from ganrev.codec import bits_per_pixel, unpack_file
+    from ganrev.codec import bits_per_pixel
+    from ganrev.container import unpack_file
 
     rows = []
     for path in files:
@@ -877,7 +878,8 @@ def info(
 
 def _film_fields(layer: Layer) -> dict:
     """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codec)."""
-    from ganrev.codec import FILM_CODEC, film_fields
+    from ganrev.codec import film_fields
+    from ganrev.container import FILM_CODEC
 
     if layer.codec != FILM_CODEC or not layer.data:
         return {}

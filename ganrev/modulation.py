@@ -10,11 +10,12 @@ layers in the 20-50 bytes a 0.25 bpp budget leaves raised the held-out mean by 0
 
 Encoding: from the latent search's z and zero modulation, Adam on (z, modulation) together
 (:func:`fit_modulation`), then quantizer-in-the-loop refinement of both (straight-through,
-:func:`ganrev.codec.refine_quantized`, as for the latent alone; plain rounding of the modulation loses most of its
+:func:`ganrev.quantize.refine_quantized`, as for the latent alone; plain rounding of the modulation loses most of its
 gain: 0.797 instead of 0.828 after 20 steps). The modulation is quantized like the latent: a uniform grid over
 ``[-MODULATION_CLIP, MODULATION_CLIP]``, range-coded under N(0, sigma) with sigma chosen per file.
 
-The layer's bytes are described in :mod:`ganrev.codec` (layer codec ``film``).
+The layer's bytes (layer codec ``film``) are described in :mod:`ganrev.container` and written by
+:func:`ganrev.codec.encode_modulation`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ganrev.codec import (
-    FINGERPRINT_BYTES,
-    MODULATION_CLIP,
-    GanCodec,
-    Header,
-    LatentCoding,
-    Quantizer,
-    encode_modulation,
-    pack_file,
-    refine_quantized,
-)
+from ganrev.codec import MODULATION_CLIP, GanCodec, encode_modulation
+from ganrev.container import FINGERPRINT_BYTES, Header, LatentCoding, pack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
 from ganrev.nets.dcgan import Generator, Modulation
+from ganrev.quantize import Quantizer, refine_quantized
 
 CHUNK_IMAGES = 64  # images fitted together (the latent search's CPU chunk): bounds the autograd memory
 

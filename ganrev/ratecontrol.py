@@ -44,17 +44,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ganrev.codec import (
-    GanCodec,
-    Header,
-    Layer,
-    add_residual,
-    bits_per_pixel,
-    decode_layer,
-    pack_file,
-    residual_image,
-    unpack_file,
-)
+from ganrev.codec import GanCodec, add_residual, bits_per_pixel, decode_layer, residual_image
+from ganrev.container import Header, Layer, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult
 from ganrev.layers import CODER_LEVELS, encode_layer

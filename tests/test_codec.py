@@ -1,4 +1,4 @@
-"""The GAN-reversal codec: quantizer, container, round trips, and refusal of bad files."""
+"""The GAN-reversal codec (ganrev.codec) on the container (ganrev.container): round trips of every mode, refusal of bad files."""
 
 from __future__ import annotations
 
@@ -6,36 +6,21 @@ import struct
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ganrev.codec import REFINE_ITERS, RESIDUAL_MID, GanCodec, add_residual, bits_per_pixel, residual_image
 from ganrev.codecs.classical import PNGCodec, WebPCodec
-from ganrev.codec import (
-    REFINE_ITERS,
-    RESIDUAL_MID,
-    GanCodec,
-    Header,
-    LatentCoding,
-    Layer,
-    Quantizer,
-    add_residual,
-    bits_per_pixel,
-    crc24,
-    latent_entropy_bits,
-    pack_file,
-    refine_quantized,
-    residual_image,
-    unpack_file,
-)
+from ganrev.container import Header, LatentCoding, Layer, crc24, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import SearchOptions, default_search
 from ganrev.io import from_uint8, load_image, list_images, to_uint8
 from ganrev.metrics import ssim
 from ganrev.models import load_generator, save_generator
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
+from ganrev.quantize import Quantizer, latent_entropy_bits
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 # Written by ganrev 0.x (format version 1) from SHIPPED/heldout/1f0cf.png, with the image it decoded to then.
@@ -117,35 +102,6 @@ def v1_file(header: Header, payload: bytes, latent_dim: int, resolution: int) ->
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def test_quantizer_grid_round_trip():
-    q = Quantizer(bits=4, clip=3.0)
-    z = torch.linspace(-5, 5, 101)
-    symbols = q.quantize(z)
-    assert symbols.min() == 0 and symbols.max() == 15
-    grid = q.dequantize(torch.arange(16))
-    assert torch.allclose(grid[[0, -1]], torch.tensor([-3.0, 3.0]))
-    inside = z.abs() <= 3
-    assert (q.dequantize(symbols)[inside] - z[inside]).abs().max() <= q.step / 2 + 1e-6
-    assert torch.equal(q.quantize(grid), torch.arange(16))
-
-
-@pytest.mark.parametrize("bits", [2, 5, 8, 12, 16])
-def test_entropy_coder_round_trip_and_rate(bits):
-    q = Quantizer(bits=bits, clip=3.0)
-    z = torch.randn(100, generator=torch.Generator().manual_seed(bits)).clamp(-3, 3)
-    symbols = q.quantize(z).numpy()
-    sigma, payload = q.best_sigma(symbols)
-    assert np.array_equal(q.decode_symbols(payload, len(symbols), sigma), symbols)
-    # The range coder stays within a few bytes of the ideal code length under its own model.
-    assert len(payload) * 8 <= latent_entropy_bits(symbols, q, sigma) + 40
-
-
-def test_quantizer_rejects_bad_settings():
-    for bits in (1, 17):
-        with pytest.raises(GanrevError, match="bits"):
-            Quantizer(bits=bits, clip=3.0)
-
-
 def test_round_trip_reproduces_reported_pixels(compressed):
     codec, images, results = compressed
     for image, result in zip(images, results):
@@ -166,29 +122,6 @@ def test_refinement_never_worse_than_rounding(compressed):
     _, _, results = compressed
     for result in results:
         assert result.ssim_refined >= result.ssim_quantized - 1e-6
-
-
-def test_refine_quantized_splits_columns_among_quantizers_and_keeps_the_best_grid_point():
-    """A loss whose minimum lies between grid points, in two column groups quantized differently: the
-    refinement returns each group's indices on its own grid, never a worse row than plain rounding, and with
-    0 iterations plain rounding itself."""
-    torch.manual_seed(0)
-    coarse, fine = Quantizer(2, 3.0), Quantizer(6, 1.0)
-    goal = torch.cat([torch.rand(5, 3) * 6 - 3, torch.rand(5, 4) * 2 - 1], dim=1)
-    start = goal + 0.3 * torch.randn(5, 7)
-    loss_at = lambda values: (values - goal).square().sum(1)  # noqa: E731
-    rounded = refine_quantized(start, [(coarse, 3), (fine, 4)], loss_at, 0, 0.1)
-    refined = refine_quantized(start, [(coarse, 3), (fine, 4)], loss_at, 40, 0.05)
-    assert torch.equal(rounded[0], coarse.quantize(start[:, :3]))
-    assert torch.equal(rounded[1], fine.quantize(start[:, 3:]))
-
-    def loss_of(symbols: list[torch.Tensor]) -> torch.Tensor:
-        return loss_at(torch.cat([coarse.dequantize(symbols[0]), fine.dequantize(symbols[1])], dim=1))
-
-    assert refined[0].shape == (5, 3) and refined[1].shape == (5, 4)
-    assert int(refined[0].max()) < coarse.levels and int(refined[1].max()) < fine.levels
-    assert torch.all(loss_of(refined) <= loss_of(rounded))
-    assert loss_of(refined).sum() < loss_of(rounded).sum()  # the start is off by 0.3: rounding it is not optimal
 
 
 def test_file_from_another_generator_is_refused(compressed, other):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ganrev.codec import decode_layer
 from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPLosslessCodec, posterize
 from ganrev.codecs.specs import codec_from_spec
-from ganrev.codec import FILM_CODEC, LAYER_CODECS, Header, Layer, decode_layer, pack_file, unpack_file
+from ganrev.container import FILM_CODEC, LAYER_CODECS, Header, Layer, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, to_uint8
 from ganrev.layers import BARE_CODECS, CODER_LEVELS, COMPLETE_FILE_CODECS, LAYER_CODERS, complete_file, encode_layer

@@ -10,15 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganrev.codec import (
-    MODULATION_CLIP,
-    GanCodec,
-    Layer,
-    Quantizer,
-    decode_modulation,
-    encode_modulation,
-    unpack_file,
-)
+from ganrev.codec import MODULATION_CLIP, GanCodec, decode_modulation, encode_modulation
+from ganrev.container import Layer, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import default_search, per_image_loss
 from ganrev.io import load_image
@@ -26,6 +19,7 @@ from ganrev.metrics import ssim
 from ganrev.models import load_generator
 from ganrev.modulation import ModulationSearch, fit_modulation, modulated_files, resolve_layer
 from ganrev.nets.dcgan import Generator, GeneratorConfig, Modulation
+from ganrev.quantize import Quantizer
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 EMOJI = SHIPPED / "heldout" / "1f0cf.png"

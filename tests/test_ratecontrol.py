@@ -13,9 +13,10 @@ from PIL import Image
 from skimage import data as skdata
 
 import ganrev.codec
-from ganrev.codecs.classical import AVIFCodec
 from ganrev.cli import main
-from ganrev.codec import GanCodec, residual_image, unpack_file
+from ganrev.codec import GanCodec, residual_image
+from ganrev.codecs.classical import AVIFCodec
+from ganrev.container import unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import default_search
 from ganrev.io import load_image
