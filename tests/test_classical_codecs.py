@@ -1,4 +1,4 @@
-"""Tests for ganrev.codecs.classical and ganrev.codecs.specs: classical codecs that encode to the bytes of real image files."""
+"""Tests for ganrev.codecs.classical and .specs: classical codecs that encode to the bytes of real image files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The GAN-reversal codec (ganrev.codec) on the container (ganrev.container): round trips of every mode, refusal of bad files."""
+"""The GAN-reversal codec (ganrev.codec) and its files (ganrev.container): round trips, bad files refused."""
 
 from __future__ import annotations
 

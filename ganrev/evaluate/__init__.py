@@ -48,8 +48,8 @@ from ganrev.evaluate.table import (
 from ganrev.evaluate.curves import (
     BEST_CLASSICAL_SERIES,
     CurvesResult,
-    plot_curves,
     compressai_results,
+    plot_curves,
     run_curves,
     write_compressai_results,
     write_curves_json,
