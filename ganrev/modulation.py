@@ -10,9 +10,10 @@ layers in the 20-50 bytes a 0.25 bpp budget leaves raised the held-out mean by 0
 
 Encoding: from the latent search's z and zero modulation, Adam on (z, modulation) together
 (:func:`fit_modulation`), then quantizer-in-the-loop refinement of both (straight-through,
-:func:`ganrev.quantize.refine_quantized`, as for the latent alone; plain rounding of the modulation loses most of its
-gain: 0.797 instead of 0.828 after 20 steps). The modulation is quantized like the latent: a uniform grid over
-``[-MODULATION_CLIP, MODULATION_CLIP]``, range-coded under N(0, sigma) with sigma chosen per file.
+:func:`ganrev.quantize.refine_quantized`, as for the latent alone; plain rounding of the modulation loses
+most of its gain: 0.797 instead of 0.828 after 20 steps). The modulation is quantized like the latent: a
+uniform grid over ``[-MODULATION_CLIP, MODULATION_CLIP]``, range-coded under N(0, sigma) with sigma chosen
+per file.
 
 The layer's bytes (layer codec ``film``) are described in :mod:`ganrev.container` and written by
 :func:`ganrev.codec.encode_modulation`.
