@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import os
 import sys
 import tempfile
@@ -160,6 +161,8 @@ def fit_generator_command(
     device: str = DeviceOption,
     workers: int = typer.Option(0, help="data-loader worker processes"),
     max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
+    max_minutes: Optional[float] = typer.Option(None, help="time budget: stop after the first epoch that ends "
+                                                "past it, as a finished run (--resume goes on)"),
 ) -> None:
     """Train a generator; writes OUT/generator.safetensors (+ encoder.safetensors) + config.json and samples
     every epoch.
@@ -169,6 +172,8 @@ def fit_generator_command(
     from ganrev.training.generator import TrainOptions, fit_generator
 
     _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
+    if max_minutes is not None:
+        _require(math.isfinite(max_minutes) and max_minutes > 0, "--max-minutes", max_minutes, "finite and > 0")
     schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps}
     given = {name: value for name, value in schedule.items() if value is not None}
     options = TrainOptions(**given, data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
@@ -179,10 +184,11 @@ def fit_generator_command(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = fit_generator(options, out, resume=resume, device=device, workers=workers,
-                                resume_changes=("epochs", *given))
+                                resume_changes=("epochs", *given), max_minutes=max_minutes)
     for note in sorted({str(w.message) for w in caught}):
         typer.echo(f"warning: {note}", err=True)
-    typer.echo(f"trained {summary['epochs']} epochs; generator in {out}")
+    stopped = f" of {options.epochs} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
+    typer.echo(f"trained {summary['epochs']} epochs{stopped}; generator in {out}")
 
 
 @app.command("fit-baseline")

@@ -278,6 +278,27 @@ def test_aegan_resume_continues_every_network(aegan_run, tmp_path: Path) -> None
     assert load_generator(out).fingerprint != load_generator(first).fingerprint
 
 
+def test_a_time_budget_ends_the_run_after_the_epoch_that_spends_it_and_resume_goes_on(shapes: Path,
+                                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    stopped = fit_generator(_aegan(shapes, epochs=3), out, device="cpu", progress=False, max_minutes=1e-9)
+    assert stopped["epochs"] == 1 and stopped["out_of_time"] and len(stopped["history"]) == 1
+    ckpt = load_generator(out)  # saved and finished like a complete run: density included, best/ written
+    assert ckpt.density is not None and load_generator(out / BEST_DIR).density is not None
+    assert json.loads((out / "config.json").read_text())["training"]["epochs"] == 1
+    resumed = fit_generator(_aegan(Path("/nonexistent"), epochs=3), out, resume=True, device="cpu", progress=False,
+                            max_minutes=60)
+    assert resumed["epochs"] == 3 and not resumed["out_of_time"]
+    assert [record["epoch"] for record in resumed["history"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("minutes", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_bad_time_budget_is_refused_before_training(shapes: Path, tmp_path: Path, minutes: float) -> None:
+    with pytest.raises(GanrevError, match="--max-minutes"):
+        fit_generator(_aegan(shapes), tmp_path / "never", device="cpu", progress=False, max_minutes=minutes)
+    assert not (tmp_path / "never").exists()
+
+
 def test_aegan_augment_and_latent_noise_are_recorded_and_change_training(shapes: Path, tmp_path: Path) -> None:
     plain = fit_generator(_aegan(shapes, epochs=1), tmp_path / "plain", device="cpu", progress=False)
     varied = fit_generator(_aegan(shapes, epochs=1, augment=True, latent_noise=0.3), tmp_path / "varied",
@@ -407,7 +428,7 @@ def test_cli_fit_generator_then_generate(shapes: Path, tmp_path: Path) -> None:
                                  "--max-steps-per-epoch", "1", "--latent-dim", "12", "--device", "cpu",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "trained 1 epochs" in result.output
+    assert "trained 1 epochs;" in result.output
     ckpt = load_generator(out)
     assert ckpt.config.latent_dim == 12 and ckpt.config.resolution == 32 and ckpt.config.width == 8
     assert (out / "samples" / "epoch_0001.png").is_file()
@@ -454,6 +475,15 @@ def test_cli_errors_are_one_line_messages(tmp_path: Path, monkeypatch: pytest.Mo
     assert info.value.code == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_max_minutes_is_checked_before_the_data_loads(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit-generator", "--data", str(tmp_path / "no-such-folder"), "--max-minutes", "0", "--device", "cpu",
+              "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("ganrev: error: invalid --max-minutes")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_fetch_unknown_dataset_is_an_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

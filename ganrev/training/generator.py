@@ -369,16 +369,23 @@ RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup", "disc_lr", "disc_steps")
 
 def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, resume: bool = False,
                   device: str = "auto", workers: int = 0, progress: bool = True,
-                  resume_changes: tuple[str, ...] = ("epochs",)) -> dict[str, Any]:
+                  resume_changes: tuple[str, ...] = ("epochs",), max_minutes: float | None = None) -> dict[str, Any]:
     """Train (or resume) a generator on ``options.data`` with ``options.objective``; returns a summary.
 
     Resuming keeps the saved run's options except the fields named in ``resume_changes`` (a subset of
     :data:`RESUME_CHANGES`), which are taken from ``options``: e.g. start the adversarial term of a run
     trained for reconstruction only (``adv_weight``, ``adv_warmup``), as HiFiC does.
+
+    ``max_minutes``: a time budget for this call's epochs. Training stops after the first epoch that ends past
+    it (saved like every epoch; the run ends as a finished one does, density included) and ``--resume`` can
+    go on from there. The summary's ``epochs`` is the last epoch trained, ``out_of_time`` whether the budget
+    stopped it before ``options.epochs``.
     """
     unknown = set(resume_changes) - set(RESUME_CHANGES)
     if unknown:
         raise GanrevError(f"a resumed run cannot change {', '.join(sorted(unknown))}: only {', '.join(RESUME_CHANGES)}")
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise GanrevError(f"invalid --max-minutes {max_minutes!r}: must be finite and > 0")
     out = Path(out_dir)
     rank, world = _distributed()
     dev = choose_device(device)
@@ -431,6 +438,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     sizes = {"train_images": train_size, "test_images": test_size,
              "fit_images": len(dataset), "validation_images": len(val_images) if val_images is not None else 0}
     started = time.perf_counter()
+    out_of_time = False
     for epoch in range(start_epoch, options.epochs):
         # Each epoch's order depends on (seed, epoch) alone, so a resumed run sees what an uninterrupted one would.
         shuffle_rng.manual_seed(options.seed * 100_003 + epoch)
@@ -467,13 +475,25 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             if progress:
                 tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
                            + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
+        if max_minutes is not None and epoch + 1 < options.epochs:
+            # rank 0's clock decides for every process, so that none waits for a step the others skip
+            spent = torch.tensor([time.perf_counter() - started], device=dev)
+            if world > 1:
+                dist.broadcast(spent, src=0)
+            if float(spent) >= max_minutes * 60:
+                out_of_time = True
+                if rank == 0 and progress:
+                    tqdm.write(f"--max-minutes {max_minutes:g} spent after epoch {epoch + 1}: stopping "
+                               f"(--resume goes on to epoch {options.epochs})")
+                break
     if rank == 0 and options.objective == "aegan":
         for directory in (out, out / BEST_DIR):
             if (directory / "config.json").is_file():
                 _fit_density(directory, dev, options.seed, progress)
     if world > 1:
         dist.barrier()
-    return {"epochs": options.epochs, "history": history, "out": str(out)}
+    last = history[-1]["epoch"] if history else options.epochs
+    return {"epochs": last, "out_of_time": out_of_time, "history": history, "out": str(out)}
 
 
 def _fit_density(directory: Path, device: torch.device, seed: int, progress: bool) -> None:
