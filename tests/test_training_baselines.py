@@ -52,6 +52,19 @@ def test_one_epoch_writes_a_loadable_checkpoint(tmp_path: Path, model: str, nets
     assert not any(p.requires_grad for net in loaded.nets.values() for p in net.parameters())
 
 
+def test_a_time_budget_ends_the_run_after_the_epoch_that_spends_it(tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    stopped = fit_baseline(_options("arcnn", epochs=3), out, device="cpu", progress=False, max_minutes=1e-9)
+    assert stopped["epochs"] == 1 and stopped["out_of_time"] and len(stopped["history"]) == 1
+    assert json.loads((out / "config.json").read_text())["training"]["epochs"] == 1
+    resumed = fit_baseline(_options("arcnn", epochs=2), out, resume=True, device="cpu", progress=False,
+                           max_minutes=60)
+    assert resumed["epochs"] == 2 and not resumed["out_of_time"]
+    with pytest.raises(GanrevError, match="--max-minutes"):
+        fit_baseline(_options("arcnn"), tmp_path / "never", device="cpu", progress=False, max_minutes=0)
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize("model", ["arcnn", "comcnn"])
 def test_resume_continues_exactly_where_a_straight_run_would_be(tmp_path: Path, model: str) -> None:
     straight = fit_baseline(_options(model, epochs=2), tmp_path / "straight", device="cpu", progress=False)

@@ -41,6 +41,7 @@ from ganrev.nets.checkpoint import save_baseline
 from ganrev.training.common import (
     BEST_DIR,
     STATE_FILE,
+    TimeBudget,
     choose_device,
     image_grid,
     read_train_state,
@@ -185,11 +186,14 @@ def _stack(dataset: Any) -> torch.Tensor:
 
 
 def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str], *, resume: bool = False,
-                 device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) ``options.model``; returns ``{"epochs", "history", "out"}``.
+                 device: str = "auto", progress: bool = True, max_minutes: float | None = None) -> dict[str, Any]:
+    """Train (or resume) ``options.model``; returns ``{"epochs", "out_of_time", "history", "out"}``.
 
-    A resumed run keeps its saved options except ``epochs`` (the new total).
+    A resumed run keeps its saved options except ``epochs`` (the new total). ``max_minutes``: a time budget
+    for this call's epochs (:class:`~ganrev.training.common.TimeBudget`); ``epochs`` in the summary is the
+    last epoch trained, ``out_of_time`` whether the budget stopped the run before ``options.epochs``.
     """
+    budget = TimeBudget(max_minutes)
     out = Path(out_dir)
     dev = choose_device(device)
     state: dict[str, Any] | None = None
@@ -218,6 +222,8 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
         history, start_epoch, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
     rng = torch.Generator()
     started = time.perf_counter()
+    budget.start()
+    out_of_time = False
     for epoch in range(start_epoch, options.epochs):
         # The epoch's order, flips and qualities depend on (seed, epoch) alone: a resumed run matches a straight one.
         rng.manual_seed(options.seed * 100_003 + epoch)
@@ -259,7 +265,11 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
                        + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
-    return {"epochs": options.epochs, "history": history, "out": str(out)}
+        if epoch + 1 < options.epochs and budget.spent(dev):
+            out_of_time = True
+            break
+    last = history[-1]["epoch"] if history else options.epochs
+    return {"epochs": int(last), "out_of_time": out_of_time, "history": history, "out": str(out)}
 
 
 def _save_epoch(out: Path, nets: _Nets, options: BaselineTrainOptions, history: list[dict[str, float]],

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ganrev.errors import GanrevError
 
@@ -73,3 +75,31 @@ def read_train_state(out: Path, name: str = STATE_FILE) -> dict[str, Any]:
         return torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged or foreign file: name it, in one line
         raise GanrevError(f"cannot read {state_path}: {str(exc).strip().splitlines()[0]}") from exc
+
+
+class TimeBudget:
+    """``--max-minutes``: the wall-clock minutes a training call may spend on its epochs (None: no limit).
+
+    The epoch that ends past the budget is the last one: it is saved like every epoch and the run is finished
+    as a complete one is, so ``--resume`` goes on from it. A bad value is refused on construction, before any
+    data loads."""
+
+    def __init__(self, minutes: float | None) -> None:
+        if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+            raise GanrevError(f"invalid --max-minutes {minutes!r}: must be finite and > 0")
+        self.minutes = minutes
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        """Count from now (the first epoch's start), not from construction."""
+        self.started = time.perf_counter()
+
+    def spent(self, device: torch.device, world: int = 1) -> bool:
+        """Whether the budget is used up; under DDP rank 0's clock decides for every process, so that none
+        waits for a step the others skip."""
+        if self.minutes is None:
+            return False
+        seconds = torch.tensor([time.perf_counter() - self.started], device=device)
+        if world > 1:
+            dist.broadcast(seconds, src=0)
+        return float(seconds) >= self.minutes * 60

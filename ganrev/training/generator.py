@@ -56,6 +56,7 @@ from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig
 from ganrev.training.common import (
     BEST_DIR,
     STATE_FILE,
+    TimeBudget,
     choose_device,
     image_grid,
     read_train_state,
@@ -384,8 +385,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     unknown = set(resume_changes) - set(RESUME_CHANGES)
     if unknown:
         raise GanrevError(f"a resumed run cannot change {', '.join(sorted(unknown))}: only {', '.join(RESUME_CHANGES)}")
-    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
-        raise GanrevError(f"invalid --max-minutes {max_minutes!r}: must be finite and > 0")
+    budget = TimeBudget(max_minutes)
     out = Path(out_dir)
     rank, world = _distributed()
     dev = choose_device(device)
@@ -438,6 +438,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     sizes = {"train_images": train_size, "test_images": test_size,
              "fit_images": len(dataset), "validation_images": len(val_images) if val_images is not None else 0}
     started = time.perf_counter()
+    budget.start()
     out_of_time = False
     for epoch in range(start_epoch, options.epochs):
         # Each epoch's order depends on (seed, epoch) alone, so a resumed run sees what an uninterrupted one would.
@@ -475,17 +476,12 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             if progress:
                 tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
                            + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
-        if max_minutes is not None and epoch + 1 < options.epochs:
-            # rank 0's clock decides for every process, so that none waits for a step the others skip
-            spent = torch.tensor([time.perf_counter() - started], device=dev)
-            if world > 1:
-                dist.broadcast(spent, src=0)
-            if float(spent) >= max_minutes * 60:
-                out_of_time = True
-                if rank == 0 and progress:
-                    tqdm.write(f"--max-minutes {max_minutes:g} spent after epoch {epoch + 1}: stopping "
-                               f"(--resume goes on to epoch {options.epochs})")
-                break
+        if epoch + 1 < options.epochs and budget.spent(dev, world):
+            out_of_time = True
+            if rank == 0 and progress:
+                tqdm.write(f"--max-minutes {max_minutes:g} spent after epoch {epoch + 1}: stopping "
+                           f"(--resume goes on to epoch {options.epochs})")
+            break
     if rank == 0 and options.objective == "aegan":
         for directory in (out, out / BEST_DIR):
             if (directory / "config.json").is_file():
@@ -493,7 +489,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     if world > 1:
         dist.barrier()
     last = history[-1]["epoch"] if history else options.epochs
-    return {"epochs": last, "out_of_time": out_of_time, "history": history, "out": str(out)}
+    return {"epochs": int(last), "out_of_time": out_of_time, "history": history, "out": str(out)}
 
 
 def _fit_density(directory: Path, device: torch.device, seed: int, progress: bool) -> None:
