@@ -197,14 +197,19 @@ class GanCodec:
         symbols, ssim_refined = self.refine(result.z, targets)
         out = []
         for k, (image, (_, notes)) in enumerate(zip(images, prepared)):
-            sigma, payload = self.quantizer.best_sigma(symbols[k].numpy())
-            latent = LatentCoding(self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES], self.quantizer.bits,
-                                  self.quantizer.clip, sigma)
-            header = Header(image.shape[2], image.shape[1], image.shape[0] == 1, latent)
-            out.append(CompressedImage(pack_file(header, payload), float(ssim_latent[k]), float(ssim_quantized[k]),
-                                       float(ssim_refined[k]), float(result.loss[k]),
+            out.append(CompressedImage(self.latent_file(image, self.quantizer, symbols[k]), float(ssim_latent[k]),
+                                       float(ssim_quantized[k]), float(ssim_refined[k]), float(result.loss[k]),
                                        int(result.iterations[k].sum()), notes))
         return out
+
+    def latent_file(self, image: torch.Tensor, quantizer: Quantizer, symbols: torch.Tensor,
+                    layers: tuple[Layer, ...] = ()) -> bytes:
+        """The file of ``image`` (its size and channels) holding the grid indices ``symbols`` ``[d]`` of
+        ``quantizer`` (range-coded with the smallest-payload sigma) and ``layers`` after them."""
+        sigma, payload = quantizer.best_sigma(symbols.numpy())
+        latent = LatentCoding(self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES], quantizer.bits, quantizer.clip,
+                              sigma)
+        return pack_file(Header(image.shape[2], image.shape[1], image.shape[0] == 1, latent, layers), payload)
 
     def refine(self, z: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantizer-in-the-loop refinement of the latents ``z`` (:func:`refine_quantized`, at half the

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 
 from ganrev.codec import MODULATION_CLIP, GanCodec, encode_modulation
-from ganrev.container import FINGERPRINT_BYTES, Header, LatentCoding, pack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
 from ganrev.nets.dcgan import Generator, Modulation
@@ -127,7 +126,6 @@ def _modulated_chunk(codec: GanCodec, images: list[torch.Tensor], z_searched: to
     """:func:`modulated_files` for at most ``CHUNK_IMAGES`` images."""
     generator = codec.generator
     targets = torch.stack([codec.to_model_input(image)[0] for image in images]).to(codec.device)
-    fingerprint = codec.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES]
     files: list[dict[tuple[int, int, int], bytes]] = [{} for _ in images]
     for layer in dict.fromkeys(resolve_layer(generator, layer) for layer in options.layers):
         z, params = fit_modulation(generator, targets, z_searched, layer, options, clip=codec.search.clip)
@@ -138,9 +136,7 @@ def _modulated_chunk(codec: GanCodec, images: list[torch.Tensor], z_searched: to
                 latent_symbols, modulation_symbols = refine_modulated(
                     generator, targets, z, params, layer, latent_quantizer, modulation_quantizer, options)
                 for k, image in enumerate(images):
-                    sigma, payload = latent_quantizer.best_sigma(latent_symbols[k].numpy())
-                    latent = LatentCoding(fingerprint, bits, latent_quantizer.clip, sigma)
                     film = encode_modulation(layer, modulation_quantizer, modulation_symbols[k].numpy())
-                    header = Header(image.shape[2], image.shape[1], image.shape[0] == 1, latent, (film,))
-                    files[k][bits, layer, modulation_bits] = pack_file(header, payload)
+                    files[k][bits, layer, modulation_bits] = codec.latent_file(image, latent_quantizer,
+                                                                               latent_symbols[k], (film,))
     return files
