@@ -76,13 +76,42 @@ class Quantizer:
         return units / SIGMA_UNITS, payload
 
 
-def refine_quantized(values: torch.Tensor, quantizers: Sequence[tuple[Quantizer, int]],
+@dataclass(frozen=True)
+class RowBlocks:
+    """One :class:`Quantizer` per block of consecutive rows (equal blocks, in order), all over the same
+    ``[-clip, clip]``: lets one refinement batch serve several precisions at once (rate control refines a
+    small group's latent and modulation at every pair of precisions together). Each block is quantized by
+    its own quantizer, exactly as that quantizer alone would."""
+
+    quantizers: tuple[Quantizer, ...]
+
+    def __post_init__(self) -> None:
+        if not self.quantizers or len({q.clip for q in self.quantizers}) != 1:
+            raise GanrevError("row blocks need at least one quantizer, all over the same range")
+
+    @property
+    def clip(self) -> float:
+        return self.quantizers[0].clip
+
+    def _blocks(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if len(rows) % len(self.quantizers):
+            raise GanrevError(f"{len(rows)} rows do not split into {len(self.quantizers)} equal blocks")
+        return rows.split(len(rows) // len(self.quantizers))
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([q.quantize(block) for q, block in zip(self.quantizers, self._blocks(z))])
+
+    def dequantize(self, symbols: torch.Tensor) -> torch.Tensor:
+        return torch.cat([q.dequantize(block) for q, block in zip(self.quantizers, self._blocks(symbols))])
+
+
+def refine_quantized(values: torch.Tensor, quantizers: Sequence[tuple[Quantizer | RowBlocks, int]],
                      loss_at: Callable[[torch.Tensor], torch.Tensor], iters: int, lr: float) -> list[torch.Tensor]:
     """Quantizer-in-the-loop refinement: Adam on continuous ``values`` ``[N, D]`` whose forward pass sees them
     quantized, the straight-through estimator passing ``loss_at``'s gradient at the grid point to the value.
 
     The columns are split among ``quantizers``, each given with its column count (a latent; a latent and a
-    modulation). The best *quantized* row seen by ``loss_at`` (``[N, D] -> [N]``, lower is better) is kept,
+    modulation); a :class:`RowBlocks` quantizes its columns block of rows by block. The best *quantized* row seen by ``loss_at`` (``[N, D] -> [N]``, lower is better) is kept,
     so refinement never makes an image worse than plain rounding. Returns each quantizer's grid indices.
     """
     widths = [width for _, width in quantizers]

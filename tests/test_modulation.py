@@ -17,7 +17,7 @@ from ganrev.invert import default_search, per_image_loss
 from ganrev.io import load_image
 from ganrev.metrics import ssim
 from ganrev.models import load_generator
-from ganrev.modulation import ModulationSearch, fit_modulation, modulated_files, resolve_layer
+from ganrev.modulation import ModulationSearch, fit_modulation, modulated_files, refine_modulated, resolve_layer
 from ganrev.nets.dcgan import Generator, GeneratorConfig, Modulation
 from ganrev.quantize import Quantizer
 
@@ -150,6 +150,24 @@ def test_modulated_files_decode_better_than_the_latent_alone_at_the_same_latent_
         return float(ssim(codec.decode(data)[None], image[None])[0])
 
     assert score(files[4, 2, 3]) > score(latent_alone.data) + 0.02
+
+
+def test_refining_several_precision_pairs_in_one_batch_gives_what_each_pair_alone_gives(shipped):
+    """One image, three pairs of (latent, modulation) precisions refined together (the batch a single image
+    gets, rather than one generator row at a time): each pair's grid indices equal its refinement alone."""
+    checkpoint, codec = shipped
+    image = load_image(EMOJI)[None]
+    search = codec.search_latents([image[0]])
+    z, params = fit_modulation(checkpoint.generator, image, search.z, -1, FAST, clip=3.0)
+    pairs = [(Quantizer(bits, 3.0), Quantizer(modulation_bits, MODULATION_CLIP))
+             for bits, modulation_bits in ((3, 3), (5, 4), (6, 3))]
+    together = refine_modulated(checkpoint.generator, image, z, params, 3, pairs, FAST)
+    assert len(together) == 3
+    for pair, (latent_symbols, modulation_symbols) in zip(pairs, together):
+        ((latent_alone, modulation_alone),) = refine_modulated(checkpoint.generator, image, z, params, 3, [pair],
+                                                               FAST)
+        assert latent_symbols.shape == (1, 100) and modulation_symbols.shape == params.shape
+        assert torch.equal(latent_symbols, latent_alone) and torch.equal(modulation_symbols, modulation_alone)
 
 
 def test_a_film_layer_for_a_layer_the_generator_lacks_is_refused_on_decode(shipped):

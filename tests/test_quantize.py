@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganrev.errors import GanrevError
-from ganrev.quantize import Quantizer, latent_entropy_bits, refine_quantized
+from ganrev.quantize import Quantizer, RowBlocks, latent_entropy_bits, refine_quantized
 
 
 def test_quantizer_grid_round_trip():
@@ -60,3 +60,33 @@ def test_refine_quantized_splits_columns_among_quantizers_and_keeps_the_best_gri
     assert int(refined[0].max()) < coarse.levels and int(refined[1].max()) < fine.levels
     assert torch.all(loss_of(refined) <= loss_of(rounded))
     assert loss_of(refined).sum() < loss_of(rounded).sum()  # the start is off by 0.3: rounding it is not optimal
+
+
+def test_row_blocks_quantize_each_block_on_its_own_grid_and_refine_as_the_blocks_would_alone():
+    """Three precisions stacked as blocks of rows: each block quantizes and dequantizes exactly as its own
+    quantizer does, and one refinement of the stack gives each block what a refinement of it alone gives."""
+    torch.manual_seed(1)
+    grids = (Quantizer(3, 3.0), Quantizer(5, 3.0), Quantizer(8, 3.0))
+    blocks = RowBlocks(grids)
+    goal, start = torch.rand(4, 6) * 6 - 3, torch.rand(4, 6) * 6 - 3
+    stacked = start.repeat(3, 1)
+    symbols = blocks.quantize(stacked)
+    for q, block in zip(grids, symbols.split(4)):
+        assert torch.equal(block, q.quantize(start))
+    assert torch.equal(blocks.dequantize(symbols), torch.cat([q.dequantize(q.quantize(start)) for q in grids]))
+    assert blocks.clip == 3.0
+
+    loss_at = lambda values: (values - goal.repeat(len(values) // 4, 1)).square().sum(1)  # noqa: E731
+    (together,) = refine_quantized(stacked, [(blocks, 6)], loss_at, 25, 0.05)
+    for q, block in zip(grids, together.split(4)):
+        (alone,) = refine_quantized(start, [(q, 6)], loss_at, 25, 0.05)
+        assert torch.equal(block, alone)
+
+
+def test_row_blocks_refuse_mixed_ranges_and_uneven_rows():
+    with pytest.raises(GanrevError, match="same range"):
+        RowBlocks((Quantizer(3, 3.0), Quantizer(3, 1.0)))
+    with pytest.raises(GanrevError, match="at least one"):
+        RowBlocks(())
+    with pytest.raises(GanrevError, match="equal blocks"):
+        RowBlocks((Quantizer(3, 3.0), Quantizer(4, 3.0))).quantize(torch.zeros(5, 2))
