@@ -111,8 +111,9 @@ def refine_quantized(values: torch.Tensor, quantizers: Sequence[tuple[Quantizer 
     quantized, the straight-through estimator passing ``loss_at``'s gradient at the grid point to the value.
 
     The columns are split among ``quantizers``, each given with its column count (a latent; a latent and a
-    modulation); a :class:`RowBlocks` quantizes its columns block of rows by block. The best *quantized* row seen by ``loss_at`` (``[N, D] -> [N]``, lower is better) is kept,
-    so refinement never makes an image worse than plain rounding. Returns each quantizer's grid indices.
+    modulation); a :class:`RowBlocks` quantizes its columns block of rows by block. The best *quantized* row
+    seen by ``loss_at`` (``[N, D] -> [N]``, lower is better) is kept, so refinement never makes an image worse
+    than plain rounding. Returns each quantizer's grid indices.
     """
     widths = [width for _, width in quantizers]
 
