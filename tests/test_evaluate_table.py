@@ -1,4 +1,6 @@
-"""The results table and rate-distortion curves (ganrev.evaluate, `ganrev table`), on a tiny untrained generator."""
+"""The results table (ganrev.evaluate.table, `ganrev table`): rows, outputs, the image grid, rate matching,
+compared generators and learned rows, and the errors found before any work; on a tiny untrained generator
+(conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -27,11 +28,8 @@ from ganrev.codecs.classical import (
     avif_available,
 )
 from ganrev.cli import app, main
-from ganrev.codec import GanCodec
 from ganrev.errors import GanrevError
 from ganrev.evaluate import (
-    BEST_CLASSICAL_SERIES,
-    CurvesResult,
     GRID_CAPTION_HEIGHT,
     GRID_GAP,
     GRID_LABEL_WIDTH,
@@ -40,62 +38,18 @@ from ganrev.evaluate import (
     EvalOptions,
     GridImages,
     TableResult,
-    compressai_results,
     display_path,
+    evaluate,
     run_curves,
     run_table,
-    evaluate,
-    load_image_folder,
-    markdown_table,
-    match_rate,
-    plot_curves,
-    search_latents,
     summarise,
-    write_curves_json,
     write_table_grid,
 )
-from ganrev.invert import SearchOptions
-from ganrev.io import from_uint8, load_image, resize, save_image, to_uint8
+from ganrev.io import load_image, to_uint8
 from ganrev.models import load_generator, save_generator
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 BASE_ROWS = ["PNG", "K-means (K=4)", "JPEG (10%)", "JPEG (1%)"]
-GRID_IMAGES = 2
-
-
-@pytest.fixture(scope="module")
-def generator_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(width=8))
-    generator.apply(init_weights)
-    path = tmp_path_factory.mktemp("gen")
-    save_generator(generator, path, {"dataset": "test"})
-    return path
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    for name in PHOTOS:
-        save_image(resize(from_uint8(getattr(skimage.data, name)()), 64, 64), folder / f"{name}.png")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def table_run(generator_dir, image_dir, tmp_path_factory):
-    """`ganrev table --limit 4 --iters 50` with every output file, run once for the module.
-
-    The grid overwrites a file already there (``--force``)."""
-    out = tmp_path_factory.mktemp("out")
-    (out / "grid.png").write_bytes(b"an older grid")
-    args = ["table", "--generator", str(generator_dir), "--images", str(image_dir), "--limit", "4", "--iters", "50",
-            "--restarts", "2", "--bits", "6", "--seed", "0", "--device", "cpu", "--json", str(out / "t.json"),
-            "--csv", str(out / "t.csv"), "--md", str(out / "t.md"), "--curves-out", str(out / "curves.png"),
-            "--grid", str(out / "grid.png"), "--grid-images", str(GRID_IMAGES), "--force", "--no-progress"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output, out
 
 
 def gan_scheme(out: Path) -> str:
@@ -110,7 +64,7 @@ def _table_lines(text: str) -> list[list[str]]:
 
 
 def test_cli_prints_all_rows_and_columns(table_run):
-    output, out = table_run
+    output, out = table_run.output, table_run.out
     lines = _table_lines(output)
     assert lines[0] == list(TABLE_COLUMNS)
     schemes = [line[0] for line in lines[2:]]
@@ -132,7 +86,7 @@ def test_cli_prints_all_rows_and_columns(table_run):
 
 
 def test_json_and_csv_parse(table_run):
-    _, out = table_run
+    out = table_run.out
     data = json.loads((out / "t.json").read_text())  # strict: non-finite numbers are strings
     summary = {row["scheme"]: row for row in data["summary"]}
     assert list(summary)[:4] == BASE_ROWS and list(summary)[-1] == gan_scheme(out)
@@ -174,7 +128,7 @@ def _codec_for(scheme: str, rate_match: dict):
 
 
 def test_baseline_bpp_is_the_bytes_of_a_re_encoding(table_run, image_dir):
-    _, out = table_run
+    out = table_run.out
     data = json.loads((out / "t.json").read_text())
     for record in data["per_image"]:
         image = load_image(image_dir / record["image"])
@@ -187,7 +141,7 @@ def test_baseline_bpp_is_the_bytes_of_a_re_encoding(table_run, image_dir):
 
 
 def test_matched_rate_is_the_closest_in_the_sweep(table_run):
-    _, out = table_run
+    out = table_run.out
     data = json.loads((out / "t.json").read_text())
     match = data["rate_match"]
     target = match["target_bpp"]
@@ -204,7 +158,7 @@ def test_matched_rate_is_the_closest_in_the_sweep(table_run):
 
 
 def test_downscaled_webp_row_takes_the_scale_closest_to_the_gan_rate(table_run):
-    _, out = table_run
+    out = table_run.out
     data = json.loads((out / "t.json").read_text())
     match, target = data["rate_match"]["webp_downscaled"], data["rate_match"]["target_bpp"]
     by_scale = {int(s): m for s, m in match["by_scale"].items()}
@@ -220,16 +174,16 @@ def test_downscaled_webp_row_takes_the_scale_closest_to_the_gan_rate(table_run):
 
 
 def test_grid_shows_originals_and_every_row_at_its_table_rate(table_run, image_dir):
-    _, out = table_run
+    out = table_run.out
     data = json.loads((out / "t.json").read_text())
     rows = [r["scheme"] for r in data["summary"]]
     tile = 128  # 64x64 images, enlarged 2x
     with Image.open(out / "grid.png") as img:
         assert img.format == "PNG"
-        assert img.size == (GRID_LABEL_WIDTH + GRID_IMAGES * (tile + GRID_GAP),
+        assert img.size == (GRID_LABEL_WIDTH + table_run.grid_images * (tile + GRID_GAP),
                             GRID_GAP + (1 + len(rows)) * (tile + GRID_CAPTION_HEIGHT + GRID_GAP))
         grid = np.asarray(img.convert("RGB"))
-    names = sorted(p.name for p in image_dir.iterdir())[:GRID_IMAGES]
+    names = sorted(p.name for p in image_dir.iterdir())[:table_run.grid_images]
 
     def tile_at(row: int, column: int) -> np.ndarray:
         top = GRID_GAP + row * (tile + GRID_CAPTION_HEIGHT + GRID_GAP)
@@ -277,112 +231,6 @@ def test_grid_needs_a_table_that_kept_images(tmp_path):
     assert not (tmp_path / "g.png").exists()
 
 
-def test_curves_png_and_points(table_run):
-    _, out = table_run
-    with Image.open(out / "curves.png") as img:
-        assert img.format == "PNG" and img.width > 400
-    points = json.loads((out / "curves.json").read_text())["points"]
-    jpeg = sorted((p for p in points if p["series"] == "JPEG"), key=lambda p: p["value"])
-    assert [p["value"] for p in jpeg] == [1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75]
-    assert all(a["bpp"] <= b["bpp"] for a, b in zip(jpeg, jpeg[1:]))
-    assert jpeg[-1]["ssim"] > jpeg[0]["ssim"]
-    gan = [p for p in points if p["series"] == "GAN reversal (bits)"]
-    assert [p["value"] for p in gan] == [2, 3, 4, 5, 6, 8]
-    assert gan[0]["bpp"] < gan[-1]["bpp"]
-    assert any(p["series"] == "WebP" for p in points)
-
-
-def test_curves_in_compressai_results_layout(table_run):
-    """One file per series beside curves.png, as CompressAI's results/image/<dataset>/*.json: the same points as
-    curves.json, in increasing bpp."""
-    output, out = table_run
-    points = json.loads((out / "curves.json").read_text())["points"]
-    folder = out / "curves-compressai"
-    files = sorted(folder.glob("*.json"))
-    assert {path.name for path in files} >= {"jpeg.json", "webp.json", "gan-reversal-bits.json"}
-    assert len(files) == len({p["series"] for p in points})
-    for path in files:
-        assert f"wrote {path}" in output
-        data = json.loads(path.read_text())
-        assert set(data) == {"name", "description", "results"} and data["name"] in data["description"]
-        mine = sorted((p for p in points if p["series"] == data["name"]), key=lambda p: p["bpp"])
-        results = data["results"]
-        fields = {"bpp": "bpp", "psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim", "lpips": "lpips",
-                  "encoding_time": "encode_s", "decoding_time": "decode_s"}
-        assert {"bpp", "ssim"} <= set(results) <= set(fields)  # the best-classical series has just these
-        for key, values in results.items():  # MS-SSIM is None on these 32x32 images: left out, not null
-            assert values == [p[fields[key]] for p in mine]
-
-
-def test_compressai_results_leave_out_a_metric_some_point_lacks():
-    point = {"parameter": "quality", "psnr": 30.0, "ms_ssim": 0.9, "ssim": 0.8, "encode_s": 0.1, "decode_s": 0.01}
-    curves = CurvesResult([{**point, "series": "JPEG", "value": 50, "bpp": 2.0, "lpips": 0.1},
-                           {**point, "series": "JPEG", "value": 10, "bpp": 0.5, "lpips": None},
-                           {**point, "series": "GAN reversal (bits)", "value": 6, "bpp": 0.2, "lpips": 0.2}],
-                          {"images": 2, "images_dir": "x", "device": "CPU"})
-    files = compressai_results(curves)
-    assert set(files) == {"jpeg.json", "gan-reversal-bits.json"}
-    assert files["jpeg.json"]["results"]["bpp"] == [0.5, 2.0] and "lpips" not in files["jpeg.json"]["results"]
-    assert files["gan-reversal-bits.json"]["results"]["lpips"] == [0.2]
-
-
-def test_compress_latents_reuses_one_search_exactly(generator_dir, image_dir):
-    """compress == search + compress_latents, for the codec's own bits and for another bits setting."""
-    checkpoint = load_generator(generator_dir)
-    _, images = load_image_folder(image_dir, limit=2)
-    options = SearchOptions(iters=15, restarts=2, pool=16)
-    codec = GanCodec(checkpoint, bits=6, search=options, refine_iters=5)
-    search = search_latents(codec, images)
-    for bits in (6, 3):
-        other = GanCodec(checkpoint, bits=bits, search=options, refine_iters=5)
-        direct, reused = other.compress(images), other.compress_latents(images, search)
-        assert [r.data for r in direct] == [r.data for r in reused]
-        assert [r.ssim_refined for r in direct] == [r.ssim_refined for r in reused]
-    with pytest.raises(GanrevError, match="latents for"):
-        codec.compress_latents(images[:1], search)
-
-
-def test_evaluate_records_and_gan_batch(generator_dir, image_dir):
-    checkpoint = load_generator(generator_dir)
-    names, images = load_image_folder(image_dir, limit=2)
-    codec = GanCodec(checkpoint, bits=4, search=SearchOptions(iters=5, restarts=1, pool=8), refine_iters=2)
-    records = evaluate(images, [PNGCodec(), ("my JPEG", JPEGCodec(50)), codec], names=names)
-    assert [r["scheme"] for r in records] == ["PNG"] * 2 + ["my JPEG"] * 2 + ["GAN reversal"] * 2
-    assert [r["image"] for r in records[:2]] == names
-    assert all(set(r) == set(RECORD_FIELDS) for r in records)
-    gan = records[-2:]
-    assert gan[0]["encode_s"] == gan[1]["encode_s"] > 0  # one batch, total / N
-    assert all(r["decode_s"] > 0 and r["ssim_quantized"] is not None for r in gan)
-
-
-def test_match_rate_exhaustive_and_coarse_agree_on_closest(image_dir):
-    _, images = load_image_folder(image_dir, limit=2)
-    full = match_rate(JPEGCodec, images, 1.5, lo=1, hi=100, step=1)
-    assert len(full.sweep) == 100 and full.in_range
-    assert abs(full.bpp - 1.5) == min(abs(b - 1.5) for b in full.sweep.values())
-    coarse = match_rate(JPEGCodec, images, 1.5, lo=1, hi=100, step=5)
-    assert len(coarse.sweep) < 40 and set(coarse.sweep) <= set(full.sweep)
-    assert abs(coarse.bpp - 1.5) == min(abs(b - 1.5) for b in coarse.sweep.values())
-    assert abs(coarse.quality - full.quality) <= 5
-
-
-def test_summarise_cr_and_markdown_cells():
-    def rec(scheme, nbytes, psnr, lpips=None):
-        return {"scheme": scheme, "role": "row", "bytes": nbytes, "bpp": nbytes * 8 / 4096, "mse": 0.0 if psnr ==
-                math.inf else 10.0, "psnr": psnr, "ssim": 0.5, "ms_ssim": 0.6, "lpips": lpips, "encode_s": 0.1,
-                "decode_s": 0.1}
-
-    records = [rec("PNG", 1000, math.inf), rec("PNG", 3000, math.inf), rec("X", 100, 30.0, 0.2),
-               rec("X", 300, 32.0, None)]
-    summary = summarise(records)
-    assert [row["scheme"] for row in summary] == ["PNG", "X"]
-    assert summary[1]["cr"] == pytest.approx(2000 / 200) and summary[1]["psnr"] == pytest.approx(31.0)
-    assert summary[1]["lpips"] is None and summary[0]["psnr"] == math.inf
-    text = markdown_table(summary)
-    assert "| PNG | 3.906 | 1.0 | ∞ | 0.00 | 0.5000 | 0.6000 | n/a |" in text
-    assert "| X | 0.391 | 10.0 | 31.00 | 10.00 |" in text
-
-
 def test_table_without_heldout_folder_explains(generator_dir):
     result = CliRunner().invoke(app, ["table", "--generator", str(generator_dir), "--no-progress"])
     assert result.exit_code != 0
@@ -407,7 +255,7 @@ def test_table_compares_generators_and_records_relative_paths(generator_dir, ima
     assert options.search_for(load_generator(other)).init == "encoder"  # each generator gets its own default start
     assert options.search_for(load_generator(generator_dir)).init == "pool"
     assert result.metadata["compared_generators"][0]["fingerprint"] == load_generator(other).fingerprint
-    assert display_path(Path(__file__)) == "tests/test_evaluate.py"  # inside the repository: relative
+    assert display_path(Path(__file__)) == "tests/test_evaluate_table.py"  # inside the repository: relative
     assert display_path(tmp_path) == str(tmp_path)  # outside: as given
 
 
@@ -510,28 +358,3 @@ def test_table_learned_option_is_checked_before_any_work(generator_dir, image_di
         result = CliRunner().invoke(app, ["table", "-g", str(generator_dir), "--images", str(image_dir),
                                           "--learned", spec, "--no-progress"])
         assert isinstance(result.exception, GanrevError) and message in str(result.exception)
-
-
-def test_curves_carry_the_best_classical_file_per_image(generator_dir, image_dir, tmp_path):
-    """One point per budget, read off one measurement per image; at 0.01 bpp (5 bytes) no classical file fits, so
-    SSIM 0 and 0 bytes; float budgets survive the JSON, and the plot draws the series."""
-    options = EvalOptions(search_overrides=(("iters", 2),), limit=2, device="cpu", refine_iters=0, learned=(),
-                          jpeg_qualities=(10,), webp_qualities=(), avif_qualities=(), bits_list=(4,),
-                          reference_bpp=(1.0, 0.01))
-    curves = run_curves(generator_dir, image_dir, options)
-    best = sorted((p for p in curves.points if p["series"] == BEST_CLASSICAL_SERIES), key=lambda p: p["value"])
-    assert [(p["parameter"], p["value"], p["images"]) for p in best] == [("budget_bpp", 0.01, 2),
-                                                                         ("budget_bpp", 1.0, 2)]
-    none, one = best
-    assert (none["ssim"], none["bpp"], none["bytes"], none["images_without_file"]) == (0.0, 0.0, 0.0, 2)
-    assert 0 < one["bpp"] <= 1.0 and one["ssim"] > 0.5 and one["images_without_file"] == 0
-    assert one["psnr"] is None  # chosen by SSIM: only bytes and SSIM are measured
-    assert curves.metadata["settings"]["reference_families"][0] == "WebP"
-    write_curves_json(curves, tmp_path / "curves.json")
-    points = json.loads((tmp_path / "curves.json").read_text())["points"]
-    assert [p["value"] for p in points if p["series"] == BEST_CLASSICAL_SERIES] == [1.0, 0.01]
-    plot_curves(curves, tmp_path / "curves.png")
-    with Image.open(tmp_path / "curves.png") as img:
-        assert img.format == "PNG"
-    with pytest.raises(GanrevError, match="reference budgets"):
-        EvalOptions(reference_bpp=(0.0,))

@@ -1,0 +1,94 @@
+"""Rate-distortion curves (ganrev.evaluate.curves): `ganrev table --curves-out`, the CompressAI results
+layout and the best classical file per image, on a tiny untrained generator (conftest.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from ganrev.errors import GanrevError
+from ganrev.evaluate import (
+    BEST_CLASSICAL_SERIES,
+    CurvesResult,
+    EvalOptions,
+    compressai_results,
+    plot_curves,
+    run_curves,
+    write_curves_json,
+)
+
+
+def test_curves_png_and_points(table_run):
+    out = table_run.out
+    with Image.open(out / "curves.png") as img:
+        assert img.format == "PNG" and img.width > 400
+    points = json.loads((out / "curves.json").read_text())["points"]
+    jpeg = sorted((p for p in points if p["series"] == "JPEG"), key=lambda p: p["value"])
+    assert [p["value"] for p in jpeg] == [1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75]
+    assert all(a["bpp"] <= b["bpp"] for a, b in zip(jpeg, jpeg[1:]))
+    assert jpeg[-1]["ssim"] > jpeg[0]["ssim"]
+    gan = [p for p in points if p["series"] == "GAN reversal (bits)"]
+    assert [p["value"] for p in gan] == [2, 3, 4, 5, 6, 8]
+    assert gan[0]["bpp"] < gan[-1]["bpp"]
+    assert any(p["series"] == "WebP" for p in points)
+
+
+def test_curves_in_compressai_results_layout(table_run):
+    """One file per series beside curves.png, as CompressAI's results/image/<dataset>/*.json: the same points as
+    curves.json, in increasing bpp."""
+    output, out = table_run.output, table_run.out
+    points = json.loads((out / "curves.json").read_text())["points"]
+    folder = out / "curves-compressai"
+    files = sorted(folder.glob("*.json"))
+    assert {path.name for path in files} >= {"jpeg.json", "webp.json", "gan-reversal-bits.json"}
+    assert len(files) == len({p["series"] for p in points})
+    for path in files:
+        assert f"wrote {path}" in output
+        data = json.loads(path.read_text())
+        assert set(data) == {"name", "description", "results"} and data["name"] in data["description"]
+        mine = sorted((p for p in points if p["series"] == data["name"]), key=lambda p: p["bpp"])
+        results = data["results"]
+        fields = {"bpp": "bpp", "psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim", "lpips": "lpips",
+                  "encoding_time": "encode_s", "decoding_time": "decode_s"}
+        assert {"bpp", "ssim"} <= set(results) <= set(fields)  # the best-classical series has just these
+        for key, values in results.items():  # MS-SSIM is None on these 32x32 images: left out, not null
+            assert values == [p[fields[key]] for p in mine]
+
+
+def test_compressai_results_leave_out_a_metric_some_point_lacks():
+    point = {"parameter": "quality", "psnr": 30.0, "ms_ssim": 0.9, "ssim": 0.8, "encode_s": 0.1, "decode_s": 0.01}
+    curves = CurvesResult([{**point, "series": "JPEG", "value": 50, "bpp": 2.0, "lpips": 0.1},
+                           {**point, "series": "JPEG", "value": 10, "bpp": 0.5, "lpips": None},
+                           {**point, "series": "GAN reversal (bits)", "value": 6, "bpp": 0.2, "lpips": 0.2}],
+                          {"images": 2, "images_dir": "x", "device": "CPU"})
+    files = compressai_results(curves)
+    assert set(files) == {"jpeg.json", "gan-reversal-bits.json"}
+    assert files["jpeg.json"]["results"]["bpp"] == [0.5, 2.0] and "lpips" not in files["jpeg.json"]["results"]
+    assert files["gan-reversal-bits.json"]["results"]["lpips"] == [0.2]
+
+
+def test_curves_carry_the_best_classical_file_per_image(generator_dir, image_dir, tmp_path):
+    """One point per budget, read off one measurement per image; at 0.01 bpp (5 bytes) no classical file fits, so
+    SSIM 0 and 0 bytes; float budgets survive the JSON, and the plot draws the series."""
+    options = EvalOptions(search_overrides=(("iters", 2),), limit=2, device="cpu", refine_iters=0, learned=(),
+                          jpeg_qualities=(10,), webp_qualities=(), avif_qualities=(), bits_list=(4,),
+                          reference_bpp=(1.0, 0.01))
+    curves = run_curves(generator_dir, image_dir, options)
+    best = sorted((p for p in curves.points if p["series"] == BEST_CLASSICAL_SERIES), key=lambda p: p["value"])
+    assert [(p["parameter"], p["value"], p["images"]) for p in best] == [("budget_bpp", 0.01, 2),
+                                                                         ("budget_bpp", 1.0, 2)]
+    none, one = best
+    assert (none["ssim"], none["bpp"], none["bytes"], none["images_without_file"]) == (0.0, 0.0, 0.0, 2)
+    assert 0 < one["bpp"] <= 1.0 and one["ssim"] > 0.5 and one["images_without_file"] == 0
+    assert one["psnr"] is None  # chosen by SSIM: only bytes and SSIM are measured
+    assert curves.metadata["settings"]["reference_families"][0] == "WebP"
+    write_curves_json(curves, tmp_path / "curves.json")
+    points = json.loads((tmp_path / "curves.json").read_text())["points"]
+    assert [p["value"] for p in points if p["series"] == BEST_CLASSICAL_SERIES] == [1.0, 0.01]
+    plot_curves(curves, tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as img:
+        assert img.format == "PNG"
+    with pytest.raises(GanrevError, match="reference budgets"):
+        EvalOptions(reference_bpp=(0.0,))
