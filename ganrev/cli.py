@@ -156,12 +156,15 @@ def fit_generator_command(
     augment: bool = typer.Option(False, help="aegan: also zoom, rotate, shift and recolour (channel order) the "
                                  "training images the encoder and generator learn to reconstruct"),
     resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (the saved options, except --epochs "
-                                "and any --adv-weight / --adv-warmup / --disc-lr / --disc-steps given)"),
+                                "and any --adv-weight / --adv-warmup / --disc-lr / --disc-steps / --cooldown "
+                                "given)"),
     device: str = DeviceOption,
     workers: int = typer.Option(0, help="data-loader worker processes"),
     max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
     max_minutes: Optional[float] = typer.Option(None, help="time budget: stop after the first epoch that ends "
                                                 "past it, as a finished run (--resume goes on)"),
+    cooldown: Optional[int] = typer.Option(None, help="the last N epochs' steps (G, E, D) fall linearly towards "
+                                           "zero [0: constant; with --resume: the saved run's]"),
 ) -> None:
     """Train a generator; writes OUT/generator.safetensors (+ encoder.safetensors) + config.json and samples
     every epoch.
@@ -171,7 +174,8 @@ def fit_generator_command(
     from ganrev.training.generator import TrainOptions, fit_generator
 
     _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
-    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps}
+    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps,
+                "cooldown": cooldown}
     given = {name: value for name, value in schedule.items() if value is not None}
     options = TrainOptions(**given, data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
                            disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,

@@ -143,7 +143,7 @@ def test_history_figures_are_sane(trained) -> None:
 @pytest.mark.parametrize("change", [
     {"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}, {"objective": "vae"},
     {"recon_loss": "perceptual"}, {"adv_weight": -0.1}, {"ema": 1.0}, {"beta1": 1.0}, {"adv_warmup": -1},
-    {"latent_noise": -0.1}, {"latent_noise": float("inf")},
+    {"latent_noise": -0.1}, {"latent_noise": float("inf")}, {"cooldown": -1}, {"cooldown": 2},
 ])
 def test_train_options_are_checked_before_training(change: dict) -> None:
     with pytest.raises(GanrevError, match="invalid --"):
@@ -511,6 +511,35 @@ def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkey
     result = CliRunner().invoke(app, ["fetch", "emoji"])
     assert result.exit_code == 0, repr(result.exception)
     assert str(root) in result.output
+
+
+def test_cooldown_steps_fall_linearly_over_the_last_epochs() -> None:
+    assert [TrainOptions(epochs=10, cooldown=4).step_scale(epoch) for epoch in range(10)] == pytest.approx(
+        [1.0] * 6 + [0.8, 0.6, 0.4, 0.2])
+    assert {TrainOptions(epochs=5).step_scale(epoch) for epoch in range(5)} == {1.0}
+    assert TrainOptions(epochs=3, cooldown=3).step_scale(0) == 0.75  # the whole run cools down
+
+
+def test_resume_can_add_a_cooldown_that_lowers_every_step(shapes: Path, tmp_path: Path) -> None:
+    """Two epochs at constant steps, then a resume to four with --cooldown 2: epochs 3 and 4 step at 2/3 and 1/3
+    of G's (and E's) and D's steps, which the saved optimizer state records; without it the weights differ."""
+    first = tmp_path / "constant"
+    fit_generator(_aegan(shapes, epochs=2), first, device="cpu", progress=False)
+    cooled, constant = tmp_path / "cooled", tmp_path / "constant-on"
+    shutil.copytree(first, cooled)
+    shutil.copytree(first, constant)
+    later = _aegan(Path("/nonexistent"), epochs=4, cooldown=2)
+    summary = fit_generator(later, cooled, resume=True, device="cpu", progress=False,
+                            resume_changes=("epochs", "cooldown"))
+    assert [record["epoch"] for record in summary["history"]] == [1, 2, 3, 4]
+    state = torch.load(cooled / STATE_FILE, map_location="cpu", weights_only=True)
+    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == pytest.approx([1e-3 / 3])
+    assert [group["lr"] for group in state["opt_discriminator"]["param_groups"]] == pytest.approx([2e-4 / 3])
+    assert json.loads((cooled / "config.json").read_text())["training"]["options"]["cooldown"] == 2
+    fit_generator(_aegan(Path("/nonexistent"), epochs=4), constant, resume=True, device="cpu", progress=False)
+    state = torch.load(constant / STATE_FILE, map_location="cpu", weights_only=True)
+    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == [1e-3]
+    assert load_generator(cooled).fingerprint != load_generator(constant).fingerprint
 
 
 def test_resume_can_start_the_adversarial_term_of_a_reconstruction_run(shapes: Path, tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ class TrainOptions:
     disc_lr: float | None = None  # aegan: None = 2e-4
     disc_steps: int = 1  # aegan: discriminator updates per generator update (SN-GAN uses 5)
     ema: float = 0.995  # aegan: decay of the weight average of G and E (0: no averaging)
+    cooldown: int = 0  # the last N epochs' steps (G, E and D) fall linearly towards zero (0: constant steps)
     validation: bool = True  # aegan: carve a validation split from the training side to pick the best epoch
 
     def __post_init__(self) -> None:
@@ -116,6 +117,7 @@ class TrainOptions:
             "prior_weight": math.isfinite(self.prior_weight) and self.prior_weight >= 0,
             "latent_noise": math.isfinite(self.latent_noise) and self.latent_noise >= 0,
             "ema": math.isfinite(self.ema) and 0 <= self.ema < 1,
+            "cooldown": 0 <= self.cooldown <= self.epochs,
             "width": self.width >= 1 and self.disc_width >= 1 and (self.encoder_width or 1) >= 1,
             "latent_dim": self.latent_dim >= 1,
             "max_steps_per_epoch": self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
@@ -135,6 +137,13 @@ class TrainOptions:
     def discriminator_lr(self) -> float:
         """aegan's D step (gan uses :attr:`generator_lr` for both, as pytorch/examples does)."""
         return self.disc_lr if self.disc_lr is not None else 2e-4
+
+    def step_scale(self, epoch: int) -> float:
+        """The factor on every step size in ``epoch`` (0-based): 1, then over the last N = ``cooldown`` epochs
+        N/(N+1), ..., 1/(N+1). Decided by the epoch alone, so a resumed run (which may change ``epochs`` and
+        ``cooldown``) steps as an uninterrupted one with those settings would."""
+        first = self.epochs - self.cooldown
+        return 1.0 if epoch < first else (self.epochs - epoch) / (self.cooldown + 1)
 
 
 def _distributed() -> tuple[int, int]:
@@ -165,6 +174,10 @@ class GanObjective:
     def wrap_ddp(self) -> None:
         self.netG = nn.parallel.DistributedDataParallel(self.netG)  # type: ignore[assignment]
         self.netD = nn.parallel.DistributedDataParallel(self.netD)  # type: ignore[assignment]
+
+    def set_step_scale(self, scale: float) -> None:
+        _set_lr(self.optG, self.options.generator_lr * scale)
+        _set_lr(self.optD, self.options.generator_lr * scale)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": _plain(self.netG).state_dict(), "discriminator": _plain(self.netD).state_dict(),
@@ -241,6 +254,10 @@ class AeganObjective:
         self.netE = nn.parallel.DistributedDataParallel(self.netE)  # type: ignore[assignment]
         self.netD = nn.parallel.DistributedDataParallel(self.netD)  # type: ignore[assignment]
 
+    def set_step_scale(self, scale: float) -> None:
+        _set_lr(self.optG, self.options.generator_lr * scale)
+        _set_lr(self.optD, self.options.discriminator_lr * scale)
+
     def state_dict(self) -> dict[str, Any]:
         return {"generator": _plain(self.netG).state_dict(), "encoder": _plain(self.netE).state_dict(),
                 "discriminator": _plain(self.netD).state_dict(), "ema_generator": self.emaG.state_dict(),
@@ -255,8 +272,6 @@ class AeganObjective:
         self.emaE.load_state_dict(state["ema_encoder"])
         self.optG.load_state_dict(state["opt_generator"])
         self.optD.load_state_dict(state["opt_discriminator"])
-        for group in self.optD.param_groups:  # the saved state holds the old step; a resume may change it
-            group["lr"] = self.options.discriminator_lr
         self.ema_steps = int(state.get("ema_steps", 10**6))  # states saved before the warm-up was recorded
 
     def shipped(self) -> tuple[Generator, Encoder | None]:
@@ -346,6 +361,13 @@ def _moment_penalty(code: torch.Tensor) -> torch.Tensor:
     return mean.square().mean() + (var - 1).square().mean() + off_diagonal.square().sum() / max(d * (d - 1), 1)
 
 
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's step: also after loading a saved state, which holds the step it was saved with (a
+    resume may change the D step or the cool-down)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def _plain(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
@@ -364,7 +386,7 @@ def validation_ssim(generator: Generator, encoder: Encoder, images: torch.Tensor
     return torch.cat(scores)
 
 
-RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup", "disc_lr", "disc_steps")
+RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup", "disc_lr", "disc_steps", "cooldown")
 """Options a resumed run may change: the schedule. Architecture, data, seed and the rest are the saved run's."""
 
 
@@ -446,6 +468,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         if sampler is not None:
             sampler.set_epoch(epoch)
         objective.train()
+        objective.set_step_scale(options.step_scale(epoch))
         sums: dict[str, float] = {}
         steps = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress or rank != 0,
