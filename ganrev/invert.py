@@ -27,11 +27,11 @@ from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim
 from ganrev.nets.dcgan import Encoder, Generator
+from ganrev.progress import progress_bar
 
 LossName = Literal["ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix"]
 LOSSES: tuple[str, ...] = ("ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix")
@@ -252,7 +252,7 @@ def _search_rows(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
     stall = torch.zeros(rows, dtype=torch.long, device=z.device)
     iterations = torch.zeros(rows, dtype=torch.long, device=z.device)
     active = torch.arange(rows, device=z.device)
-    bar = tqdm(range(options.iters), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(range(options.iters), desc, progress)
     for step in bar:
         z_active = z[active].requires_grad_(True)
         loss = loss_fn(generator.images(z_active), targets[active])

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ganrev.codec import GanCodec, ImageCodec
 from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPCodec, avif_available
@@ -35,6 +34,7 @@ from ganrev.evaluate.runs import (
 from ganrev.invert import InversionResult
 from ganrev.io import atomic_write_text, atomic_writer
 from ganrev.models import GeneratorCheckpoint
+from ganrev.progress import progress_bar
 from ganrev.reference import measure_classical, reference_curve, reference_families, skipped_families
 
 __all__ = [
@@ -84,8 +84,8 @@ def _best_classical_points(images: list[torch.Tensor], budgets_bpp: Sequence[flo
     Every setting is measured once per image and every budget read off those measurements. Only bytes, bpp and
     SSIM are measured (the reference is chosen by SSIM); the other fields are None.
     """
-    measured = [measure_classical(image) for image in tqdm(images, desc=f"{BEST_CLASSICAL_SERIES} curve",
-                                                           disable=not progress, leave=False, dynamic_ncols=True)]
+    measured = [measure_classical(image) for image in progress_bar(images, f"{BEST_CLASSICAL_SERIES} curve",
+                                                                   progress)]
     return [{"series": BEST_CLASSICAL_SERIES, "parameter": "budget_bpp", "value": point.budget_bpp,
              "images": point.images, **dict.fromkeys(_POINT_FIELDS), "bytes": point.bytes, "bpp": point.bpp,
              "ssim": point.ssim, "images_without_file": point.images_without_file}
@@ -122,8 +122,7 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     if options.learned is None:
         sweeps += default_curve_sweeps(checkpoint.metadata.get("dataset"))
     for series, factory, qualities in sweeps:
-        for quality in tqdm(list(qualities), desc=f"{series} curve", disable=not progress, leave=False,
-                            dynamic_ncols=True):
+        for quality in progress_bar(list(qualities), f"{series} curve", progress):
             points.append(_point(series, "quality", int(quality), evaluate(images, [factory(quality)], **kw)))
     if options.reference_bpp:
         points += _best_classical_points(images, options.reference_bpp, progress)
@@ -146,8 +145,7 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     iters = search_options.iters
     gan_series = [("GAN reversal (bits)", "bits", b, iters, b) for b in options.bits_list]
     gan_series += [("GAN reversal (iterations)", "iters", n, n, options.bits) for n in options.iters_list]
-    for series, parameter, value, count, b in tqdm(gan_series, desc="GAN curve", disable=not progress, leave=False,
-                                                   dynamic_ncols=True):
+    for series, parameter, value, count, b in progress_bar(gan_series, "GAN curve", progress):
         codec = GanCodec(checkpoint, bits=b, search=replace(search_options, iters=count),
                          refine_iters=options.refine_iters, device=dev)
         records = evaluate(images, [codec], gan_search=search_at(count), **kw)

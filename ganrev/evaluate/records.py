@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 import torch
-from tqdm import tqdm
 
 from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult
 from ganrev.metrics import image_metrics
+from ganrev.progress import progress_bar
 
 __all__ = [
     "CodecLike",
@@ -131,7 +131,7 @@ def evaluate(images: Sequence[torch.Tensor], codecs: Iterable[CodecLike], *, nam
         if isinstance(codec, GanCodec):
             records += _evaluate_gan(label, role, codec, images, names, lpips_weights, gan_search, progress, grid)
             continue
-        for name, image in zip(tqdm(names, desc=label, disable=not progress, leave=False, dynamic_ncols=True),
+        for name, image in zip(progress_bar(names, label, progress),
                                images):
             started = time.perf_counter()
             data = codec.encode(image)
@@ -159,8 +159,8 @@ def _evaluate_gan(label: str, role: str, codec: GanCodec, images: list[torch.Ten
         total = time.perf_counter() - started + search.seconds
     per_image = total / len(images)
     records = []
-    for name, image, result in zip(tqdm(names, desc=f"{label} decode", disable=not progress, leave=False,
-                                        dynamic_ncols=True), images, results):
+    for name, image, result in zip(progress_bar(names, f"{label} decode", progress), images,
+                                        results):
         started = time.perf_counter()
         decoded = codec.decode(result.data)
         decode_s = time.perf_counter() - started
@@ -179,7 +179,7 @@ def mean_bpp_by_quality(factory: Callable[[int], ImageCodec], images: Sequence[t
                         desc: str = "rate sweep") -> dict[int, float]:
     """Mean bpp over ``images`` of ``factory(q)`` for each quality ``q`` (encoding only: sizes are all it needs)."""
     out = {}
-    for quality in tqdm(list(qualities), desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+    for quality in progress_bar(list(qualities), desc, progress):
         codec = factory(quality)
         bpps = [bits_per_pixel(len(codec.encode(image)), image.shape[2], image.shape[1]) for image in images]
         out[int(quality)] = sum(bpps) / len(bpps)

@@ -38,6 +38,7 @@ from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import save_baseline
+from ganrev.progress import progress_bar
 from ganrev.training.common import (
     BEST_DIR,
     STATE_FILE,
@@ -233,8 +234,7 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
             steps = min(steps, options.max_steps_per_epoch)
         sums: dict[str, float] = {}
         nets.train(True)
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = progress_bar(range(steps), f"epoch {epoch + 1}/{options.epochs}", progress)
         for step in bar:
             index = order[step * batch_size:(step + 1) * batch_size]
             real = images[index]

@@ -53,6 +53,7 @@ from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
 from ganrev.models import attach_density, load_generator, save_generator
 from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig, init_weights
+from ganrev.progress import progress_bar
 from ganrev.training.common import (
     BEST_DIR,
     STATE_FILE,
@@ -471,8 +472,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         objective.set_step_scale(options.step_scale(epoch))
         sums: dict[str, float] = {}
         steps = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress or rank != 0,
-                   leave=False, dynamic_ncols=True)
+        bar = progress_bar(loader, f"epoch {epoch + 1}/{options.epochs}", progress and rank == 0)
         for real in bar:
             real = real.to(dev, non_blocking=True) * 2 - 1
             if options.hflip:
