@@ -139,9 +139,9 @@ def fit_generator_command(
     disc_steps: Optional[int] = typer.Option(None, help="aegan: D updates per G update [1; with --resume: the "
                                              "saved run's]"),
     beta1: float = typer.Option(0.5),
-    recon_loss: str = typer.Option("ms-ssim+l1", help="aegan reconstruction loss: ms-ssim+l1 (0.84 (1-MS-SSIM) + "
-                                   "0.16 L1; also: mix) [from the loss study], ssim+l1, ssim, ms-ssim, l1, l2, bce, "
-                                   "ms-ssim+l2"),
+    recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) "
+                                   "[best SSIM after the search in full-length runs], ms-ssim+l1 (also: mix), ssim, "
+                                   "ms-ssim, l1, l2, bce, ms-ssim+l2"),
     adv_weight: Optional[float] = typer.Option(None, help="aegan: weight of the adversarial term (0: plain "
                                                "autoencoder) [0.05; with --resume: the saved run's]"),
     adv_warmup: Optional[int] = typer.Option(None, help="aegan: reconstruction-only epochs before the adversarial "

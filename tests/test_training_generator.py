@@ -168,7 +168,7 @@ def test_aegan_writes_generator_encoder_best_and_reconstructions(aegan_run, shap
     assert ckpt.encoder is not None and ckpt.encoder.config.latent_dim == 16
     config = json.loads((out / "config.json").read_text())
     training = config["training"]
-    assert training["objective"] == "aegan" and training["options"]["recon_loss"] == "ms-ssim+l1"
+    assert training["objective"] == "aegan" and training["options"]["recon_loss"] == "ssim+l1"
     fit, val = carve_validation(folder_dataset(shapes, "train", 32, 3), str(shapes))
     assert val is not None and training["validation_images"] == len(val) and training["fit_images"] == len(fit)
     assert len(fit) + len(val) == config["split"]["train_images"] == 36
