@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sets = {"unseen": _subset(args.unseen or args.aegan / "heldout", work / "unseen", args.limit)}
-        fit, validation_part = carve_validation(open_dataset("emoji", "train", resolution=64, channels=3), "emoji")
+        fit, validation_part = carve_validation(open_dataset("emoji:google", "train", resolution=64, channels=3), "emoji")
         assert validation_part is not None
         export_one_per_group(fit, "emoji", work / "seen", count)
         export_one_per_group(validation_part, "emoji", work / "validation", count)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "adversarial")
     args = parser.parse_args(argv)
 
-    train = open_dataset("emoji", "train", resolution=64, channels=3)
+    train = open_dataset("emoji:google", "train", resolution=64, channels=3)
     _, validation = carve_validation(train, "emoji")
     assert validation is not None
     step = max(1, len(validation) // args.count)

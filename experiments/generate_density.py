@@ -95,9 +95,9 @@ def main() -> None:
     gan, aegan = load_generator(ROOT / "pretrained" / "emoji64-gan"), load_generator(ROOT / "pretrained" / "emoji64")
     if aegan.density is None or aegan.encoder is None:
         raise SystemExit("pretrained/emoji64 has no fitted density: run `ganrev fit-density -g emoji64`")
-    fit, _ = carve_validation(open_dataset("emoji", "train"), "emoji")
+    fit, _ = carve_validation(open_dataset("emoji:google", "train"), "emoji")
     train = torch.stack([fit[i] for i in range(len(fit))])
-    test = open_dataset("emoji", "test")
+    test = open_dataset("emoji:google", "test")
     heldout = torch.stack([test[i] for i in range(len(test))])
     record = aegan.metadata["density"]
     single = fit_gaussian_mixture(encode_images(aegan.encoder, fit, torch.device("cpu")), 1, 0.1)

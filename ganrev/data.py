@@ -2,8 +2,10 @@
 
 Sources (``open_dataset(source, ...)``):
 - a folder of images (recursive); each file is centre-cropped and resized to the model's resolution;
-- ``emoji``: npm package ``emoji-datasource-google`` 16.0.0 (3,786 colour 64x64 PNGs, Apache-2.0),
-  fetched once with ``ganrev fetch emoji`` (``npm pack``: uses only the npm registry);
+- ``emoji``: the openly licensed vendor sets of the npm ``emoji-datasource`` family, 3,786 colour 64x64 PNGs
+  each: Google/Noto (``emoji-datasource-google`` 16.0.0, Apache-2.0) and Twemoji (``emoji-datasource-twitter``
+  16.0.0, CC-BY-4.0), fetched once with ``ganrev fetch emoji`` (``npm pack``: uses only the npm registry).
+  ``emoji`` is every fetched vendor, ``emoji:google,twitter`` names them;
 - ``fashion-mnist``: Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
   the official 60k/10k train/test split is kept;
 - ``cifar10``, ``mnist``, ``celeba``: torchvision, downloaded on demand (online users only).
@@ -39,7 +41,6 @@ from ganrev.io import center_crop_resize, convert_channels, list_images, load_im
 Split = Literal["train", "test", "all"]
 TEST_PERCENT = 10
 VALIDATION_PERCENT = 10  # of the training side's groups, held back to choose epochs and hyper-parameters
-EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
 BUILTIN_SOURCES = ("emoji", "fashion-mnist", "cifar10", "mnist", "celeba")
 
 
@@ -97,7 +98,7 @@ class ImageSet(Dataset):
 
 def group_of(source: str, label: str) -> str:
     """The split group of an item from its label: the base emoji for emoji, else the label itself."""
-    return emoji_group_key(Path(label).stem) if source == "emoji" else label
+    return emoji_group_key(Path(label).stem) if is_emoji_source(source) else label
 
 
 def carve_validation(dataset: ImageSet, source: str) -> tuple[ImageSet, ImageSet | None]:
@@ -161,26 +162,75 @@ def emoji_group_key(unified: str) -> str:
     return "-".join(parts) or unified.upper()
 
 
-def emoji_dir() -> Path:
-    return data_home() / "emoji-datasource-google"
+EMOJI_VENDORS: dict[str, str] = {
+    # vendor -> npm package of the emoji-datasource family (same emoji.json and img/<vendor>/64/ layout)
+    "google": "emoji-datasource-google@16.0.0",  # Noto Emoji, Apache-2.0
+    "twitter": "emoji-datasource-twitter@16.0.0",  # Twemoji, CC-BY-4.0
+}
+EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0"}
+# Apple's and Facebook's sets in the same family are not licensed for training: never listed here.
 
 
-def fetch_emoji(dest: Path | None = None) -> Path:
-    """Download the emoji package once with ``npm pack`` (npm registry only) and unpack it."""
-    dest = dest or emoji_dir()
+def is_emoji_source(source: str) -> bool:
+    """``emoji`` (every fetched vendor) or ``emoji:v1,v2`` (the named vendors)."""
+    return source == "emoji" or source.startswith("emoji:")
+
+
+def emoji_vendors(source: str, *, fetched_only: bool = True) -> list[str]:
+    """The vendors an emoji source names, in :data:`EMOJI_VENDORS` order.
+
+    ``emoji`` means every vendor fetched into :func:`data_home` (at least one must be); ``emoji:a,b`` names
+    them, each of which must be fetched when ``fetched_only``.
+    """
+    if source == "emoji":
+        vendors = [v for v in EMOJI_VENDORS if (emoji_dir(v) / "emoji.json").is_file()]
+        if not vendors:
+            raise GanrevError(f"emoji data not found in {data_home()}: run `ganrev fetch emoji` once (needs npm)")
+        return vendors
+    named = [v.strip() for v in source.split(":", 1)[1].split(",") if v.strip()]
+    unknown = [v for v in named if v not in EMOJI_VENDORS]
+    if unknown or not named:
+        raise GanrevError(f"unknown emoji vendor {', '.join(unknown) or '(none)'} in {source!r}: "
+                          f"choose from {', '.join(EMOJI_VENDORS)}, e.g. emoji:google,twitter")
+    missing = [v for v in named if fetched_only and not (emoji_dir(v) / "emoji.json").is_file()]
+    if missing:
+        raise GanrevError(f"emoji data for {', '.join(missing)} not found in {data_home()}: "
+                          f"run `ganrev fetch emoji:{','.join(missing)}` once (needs npm)")
+    return [v for v in EMOJI_VENDORS if v in named]
+
+
+def canonical_source(source: str) -> str:
+    """``source`` as a checkpoint records it: ``emoji`` becomes the fetched vendors it stands for today
+    (``emoji:google,twitter``), so a run's config says exactly what it was trained on."""
+    return "emoji:" + ",".join(emoji_vendors(source)) if is_emoji_source(source) else source
+
+
+def saved_source(source: str) -> str:
+    """The source a saved run or checkpoint names: ``emoji`` there predates other vendors and meant Google's."""
+    return "emoji:google" if source == "emoji" else source
+
+
+def emoji_dir(vendor: str = "google") -> Path:
+    return data_home() / EMOJI_VENDORS[vendor].split("@")[0]
+
+
+def fetch_emoji(dest: Path | None = None, vendor: str = "google") -> Path:
+    """Download one vendor's emoji package once with ``npm pack`` (npm registry only) and unpack it."""
+    package = EMOJI_VENDORS[vendor]
+    dest = dest or emoji_dir(vendor)
     if (dest / "emoji.json").is_file():
         return dest
     npm = shutil.which("npm")
     if npm is None:
         raise GanrevError("fetching emoji needs npm (Node.js); install it, or unpack "
-                          f"`npm pack {EMOJI_PACKAGE}` into {dest} yourself")
+                          f"`npm pack {package}` into {dest} yourself")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            out = subprocess.run([npm, "pack", EMOJI_PACKAGE, "--silent"], cwd=tmp, check=True,
+            out = subprocess.run([npm, "pack", package, "--silent"], cwd=tmp, check=True,
                                  capture_output=True, text=True, timeout=900)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             detail = getattr(exc, "stderr", "") or ""
-            raise GanrevError(f"npm pack {EMOJI_PACKAGE} failed (offline?): {detail.strip()[:400]}") from exc
+            raise GanrevError(f"npm pack {package} failed (offline?): {detail.strip()[:400]}") from exc
         tarball = Path(tmp) / out.stdout.strip().splitlines()[-1]
         staging = Path(tmp) / "unpacked"
         with tarfile.open(tarball) as tar:
@@ -192,29 +242,34 @@ def fetch_emoji(dest: Path | None = None) -> Path:
     return dest
 
 
-def emoji_index(root: Path) -> list[tuple[Path, str]]:
-    """(image path, group key) for every 64x64 Google emoji image listed in emoji.json, sorted by path."""
+def emoji_index(root: Path, vendor: str = "google") -> list[tuple[Path, str]]:
+    """(image path, group key) for every 64x64 image of ``vendor`` listed in emoji.json, sorted by path.
+
+    The group key depends on the emoji alone, never on the vendor: a base emoji is held out for every vendor
+    or for none, so figures on one vendor's held-out groups stay comparable whatever else was trained on.
+    """
     meta = json.loads((root / "emoji.json").read_text())
-    img_dir = root / "img" / "google" / "64"
+    img_dir = root / "img" / vendor / "64"
     items: dict[str, str] = {}
     for entry in meta:
         key = emoji_group_key(entry["unified"])
         variants = [entry] + list((entry.get("skin_variations") or {}).values())
         for variant in variants:
-            if variant.get("has_img_google", True) and (img_dir / variant["image"]).is_file():
+            if variant.get(f"has_img_{vendor}", True) and (img_dir / variant["image"]).is_file():
                 items[variant["image"]] = key
     return [(img_dir / name, items[name]) for name in sorted(items)]
 
 
-def emoji_dataset(split: Split, resolution: int, channels: int) -> ImageSet:
-    root = emoji_dir()
-    if not (root / "emoji.json").is_file():
-        raise GanrevError(f"emoji data not found in {root}: run `ganrev fetch emoji` once (needs npm)")
-    index = emoji_index(root)
-    chosen = [index[i] for i in select_split([key for _, key in index], split)]
+def emoji_dataset(source: str, split: Split, resolution: int, channels: int) -> ImageSet:
+    """The chosen vendors' emoji (labels ``vendor/file.png``), vendor by vendor, each sorted by file name."""
+    chosen: list[tuple[Path, str]] = []
+    for vendor in emoji_vendors(source):
+        index = emoji_index(emoji_dir(vendor), vendor)
+        chosen += [(index[i][0], f"{vendor}/{index[i][0].name}")
+                   for i in select_split([key for _, key in index], split)]
     images = torch.stack([_prepare(load_image(p), resolution, channels) for p, _ in chosen])
     images = (images * 255).round().to(torch.uint8)
-    return _tensor_set("emoji", split, images, [p.name for p, _ in chosen])
+    return _tensor_set(source, split, images, [label for _, label in chosen])
 
 
 # ------------------------------------------------------------------------------------------ fashion-mnist
@@ -303,8 +358,8 @@ def torchvision_dataset(name: str, split: Split, resolution: int, channels: int)
 
 def open_dataset(source: str, split: Split = "train", *, resolution: int = 64, channels: int = 3) -> ImageSet:
     """Open a built-in data set by name or a folder of images by path (see module docstring)."""
-    if source == "emoji":
-        return emoji_dataset(split, resolution, channels)
+    if is_emoji_source(source):
+        return emoji_dataset(source, split, resolution, channels)
     if source == "fashion-mnist":
         return fashion_mnist_dataset(split, resolution, channels)
     if source in ("cifar10", "mnist", "celeba"):
@@ -331,21 +386,28 @@ def export_one_per_group(dataset: ImageSet, source: str, out_dir: str | os.PathL
     from ganrev.io import save_image
 
     labels = dataset.labels or [str(i) for i in range(len(dataset))]
+    written = []
+    for index in one_per_group(dataset, source, count):
+        written.append(Path(out_dir) / f"{Path(labels[index]).stem}.png")
+        save_image(dataset[index], written[-1])
+    return written
+
+
+def one_per_group(dataset: ImageSet, source: str, count: int) -> list[int]:
+    """Indices of ``count`` items of ``dataset``, the first (by label order) of each group, groups in the order
+    of SHA-256 of their key: the same choice on every machine, and across vendors of one emoji source when
+    ``dataset`` holds one vendor."""
+    labels = dataset.labels or [str(i) for i in range(len(dataset))]
     chosen: dict[str, int] = {}
     for index, label in enumerate(labels):
         chosen.setdefault(group_of(source, label), index)
     order = sorted(chosen, key=lambda key: hashlib.sha256(key.encode()).hexdigest())[:count]
-    written = []
-    for key in order:
-        name = Path(labels[chosen[key]]).stem.replace("/", "_")
-        written.append(Path(out_dir) / f"{name}.png")
-        save_image(dataset[chosen[key]], written[-1])
-    return written
+    return [chosen[key] for key in order]
 
 
 def split_rule(source: str) -> str:
     """One-line description of how ``source`` is split, recorded in checkpoints."""
     if source in ("fashion-mnist", "cifar10", "mnist", "celeba"):
         return "official train/test split"
-    unit = "base emoji (variants grouped)" if source == "emoji" else "relative file path"
+    unit = "base emoji (variants grouped, the same for every vendor)" if is_emoji_source(source) else "relative file path"
     return f"sha256('ganrev-split:' + {unit}) first 2 bytes mod 100 < {TEST_PERCENT} -> test"

@@ -22,9 +22,11 @@ from PIL import Image
 from ganrev import data as gdata
 from ganrev.data import (
     TEST_PERCENT,
+    canonical_source,
     carve_validation,
     emoji_group_key,
     emoji_index,
+    emoji_vendors,
     folder_dataset,
     group_of,
     is_test_group,
@@ -32,6 +34,7 @@ from ganrev.data import (
     locate_fashion_mnist,
     open_dataset,
     read_idx_images,
+    saved_source,
     select_split,
     split_rule,
 )
@@ -220,7 +223,7 @@ def test_emoji_split_keeps_every_variant_together(emoji_home: Path) -> None:
     train = open_dataset("emoji", "train", resolution=32)
     test = open_dataset("emoji", "test", resolution=32)
     everything = open_dataset("emoji", "all", resolution=32)
-    expected = _expected_emoji()
+    expected = {f"google/{name}": key for name, key in _expected_emoji().items()}
     assert len(train) > 0 and len(test) > 0
     assert not set(train.labels) & set(test.labels)
     assert set(train.labels) | set(test.labels) == set(everything.labels) == set(expected)
@@ -233,8 +236,71 @@ def test_emoji_split_keeps_every_variant_together(emoji_home: Path) -> None:
     for key in set(expected.values()):
         members = {n for n, k in expected.items() if k == key}
         assert members <= set(train.labels) or members <= set(test.labels), key
-    assert {n for n in test.labels if n.startswith("1f64b")} == {n for n in expected if n.startswith("1f64b")}
-    assert not any(n.startswith("1f3c3") for n in test.labels)
+    assert {n for n in test.labels if n.startswith("google/1f64b")} == {n for n in expected if n.startswith("google/1f64b")}
+    assert not any(n.startswith("google/1f3c3") for n in test.labels)
+
+
+def _add_vendor(emoji_home: Path, vendor: str, skip: set[str] = frozenset()) -> Path:
+    """A second vendor's tree beside ``emoji_home`` (same emoji.json), minus the images named in ``skip``."""
+    root = emoji_home.parent / f"emoji-datasource-{vendor}"
+    img = root / "img" / vendor / "64"
+    img.mkdir(parents=True)
+    entries = [entry | {f"has_img_{vendor}": True} for entry in EMOJI_ENTRIES]
+    (root / "emoji.json").write_text(json.dumps(entries))
+    for source in (emoji_home / "img" / "google" / "64").iterdir():
+        if source.name not in skip:
+            arr = 255 - np.asarray(Image.open(source))[..., :3]  # another style: the colours inverted
+            Image.fromarray(np.dstack([arr, np.asarray(Image.open(source))[..., 3]]), "RGBA").save(img / source.name)
+    return root
+
+
+def test_every_vendor_holds_out_the_same_groups(emoji_home: Path) -> None:
+    _add_vendor(emoji_home, "twitter", skip={"1f600.png"})
+    both = {split: open_dataset("emoji", split, resolution=16) for split in ("train", "test")}
+    for split, dataset in both.items():
+        vendors = {label.split("/")[0] for label in dataset.labels}
+        assert vendors == {"google", "twitter"}
+        for label in dataset.labels:
+            assert is_test_group(group_of("emoji", label)) == (split == "test")
+    # the same base emoji are on the test side for each vendor
+    per_vendor = {v: {Path(l).name for l in both["test"].labels if l.startswith(v)} for v in ("google", "twitter")}
+    assert per_vendor["google"] == per_vendor["twitter"]
+    twitter_train = {Path(l).name for l in both["train"].labels if l.startswith("twitter/")}
+    assert "1f600.png" not in twitter_train and "1f601.png" in twitter_train
+    # the images really are each vendor's own files
+    g, t = both["train"].labels.index("google/1f601.png"), both["train"].labels.index("twitter/1f601.png")
+    assert not torch.equal(both["train"][g], both["train"][t])
+
+
+def test_emoji_vendor_selection(emoji_home: Path) -> None:
+    assert emoji_vendors("emoji") == ["google"]  # only what is fetched
+    _add_vendor(emoji_home, "twitter")
+    assert emoji_vendors("emoji") == ["google", "twitter"]
+    assert emoji_vendors("emoji:twitter") == ["twitter"]
+    assert emoji_vendors("emoji:twitter,google") == ["google", "twitter"]  # a fixed order whatever is typed
+    only = open_dataset("emoji:twitter", "all", resolution=16)
+    assert only.name == "emoji:twitter" and all(label.startswith("twitter/") for label in only.labels)
+    google = open_dataset("emoji:google", "all", resolution=16)
+    # each vendor's own has_img_<vendor> flags: 1F603 has no Google image but has a Twemoji one
+    assert {Path(l).name for l in only.labels} - {Path(l).name for l in google.labels} == {"1f603.png"}
+    assert len(open_dataset("emoji", "all", resolution=16)) == len(google) + len(only)
+    with pytest.raises(GanrevError, match="unknown emoji vendor apple"):
+        emoji_vendors("emoji:google,apple")
+    with pytest.raises(GanrevError, match="unknown emoji vendor"):
+        emoji_vendors("emoji:")
+    shutil.rmtree(emoji_home.parent / "emoji-datasource-twitter")
+    with pytest.raises(GanrevError, match="ganrev fetch emoji:twitter"):
+        open_dataset("emoji:twitter", "train")
+    assert "every vendor" in split_rule("emoji:google,twitter")
+
+
+def test_sources_as_checkpoints_record_them(emoji_home: Path) -> None:
+    assert canonical_source("emoji") == "emoji:google"
+    _add_vendor(emoji_home, "twitter")
+    assert canonical_source("emoji") == "emoji:google,twitter"
+    assert canonical_source("emoji:twitter") == "emoji:twitter" and canonical_source("fashion-mnist") == "fashion-mnist"
+    # `emoji` in a checkpoint written before other vendors existed meant Google's set alone
+    assert saved_source("emoji") == "emoji:google" and saved_source("emoji:twitter") == "emoji:twitter"
 
 
 def test_emoji_images_composited_on_white(emoji_home: Path) -> None:
@@ -247,7 +313,7 @@ def test_emoji_images_composited_on_white(emoji_home: Path) -> None:
         torch.testing.assert_close(image[:, 60:, :], torch.ones(3, 4, 64))   # transparent -> white
         torch.testing.assert_close(image[:, :4, :], torch.full((3, 4, 64), 127 / 255), atol=1 / 255, rtol=0)
     # the opaque centre keeps its colour: compare with the file itself
-    name = ds.labels[0]
+    name = Path(ds.labels[0]).name
     raw = np.asarray(Image.open(emoji_home / "img" / "google" / "64" / name))[32, 32, :3] / 255
     torch.testing.assert_close(ds[0][:, 32, 32], torch.tensor(raw, dtype=torch.float32), atol=1 / 255, rtol=0)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,10 +20,19 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from ganrev.cli import app, main
-from ganrev.data import carve_validation, folder_dataset, is_test_group
+from ganrev.data import carve_validation, folder_dataset, is_test_group, open_dataset
 from ganrev.errors import GanrevError
 from ganrev.models import load_generator
-from ganrev.training.common import BEST_DIR, STATE_FILE, choose_device, image_grid
+from ganrev.training import common
+from ganrev.training.common import (
+    BEST_DIR,
+    STATE_FILE,
+    available_cores,
+    choose_device,
+    image_grid,
+    resolve_precision,
+    use_threads,
+)
 from ganrev.training.generator import AeganObjective, TrainOptions, _moment_penalty, fit_generator, validation_ssim
 
 GRID_64 = 8 * (32 + 2) + 2  # an 8x8 grid of 32-pixel tiles with 2-pixel white gaps
@@ -503,14 +513,30 @@ def test_cli_fetch_fashion_mnist_reports_location(tmp_path: Path, monkeypatch: p
 
 
 def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "emoji-datasource-google"
-    root.mkdir()
-    (root / "emoji.json").write_text("[]")
+    roots = [tmp_path / f"emoji-datasource-{vendor}" for vendor in ("google", "twitter")]
+    for root in roots:
+        root.mkdir()
+        (root / "emoji.json").write_text("[]")
     monkeypatch.setenv("GANREV_DATA", str(tmp_path))
     monkeypatch.setattr(shutil, "which", lambda *a, **k: pytest.fail("must not look for npm"))
-    result = CliRunner().invoke(app, ["fetch", "emoji"])
+    result = CliRunner().invoke(app, ["fetch", "emoji"])  # every vendor
     assert result.exit_code == 0, repr(result.exception)
-    assert str(root) in result.output
+    assert all(str(root) in result.output for root in roots)
+    result = CliRunner().invoke(app, ["fetch", "emoji:twitter"])
+    assert result.exit_code == 0 and str(roots[1]) in result.output and str(roots[0]) not in result.output
+
+
+def test_cli_fetch_names_the_vendor_npm_packs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path))
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fetch", "emoji:twitter"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ganrev: error:") and "emoji-datasource-twitter@16.0.0" in err and "\n" not in err
+    with pytest.raises(SystemExit):
+        main(["fetch", "emoji:apple"])
+    assert "unknown emoji vendor apple" in capsys.readouterr().err
 
 
 def test_cooldown_steps_fall_linearly_over_the_last_epochs() -> None:
@@ -557,3 +583,91 @@ def test_resume_can_start_the_adversarial_term_of_a_reconstruction_run(shapes: P
     assert [group["lr"] for group in state["opt_discriminator"]["param_groups"]] == [1e-3]
     with pytest.raises(GanrevError, match="cannot change width"):
         fit_generator(later, out, resume=True, device="cpu", progress=False, resume_changes=("width",))
+
+
+# ------------------------------------------------------------------- precision, threads, several vendors
+
+def test_precision_auto_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(common, "cpu_flags", lambda: {"avx512f", "amx_bf16", "amx_tile"})
+    assert resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(common, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert resolve_precision("auto", cpu) == "fp32"
+    with pytest.raises(GanrevError, match="--precision"):
+        resolve_precision("fp16", cpu)
+
+
+def test_use_threads_sets_torch_and_defaults_to_every_core() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert use_threads(1) == 1 and torch.get_num_threads() == 1
+        assert use_threads(None) == available_cores() == torch.get_num_threads()
+        with pytest.raises(GanrevError, match="--threads"):
+            use_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bf16_and_fp32_training_both_run_on_cpu_and_are_recorded(shapes: Path, tmp_path: Path) -> None:
+    weights = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        summary = fit_generator(_aegan(shapes, epochs=1), out, device="cpu", progress=False, precision=precision)
+        assert math.isfinite(summary["history"][-1]["recon"])
+        assert json.loads((out / "config.json").read_text())["training"]["precision"] == precision
+        weights[precision] = load_generator(out).generator.state_dict()
+        assert all(torch.isfinite(w.float()).all() and w.dtype != torch.bfloat16 for w in weights[precision].values())
+    # autocast really changed the arithmetic: same seed and data, different weights
+    assert any(not torch.equal(weights["fp32"][k], weights["bf16"][k]) for k in weights["fp32"])
+
+
+def test_epoch_lines_report_throughput_and_precision(shapes: Path, tmp_path: Path, capsys) -> None:
+    fit_generator(_aegan(shapes, epochs=1), tmp_path / "run", device="cpu", progress=True, precision="fp32")
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("epoch 1/1:"))
+    assert re.search(r"\[\d+ images/s, fp32, \d+ s\]$", line), line
+
+
+def test_cli_bad_precision_is_one_line_before_the_data_loads(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit-generator", "--data", str(tmp_path / "no-such-folder"), "--precision", "fp16", "--device", "cpu",
+              "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("ganrev: error: invalid --precision")
+    assert not (tmp_path / "run").exists()
+
+
+def _two_vendor_emoji(home: Path, count: int = 60) -> None:
+    """Two vendors' emoji-datasource trees of ``count`` emoji each: the same codes, different drawings."""
+    rng = np.random.default_rng(1)
+    entries = [{"unified": f"1F{0x600 + i:03X}", "image": f"1f{0x600 + i:03x}.png"} for i in range(count)]
+    for vendor in ("google", "twitter"):
+        root = home / f"emoji-datasource-{vendor}"
+        (root / "img" / vendor / "64").mkdir(parents=True)
+        (root / "emoji.json").write_text(json.dumps(entries))
+        for entry in entries:
+            img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+            draw = ImageDraw.Draw(img)
+            fill = tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,)
+            (draw.ellipse if vendor == "google" else draw.rectangle)([8, 8, 56, 56], fill=fill)
+            img.save(root / "img" / vendor / "64" / entry["image"])
+
+
+def test_a_two_vendor_emoji_run_and_its_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _two_vendor_emoji(tmp_path / "data")
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path / "data"))
+    # plain `emoji` is every fetched vendor, and the checkpoint records which ones it was
+    options = _aegan(Path("emoji"), data="emoji", epochs=1, batch_size=16)
+    out = tmp_path / "run"
+    fit_generator(options, out, device="cpu", progress=False)
+    config = json.loads((out / "config.json").read_text())
+    train = open_dataset("emoji:google,twitter", "train", resolution=32)
+    assert config["dataset"] == "emoji:google,twitter" and "every vendor" in config["split"]["rule"]
+    assert config["split"]["train_images"] == len(train) and len(train) % 2 == 0
+    assert {label.split("/")[0] for label in train.labels} == {"google", "twitter"}
+    fit, validation = carve_validation(train, "emoji:google,twitter")
+    assert validation is not None and config["training"]["validation_images"] == len(validation)
+    assert config["training"]["fit_images"] == len(fit)
+    resumed = fit_generator(_aegan(Path("."), epochs=2), out, resume=True, device="cpu", progress=False)
+    assert [record["epoch"] for record in resumed["history"]] == [1, 2]
+    assert json.loads((out / "config.json").read_text())["dataset"] == "emoji:google,twitter"

@@ -22,7 +22,7 @@ import io as _io
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ganrev.codecs.classical import JPEGCodec
-from ganrev.data import carve_validation, open_dataset, split_rule
+from ganrev.data import canonical_source, carve_validation, open_dataset, saved_source, split_rule
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
@@ -202,9 +202,11 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
         state = read_train_state(out)
         if state["options"].get("model") != options.model:
             raise GanrevError(f"--resume: {out} holds a {state['options'].get('model')!r} run, not {options.model!r}")
-        options = BaselineTrainOptions(**(state["options"] | {"epochs": options.epochs}))
+        saved = state["options"] | {"data": saved_source(state["options"].get("data", "emoji"))}
+        options = BaselineTrainOptions(**(saved | {"epochs": options.epochs}))
 
     torch.manual_seed(options.seed)
+    options = replace(options, data=canonical_source(options.data))
     dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=options.channels)
     fit, validation = carve_validation(dataset, options.data) if options.validation else (dataset, None)
     images = _stack(fit)

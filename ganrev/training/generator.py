@@ -33,7 +33,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ganrev.augment import diff_augment, reconstruction_augment
-from ganrev.data import EmptySplitError, ImageSet, carve_validation, open_dataset, split_rule
+from ganrev.data import (
+    EmptySplitError,
+    ImageSet,
+    canonical_source,
+    carve_validation,
+    open_dataset,
+    saved_source,
+    split_rule,
+)
 from ganrev.density import fit_checkpoint_density
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
@@ -58,9 +66,11 @@ from ganrev.training.common import (
     BEST_DIR,
     STATE_FILE,
     TimeBudget,
+    autocast_for,
     choose_device,
     image_grid,
     read_train_state,
+    resolve_precision,
     training_device_name,
 )
 
@@ -82,6 +92,7 @@ class TrainOptions:
     batch_size: int = 64
     lr: float | None = None  # None: 2e-4 for gan, 1e-3 for aegan (G and E)
     beta1: float = 0.5
+    beta2: float = 0.999  # Adam's second-moment decay for G, E and D (0.99 follows a changing loss faster)
     seed: int = 0
     hflip: bool = True  # random horizontal flips: cheap augmentation that helps small sets like emoji
     augment: bool = False  # aegan: zoom/rotate/shift and channel-order changes of the training images
@@ -112,6 +123,7 @@ class TrainOptions:
             "lr": self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
             "disc_lr": self.disc_lr is None or (math.isfinite(self.disc_lr) and self.disc_lr > 0),
             "beta1": math.isfinite(self.beta1) and 0 <= self.beta1 < 1,
+            "beta2": math.isfinite(self.beta2) and 0 <= self.beta2 < 1,
             "real_label": math.isfinite(self.real_label) and 0 < self.real_label <= 1,
             "adv_weight": math.isfinite(self.adv_weight) and self.adv_weight >= 0,
             "adv_warmup": self.adv_warmup >= 0, "disc_steps": self.disc_steps >= 1,
@@ -168,7 +180,7 @@ class GanObjective:
                                                   options.disc_width)).to(device)
         self.netG.apply(init_weights)
         self.netD.apply(init_weights)
-        betas = (options.beta1, 0.999)
+        betas = (options.beta1, options.beta2)
         self.optG = torch.optim.Adam(self.netG.parameters(), lr=options.generator_lr, betas=betas)
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=options.generator_lr, betas=betas)
 
@@ -243,7 +255,7 @@ class AeganObjective:
         self.emaG, self.emaE = copy.deepcopy(self.netG).eval(), copy.deepcopy(self.netE).eval()
         self.emaG.requires_grad_(False)
         self.emaE.requires_grad_(False)
-        betas = (options.beta1, 0.999)
+        betas = (options.beta1, options.beta2)
         self.optG = torch.optim.Adam(list(self.netG.parameters()) + list(self.netE.parameters()),
                                      lr=options.generator_lr, betas=betas)
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=options.discriminator_lr, betas=betas)
@@ -393,7 +405,8 @@ RESUME_CHANGES = ("epochs", "adv_weight", "adv_warmup", "disc_lr", "disc_steps",
 
 def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, resume: bool = False,
                   device: str = "auto", workers: int = 0, progress: bool = True,
-                  resume_changes: tuple[str, ...] = ("epochs",), max_minutes: float | None = None) -> dict[str, Any]:
+                  resume_changes: tuple[str, ...] = ("epochs",), max_minutes: float | None = None,
+                  precision: str = "auto") -> dict[str, Any]:
     """Train (or resume) a generator on ``options.data`` with ``options.objective``; returns a summary.
 
     Resuming keeps the saved run's options except the fields named in ``resume_changes`` (a subset of
@@ -404,6 +417,10 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     it (saved like every epoch; the run ends as a finished one does, density included) and ``--resume`` can
     go on from there. The summary's ``epochs`` is the last epoch trained, ``out_of_time`` whether the budget
     stopped it before ``options.epochs``.
+
+    ``precision``: ``fp32``, ``bf16`` (autocast; weights, optimiser states and losses stay fp32) or ``auto``
+    (:func:`~ganrev.training.common.resolve_precision`); a resumed run may use another. CPU threads are the
+    caller's (``torch.set_num_threads``; the CLI's ``--threads``).
     """
     unknown = set(resume_changes) - set(RESUME_CHANGES)
     if unknown:
@@ -412,6 +429,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     out = Path(out_dir)
     rank, world = _distributed()
     dev = choose_device(device)
+    precision = resolve_precision(precision, dev)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
@@ -422,9 +440,11 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         # A resumed run keeps its architecture, data and seed; only RESUME_CHANGES (the schedule) may change.
         # Runs saved before the aegan objective existed were gan runs with a fixed learning rate.
         saved = {"objective": "gan"} | state["options"]
+        saved["data"] = saved_source(saved.get("data", "emoji"))
         options = TrainOptions(**(saved | {name: getattr(options, name) for name in resume_changes}))
 
     torch.manual_seed(options.seed + rank)
+    options = replace(options, data=canonical_source(options.data))
     dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=options.channels)
     train_size = len(dataset)
     try:
@@ -456,8 +476,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     if world > 1:
         objective.wrap_ddp()
 
-    # bf16 autocast on CUDA: halves activation traffic and needs no loss scaler.
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = autocast_for(precision, dev)
     sizes = {"train_images": train_size, "test_images": test_size,
              "fit_images": len(dataset), "validation_images": len(val_images) if val_images is not None else 0}
     started = time.perf_counter()
@@ -472,6 +491,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         objective.set_step_scale(options.step_scale(epoch))
         sums: dict[str, float] = {}
         steps = 0
+        epoch_started = time.perf_counter()
         bar = progress_bar(loader, f"epoch {epoch + 1}/{options.epochs}", progress and rank == 0)
         for real in bar:
             real = real.to(dev, non_blocking=True) * 2 - 1
@@ -487,6 +507,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
                 break
         if not math.isfinite(sum(sums.values())):
             raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
+        images_per_s = steps * batch_size * world / max(time.perf_counter() - epoch_started, 1e-9)
         record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
         generator, encoder = objective.shipped()
         if val_images is not None and encoder is not None:
@@ -495,10 +516,11 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         wall = wall_before + time.perf_counter() - started
         if rank == 0:
             _save_epoch(out, objective, options, sizes=sizes, epoch=epoch + 1, history=history, wall_s=wall,
-                        device=dev, fixed_noise=fixed_noise, val_images=val_images)
+                        device=dev, precision=precision, fixed_noise=fixed_noise, val_images=val_images)
             if progress:
                 tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
-                           + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
+                           + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
+                           + f" [{images_per_s:.0f} images/s, {precision}, {wall:.0f} s]")
         if epoch + 1 < options.epochs and budget.spent(dev, world):
             out_of_time = True
             if rank == 0 and progress:
@@ -529,7 +551,7 @@ def _fit_density(directory: Path, device: torch.device, seed: int, progress: boo
 
 def _save_epoch(out: Path, objective: GanObjective | AeganObjective, options: TrainOptions, *,
                 sizes: dict[str, int], epoch: int, history: list[dict[str, float]], wall_s: float,
-                device: torch.device, fixed_noise: torch.Tensor, val_images: torch.Tensor | None) -> None:
+                device: torch.device, precision: str, fixed_noise: torch.Tensor, val_images: torch.Tensor | None) -> None:
     generator, encoder = objective.shipped()
     generator.eval()
     with torch.no_grad():
@@ -547,7 +569,8 @@ def _save_epoch(out: Path, objective: GanObjective | AeganObjective, options: Tr
         "split": {"rule": split_rule(options.data), "train_images": sizes["train_images"],
                   "test_images": sizes["test_images"]},
         "training": {"objective": options.objective, "epochs": epoch, "wall_s": round(wall_s, 1),
-                     "device": device_name, "torch": torch.__version__, "options": asdict(options),
+                     "device": device_name, "precision": precision, "torch": torch.__version__,
+                     "options": asdict(options),
                      "fit_images": sizes["fit_images"], "validation_images": sizes["validation_images"],
                      "last_epoch": history[-1]},
     }
