@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ganrev.codec import REFINE_ITERS  # noqa: E402
+from ganrev.codecs.gan import REFINE_ITERS  # noqa: E402
 from ganrev.data import carve_validation, export_one_per_group, open_dataset  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from ganrev.codec import GanCodec
+from ganrev.codecs.gan import GanCodec
 from ganrev.container import FORMAT_VERSION
 from ganrev.data import open_dataset
 from ganrev.evaluate import evaluate

@@ -39,7 +39,7 @@ from skimage import data as skdata
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ganrev.codec import GanCodec  # noqa: E402
+from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.evaluate import CurvesResult, load_image_folder, write_compressai_results  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402

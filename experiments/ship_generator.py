@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ganrev.codec import GanCodec
+from ganrev.codecs.gan import GanCodec
 from ganrev.data import carve_validation, export_heldout, open_dataset
 from ganrev.density import draw_latents
 from ganrev.invert import default_search

@@ -642,7 +642,8 @@ def compress(
 
     Under `torchrun --nproc-per-node N $(which ganrev) compress ...` the processes share the inputs.
     """
-    from ganrev.codec import GanCodec, bits_per_pixel
+    from ganrev.codecs.base import bits_per_pixel
+    from ganrev.codecs.gan import GanCodec
     from ganrev.invert import chunk_rows, default_search
     from ganrev.io import atomic_write_bytes
     from ganrev.metrics import psnr, ssim
@@ -797,7 +798,7 @@ def decompress(
 
     Every file is decoded once before anything is written: a damaged file stops the batch with nothing written.
     """
-    from ganrev.codec import GanCodec, WrongGeneratorError
+    from ganrev.codecs.gan import GanCodec, WrongGeneratorError
     from ganrev.io import save_image
 
     dev = _device(device)
@@ -863,7 +864,7 @@ def info(
     in format version 2 (the generator the fingerprint names fixes them). header_bytes counts everything that
     is not the latent payload or a layer's bytes: header, layer lengths and integrity check.
     """
-    from ganrev.codec import bits_per_pixel
+    from ganrev.codecs.base import bits_per_pixel
     from ganrev.container import unpack_file
 
     rows = []
@@ -896,8 +897,8 @@ def info(
 
 
 def _film_fields(layer: Layer) -> dict:
-    """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codec)."""
-    from ganrev.codec import film_fields
+    """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codecs.gan)."""
+    from ganrev.codecs.gan import film_fields
     from ganrev.container import FILM_CODEC
 
     if layer.codec != FILM_CODEC or not layer.data:

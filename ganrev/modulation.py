@@ -18,7 +18,7 @@ a row at a time (one image: a layer's eight pairs together; ``compress --target-
 ``[-MODULATION_CLIP, MODULATION_CLIP]``, range-coded under N(0, sigma) with sigma chosen per file.
 
 The layer's bytes (layer codec ``film``) are described in :mod:`ganrev.container` and written by
-:func:`ganrev.codec.encode_modulation`.
+:func:`ganrev.codecs.gan.encode_modulation`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganrev.codec import MODULATION_CLIP, GanCodec, encode_modulation
+from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, encode_modulation
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
 from ganrev.nets.dcgan import Generator, Modulation

@@ -5,7 +5,7 @@ each ``bits`` in :attr:`RateTarget.bits` then gets its quantizer-in-the-loop ref
 weighs four kinds of file, all measured, never estimated:
 
 - ``latent``: the latent alone, at each ``bits``;
-- ``latent+residual``: a latent plus a residual layer ``x - G(z)`` (:func:`ganrev.codec.residual_image`),
+- ``latent+residual``: a latent plus a residual layer ``x - G(z)`` (:func:`ganrev.codecs.gan.residual_image`),
   coded by each residual coder (:data:`RESIDUAL_CODERS`) at its qualities;
 - ``latent+modulation``: a latent plus a modulation of one of G's batch-norm layers (:mod:`ganrev.modulation`),
   at each pair of latent and modulation precisions, for each layer tried (:attr:`RateTarget.modulation`);
@@ -44,7 +44,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ganrev.codec import GanCodec, add_residual, bits_per_pixel, decode_layer, residual_image
+from ganrev.codecs.base import bits_per_pixel
+from ganrev.codecs.gan import GanCodec, add_residual, decode_layer, residual_image
 from ganrev.container import Header, Layer, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult

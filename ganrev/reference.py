@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ganrev.codecs.base import ImageCodec, bits_per_pixel
 from ganrev.codecs.classical import (
     AVIFCodec,
     DownscaledWebPCodec,
@@ -30,7 +31,6 @@ from ganrev.codecs.classical import (
     WebPLosslessCodec,
     avif_available,
 )
-from ganrev.codec import ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.metrics import ssim
 from ganrev.ratecontrol import RateTarget, budget_bytes

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ganrev.codecs import classical
+from ganrev.codecs.base import ImageCodec, bits_per_pixel
 from ganrev.codecs.classical import (
     DOWNSCALE_FACTORS,
     AVIFCodec,
@@ -26,7 +27,6 @@ from ganrev.codecs.classical import (
     avif_available,
 )
 from ganrev.codecs.specs import baseline_codecs, codec_from_spec
-from ganrev.codec import ImageCodec, bits_per_pixel
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, resize, to_uint8
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import ganrev.cli
-import ganrev.codec
+import ganrev.codecs.gan
 import ganrev.container
 import ganrev.io
 from ganrev.cli import main
@@ -82,7 +82,7 @@ def no_search(monkeypatch):
     """Fail the test if a latent search starts: these errors must be found before it."""
     def refuse(self, images):
         raise AssertionError("the search started before the error was found")
-    monkeypatch.setattr(ganrev.codec.GanCodec, "compress", refuse)
+    monkeypatch.setattr(ganrev.codecs.gan.GanCodec, "compress", refuse)
 
 
 # --- decompress never overwrites what the user did not name -----------------------------------------
@@ -208,7 +208,7 @@ def test_compress_existing_output_needs_force(capsys, tmp_path, gen, monkeypatch
     target = tmp_path / "a.grv"
     target.write_bytes(b"precious")
     with monkeypatch.context() as patch:
-        patch.setattr(ganrev.codec.GanCodec, "compress", lambda self, images: pytest.fail("search started"))
+        patch.setattr(ganrev.codecs.gan.GanCodec, "compress", lambda self, images: pytest.fail("search started"))
         code, _, err = run(capsys, "compress", image, "-g", gen, *TINY)
     one_line_error(code, err, "output exists", "a.grv", "--force")
     assert target.read_bytes() == b"precious"
@@ -366,7 +366,7 @@ def test_keep_going_decompress(capsys, tmp_path, grv, gen):
 def test_ctrl_c_during_compress_lists_the_written_outputs(capsys, tmp_path, gen, monkeypatch):
     for k, name in enumerate("abc"):
         make_image(tmp_path / "in" / f"{name}.png", seed=k)
-    real, calls = ganrev.codec.GanCodec.compress, []
+    real, calls = ganrev.codecs.gan.GanCodec.compress, []
 
     def interrupted_second_time(self, images):
         calls.append(len(images))
@@ -374,7 +374,7 @@ def test_ctrl_c_during_compress_lists_the_written_outputs(capsys, tmp_path, gen,
             raise KeyboardInterrupt
         return real(self, images)
 
-    monkeypatch.setattr(ganrev.codec.GanCodec, "compress", interrupted_second_time)
+    monkeypatch.setattr(ganrev.codecs.gan.GanCodec, "compress", interrupted_second_time)
     # --batch-size 1 with one restart: one image per search group, so a.grv is written before b's search.
     code, _, err = run(capsys, "compress", tmp_path / "in", "-g", gen, "-o", tmp_path / "out", "--batch-size", "1",
                        "--json", *TINY)

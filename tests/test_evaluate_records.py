@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from ganrev.codec import GanCodec
 from ganrev.codecs.classical import JPEGCodec, PNGCodec
+from ganrev.codecs.gan import GanCodec
 from ganrev.errors import GanrevError
 from ganrev.evaluate import (
     RECORD_FIELDS,

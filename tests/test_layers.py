@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganrev.codec import decode_layer
 from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPLosslessCodec, posterize
+from ganrev.codecs.gan import decode_layer
 from ganrev.codecs.specs import codec_from_spec
 from ganrev.container import FILM_CODEC, LAYER_CODECS, Header, Layer, pack_file, unpack_file
 from ganrev.errors import GanrevError

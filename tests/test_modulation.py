@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganrev.codec import MODULATION_CLIP, GanCodec, decode_modulation, encode_modulation
+from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, decode_modulation, encode_modulation
 from ganrev.container import Layer, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import default_search, per_image_loss

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-import ganrev.codec
+import ganrev.codecs.gan
 from ganrev.cli import main
-from ganrev.codec import GanCodec, residual_image
 from ganrev.codecs.classical import AVIFCodec
+from ganrev.codecs.gan import GanCodec, residual_image
 from ganrev.container import unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import default_search
@@ -215,8 +215,8 @@ def inputs(tmp_path) -> Path:
 def test_bad_target_options_are_one_line_errors_before_any_work(capsys, monkeypatch, inputs, args, fragment):
     def refuse(*_args, **_kwargs):
         raise AssertionError("work started before the error was found")
-    monkeypatch.setattr(ganrev.codec.GanCodec, "search_latents", refuse)
-    monkeypatch.setattr(ganrev.codec.GanCodec, "compress", refuse)
+    monkeypatch.setattr(ganrev.codecs.gan.GanCodec, "search_latents", refuse)
+    monkeypatch.setattr(ganrev.codecs.gan.GanCodec, "compress", refuse)
     code, _, err = run(capsys, "compress", inputs, "-g", SHIPPED, *args)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("ganrev: error: ") and fragment in lines[0], err

@@ -1,7 +1,7 @@
 """Classical image codecs to compare against: PNG, JPEG, WebP (lossy and lossless), AVIF, k-means colour
 quantization, and WebP of a downscaled image (built from specs such as ``"jpeg:10"`` by :mod:`ganrev.codecs.specs`).
 
-Every codec implements :class:`ganrev.codec.ImageCodec`: ``encode`` returns the complete bytes of an
+Every codec implements :class:`ganrev.codecs.base.ImageCodec`: ``encode`` returns the complete bytes of an
 ordinary image file (write them to disk and any viewer opens them) and ``decode`` needs nothing but
 those bytes, so ``ganrev.codec.bits_per_pixel`` (``len(data) * 8 / (H * W)``) is an honest rate. The one
 addition: :class:`DownscaledWebPCodec` appends one byte after its WebP file (scale, size remainder, gray),

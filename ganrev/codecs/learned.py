@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
+from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import JPEGCodec
-from ganrev.codec import ImageCodec
 from ganrev.errors import GanrevError
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import BaselineCheckpoint, load_baseline, read_baseline_config

@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 
-from ganrev.codec import ImageCodec
 from ganrev.codecs import classical
+from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import (
     DOWNSCALE_FACTORS,
     AVIFCodec,

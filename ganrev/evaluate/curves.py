@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from ganrev.codec import GanCodec, ImageCodec
+from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPCodec, avif_available
+from ganrev.codecs.gan import GanCodec
 from ganrev.codecs.learned import default_curve_sweeps
 from ganrev.errors import GanrevError
 from ganrev.evaluate.records import evaluate, summarise

@@ -22,7 +22,8 @@ from typing import Any, Union
 
 import torch
 
-from ganrev.codec import CompressedImage, GanCodec, ImageCodec, bits_per_pixel
+from ganrev.codecs.base import ImageCodec, bits_per_pixel
+from ganrev.codecs.gan import CompressedImage, GanCodec
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult
 from ganrev.metrics import image_metrics

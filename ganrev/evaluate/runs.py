@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 import ganrev
-from ganrev.codec import GanCodec
 from ganrev.codecs.classical import avif_available
+from ganrev.codecs.gan import GanCodec
 from ganrev.codecs.learned import default_table_specs
 from ganrev.errors import GanrevError
 from ganrev.evaluate.records import GAN_SCHEME

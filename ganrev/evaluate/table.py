@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from ganrev.codec import GanCodec, ImageCodec
+from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import (
     DOWNSCALE_FACTORS,
     AVIFCodec,
@@ -40,6 +40,7 @@ from ganrev.codecs.classical import (
     WebPCodec,
     avif_available,
 )
+from ganrev.codecs.gan import GanCodec
 from ganrev.codecs.specs import codec_from_spec
 from ganrev.errors import GanrevError
 from ganrev.evaluate.records import (
