@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from ganrev.batch import Interrupted, barrier, check_outputs, read_bytes
 from ganrev.errors import GanrevError
 
 if TYPE_CHECKING:
     from ganrev.container import Layer
-    from ganrev.ratecontrol import RatedFile, RateTarget
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GAN-inversion image compression: compress images into a frozen generator's latent space.")
@@ -263,38 +260,6 @@ def _learned_specs(learned: Optional[str]) -> Optional[tuple[str, ...]]:
     return specs
 
 
-MIN_IMAGE_SIDE = 3
-"""Smallest height and width compress accepts: SSIM, which it measures and reports, needs 3 pixels a side."""
-
-DECODED_SUFFIX = ".dec.png"
-"""decompress without -o writes ``a.grv`` to ``a.dec.png`` beside it, so the original ``a.png`` is never touched."""
-
-PROCESS_GROUP_TIMEOUT = datetime.timedelta(days=7)
-"""How long a torchrun process waits at the end of a batch for the slowest one (torchrun ends them all if one
-fails, so this only has to outlast an uneven split of a long batch)."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C during a batch command: which outputs were written. ``main`` prints it and exits 130.
-
-    Outputs are written in input order, so the written ones are the first ``len(done)`` of the batch's
-    (or, under torchrun, this process's share's) inputs.
-    """
-
-    def __init__(self, done: list[Path], total: int, rank: Optional[int] = None) -> None:
-        super().__init__("interrupted")
-        self.done, self.total, self.rank = done, total, rank
-
-    def report(self) -> str:
-        who = f"rank {self.rank}: " if self.rank is not None else ""
-        if not self.done:
-            return f"{who}no outputs were written (0 of {self.total})"
-        if len(self.done) <= 10:
-            return f"{who}{len(self.done)} of {self.total} outputs were written: {', '.join(map(str, self.done))}"
-        return (f"{who}{len(self.done)} of {self.total} outputs were written (the first {len(self.done)} in input "
-                f"order; the last: {self.done[-1]})")
-
-
 def _require(ok: bool, flag: str, value: object, rule: str) -> None:
     if not ok:
         raise GanrevError(f"invalid {flag} {value!r}: must be {rule}")
@@ -309,134 +274,6 @@ def _device(requested: str, local_rank: int = 0):
     from ganrev.training.common import choose_device
 
     return choose_device(requested, local_rank)
-
-
-def _torchrun_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) as torchrun sets them in the environment; (0, 1, 0) for a plain run."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    except ValueError:
-        raise GanrevError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (torchrun sets them)") from None
-    if world <= 1:
-        return 0, 1, 0
-    if not 0 <= rank < world:
-        raise GanrevError(f"RANK {rank} is out of range for WORLD_SIZE {world}")
-    return rank, world, local_rank
-
-
-@contextlib.contextmanager
-def _process_group(world: int) -> Iterator[None]:
-    """Join torchrun's process group for a batch's bookkeeping; nothing for a plain run.
-
-    gloo on every device: only small Python objects travel (which inputs failed, result rows), never tensors,
-    so one backend serves CPU and GPU processes alike, and several processes may share a GPU.
-    """
-    if world <= 1:
-        yield
-        return
-    import torch.distributed as dist
-
-    try:
-        dist.init_process_group("gloo", timeout=PROCESS_GROUP_TIMEOUT)
-    except (RuntimeError, ValueError) as exc:
-        raise GanrevError(f"cannot join the torchrun process group: {exc}") from exc
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def _all_gather(value: object, world: int) -> list:
-    if world <= 1:
-        return [value]
-    import torch.distributed as dist
-
-    gathered: list = [None] * world
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _gather_to_rank0(value: object, rank: int, world: int) -> list:
-    """Every process's ``value`` on rank 0 (in rank order); an empty list on the others."""
-    if world <= 1:
-        return [value]
-    import torch.distributed as dist
-
-    gathered: Optional[list] = [None] * world if rank == 0 else None
-    dist.gather_object(value, gathered, dst=0)
-    return gathered or []
-
-
-def _unique(paths: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-    """Drop repeats of the same file (given twice, or as itself and inside a folder), keeping the first."""
-    seen: set[Path] = set()
-    kept = []
-    for pair in paths:
-        key = pair[0].resolve()
-        if key not in seen:
-            seen.add(key)
-            kept.append(pair)
-    return kept
-
-
-def _is_input(path: Path, inputs: list[Path]) -> bool:
-    return path.resolve() in {item.resolve() for item in inputs}
-
-
-def _check_outputs(pairs: list[tuple[Optional[Path], Path]], force: bool, verb: str) -> None:
-    """Refuse, before anything runs: an output that is an input (even with --force), two inputs sharing one
-    output, an output that is a directory, existing outputs (without --force), folders that cannot be written."""
-    inputs = {source.resolve() for source, _ in pairs if source is not None}
-    owner: dict[Path, Optional[Path]] = {}
-    for source, target in pairs:
-        key = target.resolve()
-        if key in inputs:
-            raise GanrevError(f"output {target} is one of the inputs: refusing to overwrite an input")
-        if key in owner:
-            other = owner[key]
-            if other is None or source is None:
-                raise GanrevError(f"{target} is named for two outputs: give each output its own file")
-            cause = ("the same name apart from the suffix" if other.resolve().parent == source.resolve().parent
-                     else "the same file name in different folders")
-            raise GanrevError(f"{other} and {source} would both be written to {target} ({cause}): {verb} them "
-                              "separately, with different -o")
-        owner[key] = source
-        if target.is_dir():
-            raise GanrevError(f"output {target} is a directory")
-    existing = [target for _, target in pairs if target.exists() or target.is_symlink()]
-    if existing and not force:
-        listing = ", ".join(map(str, existing[:3])) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        what = "output exists" if len(existing) == 1 else f"{len(existing)} outputs exist"
-        raise GanrevError(f"{what}: {listing} (--force overwrites)")
-    _check_writable({target.parent for _, target in pairs})
-
-
-def _check_writable(directories: set[Path]) -> None:
-    """Every folder can take a new file (missing ones: their nearest existing parent can), tried for real."""
-    probed: set[Path] = set()
-    for directory in sorted(directories):
-        existing = directory
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent
-        if existing.resolve() in probed:
-            continue
-        probed.add(existing.resolve())
-        if not existing.is_dir():
-            raise GanrevError(f"cannot write into {directory}: {existing} is not a directory")
-        try:
-            with tempfile.TemporaryFile(dir=existing):
-                pass
-        except OSError as exc:
-            raise GanrevError(f"cannot write into {existing}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -465,7 +302,7 @@ def generate(
     if out.is_dir():
         raise GanrevError(f"-o {out} is a directory: name the grid image file")
     image_output_format(out)
-    _check_outputs([(None, out)], force, "generate")
+    check_outputs([(None, out)], force, "generate")
     ckpt = _load_generator(generator, dev)
     if prior == "fitted" and ckpt.density is None:
         raise GanrevError(f"--prior fitted: {ckpt.path} has no latent density (add one with `ganrev fit-density`)")
@@ -514,74 +351,6 @@ def fit_density_command(
             " (no validation groups to choose with)")
     typer.echo(f"fitted a {fit.components}-component Gaussian mixture (shrinkage {fit.shrinkage}) to "
                f"{fit.fit_codes} codes{gain}; added to {ckpt.path}")
-
-
-def _compress_targets(inputs: List[Path], out: Optional[Path], force: bool = False) -> list[tuple[Path, Path]]:
-    """(image, .grv file) pairs in a fixed order, all checked before anything runs.
-
-    Folders expand to their images (recursively, sorted); a path given twice counts once. Outputs go beside
-    each input; with ``-o DIR`` into DIR, a folder's images keeping their sub-folder layout; ``-o x.grv``
-    names the file for a single image. Refused: a wrong -o, outputs that collide, exist (without ``force``),
-    are inputs, or cannot be written.
-    """
-    from ganrev.container import EXTENSION
-    from ganrev.io import IMAGE_SUFFIXES, list_images
-
-    if out is not None and not out.is_dir() and _is_input(out, inputs):
-        raise GanrevError(f"-o {out} is one of the inputs: refusing to overwrite an input")
-    found: list[tuple[Path, Path]] = []  # (image, its path under -o DIR)
-    for item in inputs:
-        if item.is_dir():
-            found += [(image, image.relative_to(item)) for image in list_images(item)]
-        else:
-            found.append((item, Path(item.name)))
-    found = _unique(found)
-    if not found:
-        raise GanrevError(f"no images in {', '.join(map(str, inputs))} (folders are searched recursively for "
-                          f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-    if out is not None and out.suffix.lower() == EXTENSION and not out.is_dir():
-        if len(found) > 1:
-            raise GanrevError(f"-o {out} names one file but {len(found)} images were given: pass a directory")
-        pairs = [(found[0][0], out)]
-    elif out is not None:
-        if out.exists() and not out.is_dir():
-            raise GanrevError(f"-o {out} is an existing file: give a {EXTENSION} file name (one image) or a "
-                              "directory")
-        if not out.exists() and out.suffix:
-            raise GanrevError(f"-o {out}: a compressed file's name ends in {EXTENSION}; for a directory of outputs "
-                              "give an existing directory or a new name without a suffix")
-        pairs = [(image, (out / name).with_suffix(EXTENSION)) for image, name in found]
-    else:
-        pairs = [(image, image.with_suffix(EXTENSION)) for image, _ in found]
-    _check_outputs(pairs, force, "compress")  # type: ignore[arg-type]
-    return pairs
-
-
-def _load_checked(path: Path):
-    """An input image for compress, refused if too small to measure."""
-    from ganrev.io import load_image
-
-    image = load_image(path)
-    if min(image.shape[1:]) < MIN_IMAGE_SIDE:
-        raise GanrevError(f"image {path} is {image.shape[2]}x{image.shape[1]} pixels: compress needs at least "
-                          f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
-    return image
-
-
-def _write(target: Path, write: Callable[[], None]) -> None:
-    """Run ``write`` (an atomic write of ``target``); a failure (disk full, ...) is an error naming the file."""
-    try:
-        write()
-    except OSError as exc:
-        raise GanrevError(f"cannot write {target}: {exc.strerror or exc}") from exc
-
-
-def _after(exc: GanrevError, done: list[Path], total: int) -> GanrevError:
-    """An error in the middle of a batch, saying which outputs were already written."""
-    if not done:
-        return exc
-    return GanrevError(f"{exc} (after writing {len(done)} of {total} outputs, the first {len(done)} in input "
-                       f"order; the last: {done[-1]})")
 
 
 def _report_skipped(skipped: list[str]) -> None:
@@ -642,13 +411,11 @@ def compress(
 
     Under `torchrun --nproc-per-node N $(which ganrev) compress ...` the processes share the inputs.
     """
-    from ganrev.codecs.base import bits_per_pixel
+    from ganrev.batch import InputsRefused, compress_files, compress_targets, process_group, torchrun_env
     from ganrev.codecs.gan import GanCodec
     from ganrev.invert import chunk_rows, default_search
-    from ganrev.io import atomic_write_bytes
-    from ganrev.metrics import psnr, ssim
     from ganrev.modulation import ModulationSearch
-    from ganrev.ratecontrol import RateTarget, compress_to_target
+    from ganrev.ratecontrol import RateTarget
 
     goal = None
     if target_ssim is not None or target_bpp is not None:
@@ -663,123 +430,49 @@ def compress(
     _require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     _require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
     _check_seed(seed)
-    rank, world, local_rank = _torchrun_env()
+    rank, world, local_rank = torchrun_env()
     dev = _device(device, local_rank)
-    pairs = _compress_targets(inputs, out, force)
+    pairs = compress_targets(inputs, out, force)
     ckpt = _load_generator(generator, dev)
     search = default_search(ckpt.encoder is not None, init=init, iters=iters, restarts=restarts, loss=loss, lr=lr,
                             seed=seed, pool=pool, patience=patience, batch_size=batch_size)
-    codec = GanCodec(ckpt, bits=bits, search=search, refine_iters=refine_iters,
-                     progress=not as_json and rank == 0)
+    codec = GanCodec(ckpt, bits=bits, search=search, refine_iters=refine_iters, progress=not as_json and rank == 0)
     group_size = max(1, chunk_rows(search, dev) // search.restarts)
-    with _process_group(world):
-        mine = list(enumerate(pairs))[rank::world]  # rank r takes inputs r, r + world, ...
-        usable, unusable = [], []
-        for index, (image_path, target) in mine:
-            try:
-                _load_checked(image_path)
-                usable.append((index, image_path, target))
-            except GanrevError as exc:
-                unusable.append((index, str(exc)))
-        skipped = [message for _, message in sorted(u for part in _all_gather(unusable, world) for u in part)]
-        if skipped and not keep_going:
-            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-            hint = " (--keep-going compresses the others)" if len(pairs) > len(skipped) else ""
-            error = GanrevError(f"{skipped[0]}{more}; nothing was compressed{hint}")
-            if world == 1:
-                raise error
-            if rank == 0:  # the same error on every rank: rank 0 prints it before any rank exits
-                _echo_error(error)
-            _barrier(world)
-            raise typer.Exit(2)
-        rows: list[dict] = []
-        notes: set[str] = set()
-        done: list[Path] = []
+
+    def on_group(done: int, total: int) -> None:
+        if not as_json and rank == 0 and total > group_size:
+            typer.echo(f"{done}/{total} images compressed" + (" by rank 0" if world > 1 else ""), err=True)
+
+    with process_group(world):
         try:
-            for start in range(0, len(usable), group_size):
-                group = usable[start:start + group_size]
-                originals = [_load_checked(image_path) for _, image_path, _ in group]
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    results = (compress_to_target(codec, originals, goal) if goal is not None
-                               else codec.compress(originals))
-                notes |= {str(w.message) for w in caught}
-                measured = []
-                for (index, image_path, target), original, result in zip(group, originals, results):
-                    decoded = codec.decode(result.data)
-                    measured.append((target, result.data, {
-                        "input": str(image_path), "output": str(target), "bytes": len(result.data),
-                        "bpp": bits_per_pixel(len(result.data), original.shape[2], original.shape[1]),
-                        "psnr": float(psnr(decoded[None], original[None])[0]),
-                        "ssim": float(ssim(decoded[None], original[None])[0]),
-                        **(_rate_control_fields(result, goal) if goal is not None else {
-                            "ssim_latent": result.ssim_latent, "ssim_quantized": result.ssim_quantized,
-                            "ssim_refined": result.ssim_refined, "iterations": result.iterations}),
-                        "_index": index, **({"rank": rank} if world > 1 else {}),
-                    }))
-                for target, data, row in measured:
-                    _write(target, lambda: atomic_write_bytes(target, data))
-                    done.append(target)
-                    rows.append(row)
-                if not as_json and rank == 0 and len(usable) > group_size:
-                    typer.echo(f"{len(done)}/{len(usable)} images compressed"
-                               + (" by rank 0" if world > 1 else ""), err=True)
-        except KeyboardInterrupt:
-            raise Interrupted(done, len(usable), rank if world > 1 else None) from None
-        except GanrevError as exc:
-            raise _after(exc, done, len(usable)) from exc
-        gathered = _gather_to_rank0((rows, sorted(notes)), rank, world)
+            report = compress_files(codec, pairs, goal=goal, keep_going=keep_going, group_size=group_size,
+                                    rank=rank, world=world, on_group=on_group)
+        except InputsRefused as exc:
+            if world == 1:
+                raise
+            if rank == 0:  # the same error on every rank: rank 0 prints it before any rank exits
+                _echo_error(exc)
+            barrier(world)
+            raise typer.Exit(2) from None
     if rank != 0:
         return  # rank 0 reports, and carries the exit status (torchrun would stop it if another rank failed)
-    rows = sorted((row for part_rows, _ in gathered for row in part_rows), key=lambda row: row["_index"])
-    for row in rows:
-        del row["_index"]
-    for note in sorted({note for _, part_notes in gathered for note in part_notes}):
+    for note in report.notes:
         typer.echo(f"warning: {note}", err=True)
     if as_json:
-        _echo_json(rows)
-    elif rows:
+        _echo_json(report.rows)
+    elif report.rows:
         typer.echo(f"{'file':40} {'bytes':>6} {'bpp':>7} {'PSNR':>7} {'SSIM':>7}" + ("  mode" if goal else ""))
-        for row in rows:
+        for row in report.rows:
             typer.echo(f"{row['output']:40} {row['bytes']:6d} {row['bpp']:7.4f} {row['psnr']:7.3f} "
                        f"{row['ssim']:7.4f}" + (f"  {row['mode']}" if goal else ""))
-    missed = [row for row in rows if goal is not None and not row["met"]]
+    missed = [row for row in report.rows if goal is not None and not row["met"]]
     for row in missed:
         typer.echo(f"warning: {row['input']}: {goal.describe()} not met: {row['reason']}; wrote the best file "
                    "found", err=True)
-    if skipped:
-        _report_skipped(skipped)
-    if skipped or missed:
+    if report.skipped:
+        _report_skipped(report.skipped)
+    if report.skipped or missed:
         raise typer.Exit(1)
-
-
-def _rate_control_fields(result: RatedFile, goal: RateTarget) -> dict:
-    """The --json fields of a rate-controlled file (a :class:`ganrev.ratecontrol.RatedFile`)."""
-    return {"mode": result.mode, "bits": result.bits, "latent_bytes": result.latent_bytes,
-            "layers": [{"codec": codec, "bytes": size} for codec, size in result.layers],
-            "header_bytes": result.header_bytes, "target": goal.describe(), "met": result.met,
-            "reason": result.reason}
-
-
-def _decompress_targets(files: List[Path], out: Optional[Path], force: bool = False) -> list[tuple[Path, Path]]:
-    """(.grv file, image) pairs, all checked before anything is decoded. Default: ``a.grv`` -> ``a.dec.png``
-    beside it; ``-o DIR``: ``DIR/a.png``; ``-o x.png`` (.png, .bmp, .tif, .tiff) for a single file."""
-    from ganrev.io import image_output_format
-
-    if out is not None and not out.is_dir() and _is_input(out, files):
-        raise GanrevError(f"-o {out} is one of the inputs: refusing to overwrite an input")
-    unique = [path for path, _ in _unique([(path, path) for path in files])]
-    if out is None:
-        pairs = [(path, path.with_name(path.stem + DECODED_SUFFIX)) for path in unique]
-    elif out.is_dir() or (not out.exists() and not out.suffix):
-        pairs = [(path, out / (path.stem + ".png")) for path in unique]
-    else:
-        if len(unique) > 1:
-            raise GanrevError(f"-o {out} names one file but {len(unique)} inputs were given: pass a directory")
-        image_output_format(out)
-        pairs = [(unique[0], out)]
-    _check_outputs(pairs, force, "decompress")  # type: ignore[arg-type]
-    return pairs
 
 
 @app.command()
@@ -798,36 +491,20 @@ def decompress(
 
     Every file is decoded once before anything is written: a damaged file stops the batch with nothing written.
     """
+    from ganrev.batch import decompress_files, decompress_targets
     from ganrev.codecs.gan import GanCodec, WrongGeneratorError
-    from ganrev.io import save_image
 
     dev = _device(device)
-    pairs = _decompress_targets(files, out, force)
+    pairs = decompress_targets(files, out, force)
     codec = GanCodec(_load_generator(generator, dev))
-    usable, skipped = [], []
-    for path, target in pairs:
-        try:
-            codec.decode(_read_bytes(path))
-            usable.append((path, target))
-        except GanrevError as exc:
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            if isinstance(exc, WrongGeneratorError):
-                message += _shipped_generator_hint(exc.fingerprint)
-            if not keep_going:
-                hint = " (--keep-going decodes the others)" if len(pairs) > 1 else ""
-                raise GanrevError(f"{message}; nothing was decoded{hint}") from exc
-            skipped.append(message)
-    done: list[Path] = []
-    try:
-        for path, target in usable:
-            image = codec.decode(_read_bytes(path))
-            _write(target, lambda: save_image(image, target))
-            done.append(target)
-            typer.echo(f"{path} -> {target} ({image.shape[2]}x{image.shape[1]})")
-    except KeyboardInterrupt:
-        raise Interrupted(done, len(usable)) from None
-    except GanrevError as exc:
-        raise _after(exc, done, len(usable)) from exc
+
+    def explain(exc: GanrevError) -> str:
+        return _shipped_generator_hint(exc.fingerprint) if isinstance(exc, WrongGeneratorError) else ""
+
+    def on_file(path: Path, target: Path, image) -> None:
+        typer.echo(f"{path} -> {target} ({image.shape[2]}x{image.shape[1]})")
+
+    skipped = decompress_files(codec, pairs, keep_going=keep_going, explain=explain, on_file=on_file)
     if skipped:
         _report_skipped(skipped)
         raise typer.Exit(1)
@@ -846,13 +523,6 @@ def _shipped_generator_hint(fingerprint: bytes) -> str:
     return ""
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise GanrevError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
 @app.command()
 def info(
     files: List[Path] = typer.Argument(..., help=".grv files"),
@@ -869,7 +539,7 @@ def info(
 
     rows = []
     for path in files:
-        data = _read_bytes(path)
+        data = read_bytes(path)
         try:
             header, payload = unpack_file(data)
         except GanrevError as exc:
@@ -981,7 +651,7 @@ def table(
     compressai_dir = None if curves_png is None else curves_png.with_name(f"{curves_png.stem}-compressai")
     if curves_png is not None:
         outputs.append(curves_png.with_suffix(".json"))
-    _check_outputs([(None, path) for path in outputs], force, "table")
+    check_outputs([(None, path) for path in outputs], force, "table")
     if compressai_dir is not None:
         if compressai_dir.exists() and not compressai_dir.is_dir():
             raise GanrevError(f"{compressai_dir} (the curves in CompressAI's layout) exists and is not a folder")
