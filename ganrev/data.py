@@ -2,9 +2,10 @@
 
 Sources (``open_dataset(source, ...)``):
 - a folder of images (recursive); each file is centre-cropped and resized to the model's resolution;
-- ``emoji``: the openly licensed vendor sets of the npm ``emoji-datasource`` family, 3,786 colour 64x64 PNGs
-  each: Google/Noto (``emoji-datasource-google`` 16.0.0, Apache-2.0) and Twemoji (``emoji-datasource-twitter``
-  16.0.0, CC-BY-4.0), fetched once with ``ganrev fetch emoji`` (``npm pack``: uses only the npm registry).
+- ``emoji``: openly licensed emoji sets from npm, fetched once with ``ganrev fetch emoji`` (``npm pack``: uses
+  only the npm registry): Google/Noto (``emoji-datasource-google`` 16.0.0, Apache-2.0) and Twemoji
+  (``emoji-datasource-twitter`` 16.0.0, CC-BY-4.0), 3,786 colour 64x64 PNGs each, and OpenMoji (``openmoji``
+  17.0.0, CC-BY-SA-4.0), whose SVGs are rendered to 64x64 PNGs in the same layout when fetched.
   ``emoji`` is every fetched vendor, ``emoji:google,twitter`` names them;
 - ``fashion-mnist``: Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
   the official 60k/10k train/test split is kept;
@@ -166,8 +167,10 @@ EMOJI_VENDORS: dict[str, str] = {
     # vendor -> npm package of the emoji-datasource family (same emoji.json and img/<vendor>/64/ layout)
     "google": "emoji-datasource-google@16.0.0",  # Noto Emoji, Apache-2.0
     "twitter": "emoji-datasource-twitter@16.0.0",  # Twemoji, CC-BY-4.0
+    "openmoji": "openmoji@17.0.0",  # OpenMoji, CC-BY-SA-4.0: SVGs only, rendered to 64x64 PNGs when fetched
 }
-EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0"}
+EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0", "openmoji": "CC-BY-SA-4.0"}
+OPENMOJI_SKIPPED_GROUPS = {"extras-openmoji", "extras-unicode"}  # OpenMoji's own additions: not Unicode emoji
 # Apple's and Facebook's sets in the same family are not licensed for training: never listed here.
 
 
@@ -235,11 +238,36 @@ def fetch_emoji(dest: Path | None = None, vendor: str = "google") -> Path:
         staging = Path(tmp) / "unpacked"
         with tarfile.open(tarball) as tar:
             tar.extractall(staging, filter="data")
+        if vendor == "openmoji":
+            render_openmoji(staging / "package")
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
             shutil.rmtree(dest)
         shutil.move(str(staging / "package"), dest)
     return dest
+
+
+def render_openmoji(root: Path, size: int = 64) -> int:
+    """Give an unpacked ``openmoji`` package the emoji-datasource layout: every Unicode emoji's colour SVG
+    rendered (resvg, transparent background) to ``img/openmoji/<size>/<hexcode>.png`` and an ``emoji.json``
+    listing them. Returns the number of images. Needs the ``resvg-py`` package (``pip install resvg-py``)."""
+    try:
+        import resvg_py
+    except ImportError:
+        raise GanrevError("rendering OpenMoji's SVGs needs resvg-py: pip install resvg-py") from None
+    entries = json.loads((root / "data" / "openmoji.json").read_text())
+    out_dir = root / "img" / "openmoji" / str(size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for entry in entries:
+        svg = root / "color" / "svg" / f"{entry['hexcode']}.svg"
+        if entry.get("group") in OPENMOJI_SKIPPED_GROUPS or not svg.is_file():
+            continue
+        name = f"{entry['hexcode'].lower()}.png"
+        (out_dir / name).write_bytes(bytes(resvg_py.svg_to_bytes(svg_path=str(svg), width=size, height=size)))
+        listed.append({"unified": entry["hexcode"], "image": name, "has_img_openmoji": True})
+    (root / "emoji.json").write_text(json.dumps(listed))
+    return len(listed)
 
 
 def emoji_index(root: Path, vendor: str = "google") -> list[tuple[Path, str]]:

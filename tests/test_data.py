@@ -619,3 +619,29 @@ def test_tiny_sets_have_no_validation_part(tmp_path: Path) -> None:
     train = folder_dataset(root, "train", 8, 3)
     fit, val = carve_validation(train, str(root))
     assert val is None and fit is train
+
+
+def test_openmoji_svgs_are_rendered_into_the_emoji_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("resvg_py")
+    package = tmp_path / "package"
+    (package / "color" / "svg").mkdir(parents=True)
+    (package / "data").mkdir()
+    circle = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 72 72"><circle cx="36" cy="36" r="20" '
+              'fill="#{}"/></svg>')
+    entries = [("1F600", "smileys-emotion", "fcea2b"), ("1F44B-1F3FD", "people-body", "a57939"),
+               ("1F44B", "people-body", "fadcbc"), ("E000", "extras-openmoji", "000000")]
+    for hexcode, group, colour in entries:
+        (package / "color" / "svg" / f"{hexcode}.svg").write_text(circle.format(colour))
+    (package / "data" / "openmoji.json").write_text(json.dumps([{"hexcode": h, "group": g} for h, g, _ in entries]))
+    assert gdata.render_openmoji(package) == 3  # OpenMoji's own extras are not Unicode emoji: skipped
+    index = emoji_index(package, "openmoji")
+    assert [(p.name, key) for p, key in index] == [("1f44b-1f3fd.png", "1F44B"), ("1f44b.png", "1F44B"),
+                                                   ("1f600.png", "1F600")]
+    image = Image.open(index[2][0])
+    assert image.size == (64, 64) and image.mode == "RGBA"
+    pixels = np.asarray(image)
+    assert pixels[0, 0, 3] == 0 and tuple(pixels[32, 32]) == (0xfc, 0xea, 0x2b, 255)  # transparent around the disc
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path / "home"))
+    shutil.copytree(package, tmp_path / "home" / "openmoji")
+    assert emoji_vendors("emoji") == ["openmoji"]
+    assert len(open_dataset("emoji:openmoji", "all", resolution=16)) == 3

@@ -513,7 +513,7 @@ def test_cli_fetch_fashion_mnist_reports_location(tmp_path: Path, monkeypatch: p
 
 
 def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    roots = [tmp_path / f"emoji-datasource-{vendor}" for vendor in ("google", "twitter")]
+    roots = [tmp_path / name for name in ("emoji-datasource-google", "emoji-datasource-twitter", "openmoji")]
     for root in roots:
         root.mkdir()
         (root / "emoji.json").write_text("[]")
