@@ -64,7 +64,7 @@ def test_compress_decompress_info_round_trip(workspace):
         assert float(psnr(decoded[None], original[None])[0]) == pytest.approx(row["psnr"], abs=1e-4)
         info = json.loads(invoke("info", str(grv), "--json").stdout)[0]
         assert (info["width"], info["height"]) == (original.shape[2], original.shape[1])
-        assert info["bytes"] == row["bytes"] and info["bits"] == 8
+        assert info["bytes"] == row["bytes"] and info["bits"] == 6  # the default
 
 
 def test_compress_single_file_and_bits(workspace):
