@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from ganrev.cli import COMPARE_GENERATOR, TABLE_BITS, TABLE_GRID_IMAGES  # noqa: E402
+from ganrev.cli import TABLE_BITS, TABLE_GRID_IMAGES  # noqa: E402
+from ganrev.pretrained import COMPARE_GENERATOR  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.evaluate import (  # noqa: E402
     CURVE_BITS,

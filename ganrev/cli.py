@@ -3,61 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
 
 from ganrev.batch import Interrupted, barrier, check_outputs, read_bytes
 from ganrev.errors import GanrevError
-
-if TYPE_CHECKING:
-    from ganrev.container import Layer
+from ganrev.pretrained import DEFAULT_GENERATOR, load_named_generator
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GAN-inversion image compression: compress images into a frozen generator's latent space.")
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_GENERATOR = "emoji64"
 DEFAULT_COMPRESS_BITS = 6
 """compress's --bits: on 64 validation emoji the default search gives SSIM 0.7914 at 81 bytes with 6 bits, 0.7924 at
 106 with 8 (+0.001 for +30 % bytes), 0.7885 at 69 with 5 (experiments/results/default_bits.md); every published
 figure is at 6."""
 TABLE_BITS = DEFAULT_COMPRESS_BITS  # the table's GAN-reversal setting: ~0.16 bpp on 64x64 emoji
 TABLE_GRID_IMAGES = 8  # columns of the table's --grid: enough to judge a scheme, few enough to read the captions
-COMPARE_GENERATOR = "emoji64-gan"  # the seed's purely adversarial generator, a row beside the default one
 
 GeneratorOption = typer.Option(
     None, "--generator", "-g",
     help=f"generator checkpoint directory, or the name of one under pretrained/ (default: $GANREV_GENERATOR or "
          f"{DEFAULT_GENERATOR})")
 DeviceOption = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-PRIORS = ("auto", "fitted", "normal")
-
-
-def resolve_generator_path(generator: Optional[str]) -> Path:
-    """A checkpoint directory from a path, a shipped generator's name, $GANREV_GENERATOR or the default."""
-    name = generator or os.environ.get("GANREV_GENERATOR") or DEFAULT_GENERATOR
-    path = Path(name).expanduser()
-    if path.exists():
-        return path
-    shipped = PRETRAINED_DIR / name
-    if shipped.exists():
-        return shipped
-    available = sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file()) \
-        if PRETRAINED_DIR.is_dir() else []
-    raise GanrevError(f"generator {name!r} not found (as a path or under {PRETRAINED_DIR}); "
-                      f"shipped generators: {', '.join(available) or 'none'}")
-
-
-def _load_generator(generator: Optional[str], device: str):
-    from ganrev.models import load_generator
-    from ganrev.training.common import choose_device
-
-    return load_generator(resolve_generator_path(generator), choose_device(device))
 
 
 def _echo_json(payload: object) -> None:
@@ -249,21 +220,6 @@ def fit_baseline_command(
     typer.echo(f"trained {summary['epochs']} epochs{stopped}; {model} in {out} (best epoch in {out / 'best'})")
 
 
-def _learned_specs(learned: Optional[str]) -> Optional[tuple[str, ...]]:
-    """``table --learned``: None (the defaults), () for 'none', else the specs, each loaded once now so a bad spec
-    or a missing model is reported before minutes of work."""
-    if learned is None:
-        return None
-    if learned.strip().lower() == "none":
-        return ()
-    from ganrev.codecs.specs import codec_from_spec
-
-    specs = tuple(spec.strip() for spec in learned.split(",") if spec.strip())
-    for spec in specs:
-        codec_from_spec(spec)
-    return specs
-
-
 def _require(ok: bool, flag: str, value: object, rule: str) -> None:
     if not ok:
         raise GanrevError(f"invalid {flag} {value!r}: must be {rule}")
@@ -293,10 +249,8 @@ def generate(
     device: str = DeviceOption,
 ) -> None:
     """Draw samples from a generator as one image grid (look before you trust a generator)."""
-    import torch
-
-    from ganrev.density import draw_latents
     from ganrev.io import image_output_format, save_image
+    from ganrev.sampling import PRIORS, check_prior, sample_images
     from ganrev.training.common import image_grid
 
     _require(n >= 1, "-n", n, ">= 1")
@@ -307,15 +261,10 @@ def generate(
         raise GanrevError(f"-o {out} is a directory: name the grid image file")
     image_output_format(out)
     check_outputs([(None, out)], force, "generate")
-    ckpt = _load_generator(generator, dev)
-    if prior == "fitted" and ckpt.density is None:
-        raise GanrevError(f"--prior fitted: {ckpt.path} has no latent density (add one with `ganrev fit-density`)")
-    use_density = ckpt.density is not None and prior != "normal"
-    z = draw_latents(n, ckpt.config.latent_dim, seed, ckpt.density if use_density else None)
-    with torch.no_grad():
-        images = ckpt.generator.images(z.to(next(ckpt.generator.parameters()).device)).float().cpu()
-    save_image(image_grid(images), out)
-    typer.echo(f"wrote {n} samples to {out} (latents from {'the fitted density' if use_density else 'N(0, I)'})")
+    ckpt = load_named_generator(generator, dev)
+    source = "the fitted density" if check_prior(prior, ckpt) else "N(0, I)"
+    save_image(image_grid(sample_images(ckpt, n, seed, prior)), out)
+    typer.echo(f"wrote {n} samples to {out} (latents from {source})")
 
 
 @app.command("fit-density")
@@ -331,25 +280,12 @@ def fit_density_command(
     Encodes the training side of the checkpoint's data set and chooses a Gaussian mixture (size and shrinkage)
     by the likelihood of the validation groups carved from it. Compressed files are unaffected.
     """
-    from ganrev.density import fit_checkpoint_density
-    from ganrev.models import attach_density
+    from ganrev.sampling import add_density
 
     _check_seed(seed)
     dev = _device(device)
-    ckpt = _load_generator(generator, dev)
-    if ckpt.encoder is None:
-        raise GanrevError(f"{ckpt.path} has no encoder: a latent density models the codes E(x) of one "
-                          "(train with `fit-generator --objective aegan`)")
-    if ckpt.density is not None and not force:
-        raise GanrevError(f"{ckpt.path} already has a latent density: use --force to refit it")
-    if not os.access(ckpt.path, os.W_OK):  # found now, not after a minute of fitting
-        raise GanrevError(f"cannot write into {ckpt.path}: fit-density adds density.safetensors there (copy the "
-                          "checkpoint to a writable folder first)")
-    fit = fit_checkpoint_density(ckpt.encoder, ckpt.metadata, dev, seed=seed)
-    try:
-        attach_density(ckpt.path, fit)
-    except OSError as exc:
-        raise GanrevError(f"cannot write the latent density into {ckpt.path}: {exc.strerror or exc}") from exc
+    ckpt = load_named_generator(generator, dev)
+    fit = add_density(ckpt, dev, seed=seed, replace=force)
     gain = (f"; validation log-likelihood {fit.validation_log_likelihood:.1f} per code vs "
             f"{fit.normal_log_likelihood:.1f} under N(0, I)" if fit.validation_log_likelihood is not None else
             " (no validation groups to choose with)")
@@ -418,18 +354,9 @@ def compress(
     from ganrev.batch import InputsRefused, compress_files, compress_targets, process_group, torchrun_env
     from ganrev.codecs.gan import GanCodec
     from ganrev.invert import chunk_rows, default_search
-    from ganrev.modulation import ModulationSearch
-    from ganrev.ratecontrol import RateTarget
+    from ganrev.ratecontrol import rate_target
 
-    goal = None
-    if target_ssim is not None or target_bpp is not None:
-        _require(modulation_iters is None or modulation_iters >= 0, "--modulation-iters", modulation_iters, ">= 0")
-        modulation = ModulationSearch() if modulation_iters is None else ModulationSearch(iters=modulation_iters)
-        goal = RateTarget(ssim=target_ssim, bpp=target_bpp, modulation=modulation if modulation.iters else None)
-        if bits is not None:
-            raise GanrevError("--bits contradicts a target: the engine chooses the bits per image")
-    elif modulation_iters is not None:
-        raise GanrevError("--modulation-iters works only with --target-ssim or --target-bpp")
+    goal = rate_target(target_ssim, target_bpp, modulation_iters=modulation_iters, bits=bits)
     bits = DEFAULT_COMPRESS_BITS if bits is None else bits
     _require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     _require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
@@ -437,7 +364,7 @@ def compress(
     rank, world, local_rank = torchrun_env()
     dev = _device(device, local_rank)
     pairs = compress_targets(inputs, out, force)
-    ckpt = _load_generator(generator, dev)
+    ckpt = load_named_generator(generator, dev)
     search = default_search(ckpt.encoder is not None, init=init, iters=iters, restarts=restarts, loss=loss, lr=lr,
                             seed=seed, pool=pool, patience=patience, batch_size=batch_size)
     codec = GanCodec(ckpt, bits=bits, search=search, refine_iters=refine_iters, progress=not as_json and rank == 0)
@@ -497,13 +424,14 @@ def decompress(
     """
     from ganrev.batch import decompress_files, decompress_targets
     from ganrev.codecs.gan import GanCodec, WrongGeneratorError
+    from ganrev.pretrained import shipped_generator_hint
 
     dev = _device(device)
     pairs = decompress_targets(files, out, force)
-    codec = GanCodec(_load_generator(generator, dev))
+    codec = GanCodec(load_named_generator(generator, dev))
 
     def explain(exc: GanrevError) -> str:
-        return _shipped_generator_hint(exc.fingerprint) if isinstance(exc, WrongGeneratorError) else ""
+        return shipped_generator_hint(exc.fingerprint) if isinstance(exc, WrongGeneratorError) else ""
 
     def on_file(path: Path, target: Path, image) -> None:
         typer.echo(f"{path} -> {target} ({image.shape[2]}x{image.shape[1]})")
@@ -512,19 +440,6 @@ def decompress(
     if skipped:
         _report_skipped(skipped)
         raise typer.Exit(1)
-
-
-def _shipped_generator_hint(fingerprint: bytes) -> str:
-    """' (made with the shipped generator NAME: add -g NAME)' when one under pretrained/ has this fingerprint."""
-    prefix = fingerprint.hex()
-    for config in sorted(PRETRAINED_DIR.glob("*/config.json")):
-        try:
-            if str(json.loads(config.read_text()).get("fingerprint", "")).startswith(prefix):
-                name = config.parent.name
-                return f" (it was made with the shipped generator {name}: add -g {name})"
-        except (OSError, ValueError, AttributeError):
-            continue
-    return ""
 
 
 @app.command()
@@ -538,47 +453,20 @@ def info(
     in format version 2 (the generator the fingerprint names fixes them). header_bytes counts everything that
     is not the latent payload or a layer's bytes: header, layer lengths and integrity check.
     """
-    from ganrev.codecs.base import bits_per_pixel
-    from ganrev.container import unpack_file
+    from ganrev.fileinfo import describe_file, format_description
 
     rows = []
     for path in files:
         data = read_bytes(path)
         try:
-            header, payload = unpack_file(data)
+            rows.append({"file": str(path), **describe_file(data)})
         except GanrevError as exc:
             raise GanrevError(f"{path}: {exc}") from exc
-        latent = header.latent
-        layers = [{"codec": layer.codec, "bytes": len(layer.data), **_film_fields(layer)} for layer in header.layers]
-        rows.append({
-            "file": str(path), "version": header.version, "mode": header.mode,
-            "generator_fingerprint": latent.fingerprint.hex() if latent else None,
-            "bits": latent and latent.bits, "clip": latent and latent.clip, "sigma": latent and latent.sigma,
-            "latent_dim": latent and latent.latent_dim, "model_resolution": latent and latent.resolution,
-            "width": header.width, "height": header.height, "channels": 1 if header.gray else 3,
-            "bytes": len(data), "latent_bytes": len(payload), "layers": layers,
-            "header_bytes": len(data) - len(payload) - sum(layer["bytes"] for layer in layers),
-            "bpp": bits_per_pixel(len(data), header.width, header.height),
-        })
     if as_json:
         _echo_json(rows)
         return
     for row in rows:
-        row["layers"] = ", ".join(f"{layer['codec']} {layer['bytes']} bytes"
-                                  + (f" (batch-norm layer {layer['norm_layer']}, {layer['bits']} bits)"
-                                     if "norm_layer" in layer else "") for layer in row["layers"]) or "none"
-        typer.echo("\n".join(f"{key:22} {value}" for key, value in row.items()))
-
-
-def _film_fields(layer: Layer) -> dict:
-    """A modulation layer's batch-norm layer and bits per value (its first byte, see ganrev.codecs.gan)."""
-    from ganrev.codecs.gan import film_fields
-    from ganrev.container import FILM_CODEC
-
-    if layer.codec != FILM_CODEC or not layer.data:
-        return {}
-    norm_layer, bits = film_fields(layer.data)
-    return {"norm_layer": norm_layer, "bits": bits}
+        typer.echo(format_description(row))
 
 
 @app.command()
@@ -629,44 +517,22 @@ def table(
     downscaled 2x or 4x, and AVIF run at the quality (and scale) whose mean bpp is closest to the first
     generator's.
     """
-    from ganrev.evaluate import (
-        EvalOptions,
-        plot_curves,
-        run_curves,
-        run_table,
-        write_compressai_results,
-        write_curves_json,
-        write_table_csv,
-        write_table_grid,
-        write_table_json,
-        write_table_markdown,
-    )
+    from ganrev.codecs.specs import parse_learned_specs
+    from ganrev.evaluate import EvalOptions, run_table
+    from ganrev.evaluate.outputs import TableOutputs
+    from ganrev.pretrained import default_comparisons, resolve_generator_path
 
     _device(device)
     if grid is None and grid_images is not None:
         raise GanrevError("--grid-images needs --grid FILE.png")
-    # Every output is checked now rather than after minutes of searching: names, existing files, folders.
-    if grid is not None:
-        _require(grid_images is None or grid_images >= 1, "--grid-images", grid_images, ">= 1")
-        if grid.suffix.lower() != ".png":
-            raise GanrevError(f"--grid {grid}: the grid is written as PNG, so its name must end in .png")
-    curves_png = curves_out if curves_out is not None else (Path("curves.png") if curves else None)
-    outputs = [path for path in (json_out, csv_out, md_out, grid, curves_png) if path is not None]
-    compressai_dir = None if curves_png is None else curves_png.with_name(f"{curves_png.stem}-compressai")
-    if curves_png is not None:
-        outputs.append(curves_png.with_suffix(".json"))
-    check_outputs([(None, path) for path in outputs], force, "table")
-    if compressai_dir is not None:
-        if compressai_dir.exists() and not compressai_dir.is_dir():
-            raise GanrevError(f"{compressai_dir} (the curves in CompressAI's layout) exists and is not a folder")
-        if compressai_dir.is_dir() and any(compressai_dir.iterdir()) and not force:
-            raise GanrevError(f"output folder exists and is not empty: {compressai_dir} (--force overwrites its files)")
-    learned_specs = _learned_specs(learned)
+    _require(grid_images is None or grid_images >= 1, "--grid-images", grid_images, ">= 1")
+    outputs = TableOutputs(json=json_out, csv=csv_out, markdown=md_out, grid=grid,
+                           curves=curves_out if curves_out is not None else (Path("curves.png") if curves else None))
+    outputs.check(force)
+    learned_specs = parse_learned_specs(learned)
     path = resolve_generator_path(generator)
-    if compare is None:
-        default = generator is None and not os.environ.get("GANREV_GENERATOR")
-        compare = [COMPARE_GENERATOR] if default and (PRETRAINED_DIR / COMPARE_GENERATOR).is_dir() else []
-    compared = tuple(resolve_generator_path(name) for name in compare)
+    compared = tuple(resolve_generator_path(name)
+                     for name in (default_comparisons(generator) if compare is None else compare))
     overrides = tuple((key, value) for key, value in
                       (("init", init), ("iters", iters), ("restarts", restarts), ("seed", seed)) if value is not None)
     shown = 0 if grid is None else (TABLE_GRID_IMAGES if grid_images is None else grid_images)
@@ -679,26 +545,7 @@ def table(
     typer.echo(f"\n{meta['images']} images from {meta['images_dir']}; {meta['device']}; {meta['wall_s']:.1f} s")
     if not meta["lpips"]["available"]:
         typer.echo(f"LPIPS n/a: {meta['lpips']['reason']}")
-    written = []
-    if json_out is not None:
-        write_table_json(result, json_out)
-        written.append(json_out)
-    if csv_out is not None:
-        write_table_csv(result.records, csv_out)
-        written.append(csv_out)
-    if md_out is not None:
-        write_table_markdown(result, md_out)
-        written.append(md_out)
-    if grid is not None:
-        write_table_grid(result, grid)
-        written.append(grid)
-    if curves_png is not None:
-        points = run_curves(path, images, options, search=result.search)
-        plot_curves(points, curves_png)
-        write_curves_json(points, curves_png.with_suffix(".json"))
-        written += [curves_png, curves_png.with_suffix(".json")]
-        written += write_compressai_results(points, compressai_dir)
-    for target in written:
+    for target in outputs.write(result, path, images, options):
         typer.echo(f"wrote {target}")
 
 

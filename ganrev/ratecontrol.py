@@ -97,6 +97,24 @@ class RateTarget:
         return f"SSIM >= {self.ssim}" if self.ssim is not None else f"<= {self.bpp} bpp"
 
 
+def rate_target(ssim: float | None, bpp: float | None, *, modulation_iters: int | None = None,
+                bits: int | None = None) -> RateTarget | None:
+    """compress's target options as a :class:`RateTarget`, or None without a target; refuses the options a target
+    contradicts (fixed ``bits``) or that need one (``modulation_iters``: steps fitting the modulation layer, 0 for
+    no latent+modulation files)."""
+    if ssim is None and bpp is None:
+        if modulation_iters is not None:
+            raise GanrevError("--modulation-iters works only with --target-ssim or --target-bpp")
+        return None
+    if modulation_iters is not None and modulation_iters < 0:
+        raise GanrevError(f"invalid --modulation-iters {modulation_iters!r}: must be >= 0")
+    modulation = ModulationSearch() if modulation_iters is None else ModulationSearch(iters=modulation_iters)
+    target = RateTarget(ssim=ssim, bpp=bpp, modulation=modulation if modulation.iters else None)
+    if bits is not None:
+        raise GanrevError("--bits contradicts a target: the engine chooses the bits per image")
+    return target
+
+
 @dataclass(frozen=True)
 class RatedFile:
     """The file chosen for one image and what it is made of; ``ssim`` is measured on its decode."""

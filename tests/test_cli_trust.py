@@ -20,10 +20,10 @@ import pytest
 import torch
 from PIL import Image
 
-import ganrev.cli
 import ganrev.codecs.gan
 import ganrev.container
 import ganrev.io
+import ganrev.pretrained
 from ganrev.cli import main
 from ganrev.models import save_generator
 from ganrev.nets.dcgan import Generator, GeneratorConfig, init_weights
@@ -412,7 +412,7 @@ def test_ctrl_c_outside_a_batch_says_interrupted(capsys, tmp_path, gen, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ganrev.cli._load_generator", interrupted)
+    monkeypatch.setattr("ganrev.cli.load_named_generator", interrupted)
     code, _, err = run(capsys, "generate", "-g", gen, "-o", tmp_path / "g.png")
     assert code == 130 and "ganrev: interrupted" in err.splitlines()
 
@@ -503,7 +503,7 @@ def test_a_file_from_a_shipped_generator_names_it(capsys, tmp_path, gen, monkeyp
     """Decoding with the wrong generator: when a shipped generator made the file, the error says which."""
     shipped = tmp_path / "pretrained"
     shutil.copytree(gen, shipped / "tiny-shipped")
-    monkeypatch.setattr(ganrev.cli, "PRETRAINED_DIR", shipped)
+    monkeypatch.setattr(ganrev.pretrained, "PRETRAINED_DIR", shipped)
     image = make_image(tmp_path / "a.png")
     code, _, err = run(capsys, "compress", image, "-g", "tiny-shipped", "--iters", "1", "--refine-iters", "0",
                        "--device", "cpu")

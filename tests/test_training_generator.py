@@ -261,7 +261,7 @@ def test_fit_density_refuses_a_checkpoint_it_cannot_write_before_fitting(aegan_r
 
     out = tmp_path / "copy"
     shutil.copytree(aegan_run[0], out)
-    monkeypatch.setattr("ganrev.cli.os.access", lambda path, mode: False)
+    monkeypatch.setattr("ganrev.sampling.os.access", lambda path, mode: False)
     monkeypatch.setattr(ganrev.density, "fit_checkpoint_density", lambda *a, **k: pytest.fail("fitted anyway"))
     code, text = _cli(capsys, "fit-density", "-g", out, "--device", "cpu", "--force")
     assert code == 2 and "cannot write into" in text and text.count("\n") == 1

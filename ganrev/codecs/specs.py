@@ -90,3 +90,16 @@ def baseline_codecs(specs: Iterable[str] | None = None, *, skip_unavailable: boo
             continue
         codecs.append(codec_from_spec(spec))
     return codecs
+
+
+def parse_learned_specs(learned: str | None) -> tuple[str, ...] | None:
+    """``table --learned``: None (the defaults), () for 'none', else the specs, each loaded once now so a bad spec
+    or a missing model is reported before minutes of work."""
+    if learned is None:
+        return None
+    if learned.strip().lower() == "none":
+        return ()
+    specs = tuple(spec.strip() for spec in learned.split(",") if spec.strip())
+    for spec in specs:
+        codec_from_spec(spec)
+    return specs
