@@ -412,7 +412,7 @@ def test_ctrl_c_outside_a_batch_says_interrupted(capsys, tmp_path, gen, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ganrev.cli.load_named_generator", interrupted)
+    monkeypatch.setattr("ganrev.cli.train.load_named_generator", interrupted)
     code, _, err = run(capsys, "generate", "-g", gen, "-o", tmp_path / "g.png")
     assert code == 130 and "ganrev: interrupted" in err.splitlines()
 

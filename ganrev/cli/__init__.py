@@ -1,0 +1,14 @@
+"""The ``ganrev`` command line: a thin typer layer over the library modules, one module per group of commands
+(:mod:`.codec`: compress, decompress, info, metrics; :mod:`.train`: fetch, fit-generator, fit-baseline,
+fit-density, generate; :mod:`.table`: table). The entry point is :func:`main`."""
+
+from ganrev.cli import codec, table, train  # noqa: F401 -- importing a command module registers its commands
+from ganrev.cli.common import (
+    DEFAULT_COMPRESS_BITS,
+    TABLE_BITS,
+    TABLE_GRID_IMAGES,
+    app,
+    main,
+)
+
+__all__ = ["DEFAULT_COMPRESS_BITS", "TABLE_BITS", "TABLE_GRID_IMAGES", "app", "main"]

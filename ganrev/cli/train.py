@@ -1,0 +1,228 @@
+"""The commands that make models: fetch (data), fit-generator, fit-baseline, fit-density, and generate (look at
+a generator before trusting it)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ganrev.batch import check_outputs
+from ganrev.cli.common import (
+    DeviceOption,
+    GeneratorOption,
+    app,
+    check_seed,
+    device_for,
+    require,
+)
+from ganrev.errors import GanrevError
+from ganrev.pretrained import load_named_generator
+
+
+@app.command()
+def fetch(dataset: str = typer.Argument(..., help="built-in data set to download once: emoji (every openly "
+                                         "licensed vendor) or emoji:google,twitter")) -> None:
+    """Download a built-in data set into $GANREV_DATA (default ~/.cache/ganrev) using only package registries."""
+    from ganrev.data import (
+        EMOJI_VENDORS,
+        emoji_vendors,
+        fetch_emoji,
+        is_emoji_source,
+        locate_fashion_mnist,
+    )
+
+    if is_emoji_source(dataset):
+        vendors = list(EMOJI_VENDORS) if dataset == "emoji" else emoji_vendors(dataset, fetched_only=False)
+        for vendor in vendors:
+            typer.echo(f"emoji ({vendor}) ready in {fetch_emoji(vendor=vendor)}")
+    elif dataset == "fashion-mnist":
+        typer.echo(f"Fashion-MNIST found in {locate_fashion_mnist()}")
+    else:
+        raise GanrevError(f"nothing to fetch for {dataset!r}: fetch emoji; Fashion-MNIST comes from "
+                          "`apt-get install dataset-fashion-mnist`; torchvision sets download on first use")
+
+
+@app.command("fit-generator")
+def fit_generator_command(
+    out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    objective: str = typer.Option("aegan", help="aegan: reconstruction-trained generator + encoder with an "
+                                  "adversarial term (default); gan: the plain DCGAN game"),
+    resolution: int = typer.Option(64, help="image size (power of two: 32, 64, ...)"),
+    channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
+    latent_dim: int = typer.Option(100, help="latent size"),
+    width: int = typer.Option(64, help="generator width (ngf)"),
+    disc_width: int = typer.Option(64, help="discriminator width (ndf)"),
+    encoder_width: Optional[int] = typer.Option(None, help="aegan: encoder width (default: --width)"),
+    epochs: int = typer.Option(25, help="total epochs (with --resume: the new total)"),
+    batch_size: int = typer.Option(64, help="images per step (clamped, with a warning, to a smaller data set)"),
+    lr: Optional[float] = typer.Option(None, help="Adam step for G (and E) [gan 2e-4, aegan 1e-3]"),
+    disc_lr: Optional[float] = typer.Option(None, help="aegan: Adam step for D [2e-4; with --resume: the saved "
+                                            "run's]"),
+    disc_steps: Optional[int] = typer.Option(None, help="aegan: D updates per G update [1; with --resume: the "
+                                             "saved run's]"),
+    beta1: float = typer.Option(0.5),
+    beta2: float = typer.Option(0.999, help="Adam's second-moment decay (G, E and D)"),
+    recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) "
+                                   "[best SSIM after the search in full-length runs], ms-ssim+l1 (also: mix), ssim, "
+                                   "ms-ssim, l1, l2, bce, ms-ssim+l2"),
+    adv_weight: Optional[float] = typer.Option(None, help="aegan: weight of the adversarial term (0: plain "
+                                               "autoencoder) [0.05; with --resume: the saved run's]"),
+    adv_warmup: Optional[int] = typer.Option(None, help="aegan: reconstruction-only epochs before the adversarial "
+                                             "term [10; with --resume: the saved run's]"),
+    prior_weight: float = typer.Option(0.1, help="aegan: weight of the penalty keeping E(x) ~ N(0, I)"),
+    latent_noise: float = typer.Option(0.0, help="aegan: std of the noise added to E(x) before G in training"),
+    ema: float = typer.Option(0.995, help="aegan: decay of the weight average of G and E that is saved"),
+    validation: bool = typer.Option(True, help="aegan: hold back 10%% of training groups to pick the best epoch "
+                                    "(OUT/best/)"),
+    seed: int = typer.Option(0),
+    hflip: bool = typer.Option(True, help="random horizontal flips"),
+    augment: bool = typer.Option(False, help="aegan: also zoom, rotate, shift and recolour (channel order) the "
+                                 "training images the encoder and generator learn to reconstruct"),
+    resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (the saved options, except --epochs "
+                                "and any --adv-weight / --adv-warmup / --disc-lr / --disc-steps / --cooldown "
+                                "given)"),
+    device: str = DeviceOption,
+    workers: int = typer.Option(0, help="data-loader worker processes"),
+    max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
+    max_minutes: Optional[float] = typer.Option(None, help="time budget: stop after the first epoch that ends "
+                                                "past it, as a finished run (--resume goes on)"),
+    cooldown: Optional[int] = typer.Option(None, help="the last N epochs' steps (G, E, D) fall linearly towards "
+                                           "zero [0: constant; with --resume: the saved run's]"),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast where the CPU has AMX-BF16 or the GPU bf16, "
+                                  "else fp32), fp32 or bf16"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch [every available core]"),
+) -> None:
+    """Train a generator; writes OUT/generator.safetensors (+ encoder.safetensors) + config.json and samples
+    every epoch.
+
+    Under `torchrun --nproc-per-node N ganrev fit-generator ...` training is data-parallel (DDP).
+    """
+    from ganrev.training.common import use_threads
+    from ganrev.training.generator import TrainOptions, fit_generator
+
+    device_for(device)  # a bad --device is one line now, not a traceback after the data has loaded
+    use_threads(threads)
+    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps,
+                "cooldown": cooldown}
+    given = {name: value for name, value in schedule.items() if value is not None}
+    options = TrainOptions(**given, data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
+                           disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2,
+                           seed=seed, hflip=hflip, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
+                           objective=objective, recon_loss=recon_loss, prior_weight=prior_weight,
+                           latent_noise=latent_noise, encoder_width=encoder_width, ema=ema, validation=validation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = fit_generator(options, out, resume=resume, device=device, workers=workers,
+                                resume_changes=("epochs", *given), max_minutes=max_minutes, precision=precision)
+    for note in sorted({str(w.message) for w in caught}):
+        typer.echo(f"warning: {note}", err=True)
+    stopped = f" of {options.epochs} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
+    typer.echo(f"trained {summary['epochs']} epochs{stopped}; generator in {out}")
+
+
+@app.command("fit-baseline")
+def fit_baseline_command(
+    model: str = typer.Argument(..., help="arcnn (JPEG artefact removal, seed 004) or comcnn (ComCNN/RecCNN, "
+                                "seed 003)"),
+    out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    resolution: int = typer.Option(64, help="image size"),
+    channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
+    quality: Optional[str] = typer.Option(None, help="JPEG quality 1-100 (comma-separated: several, one drawn per "
+                                          "batch): arcnn restores it [10; several: a blind model]; comcnn stores its "
+                                          "compact image at it [5,10,20,30,50]"),
+    loss: str = typer.Option("ssim+l1", help="ssim+l1 (0.84 (1-SSIM) + 0.16 L1), l2 (MSE, the seeds' loss), ssim, "
+                             "ms-ssim, l1, ms-ssim+l1, ..."),
+    epochs: int = typer.Option(10, help="total epochs (with --resume: the new total)"),
+    batch_size: int = typer.Option(32, help="images per step"),
+    lr: float = typer.Option(1e-3, help="Adam step"),
+    seed: int = typer.Option(0),
+    hflip: bool = typer.Option(True, help="random horizontal flips"),
+    validation: bool = typer.Option(True, help="hold back 10%% of training groups to pick the best epoch (OUT/best/)"),
+    resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (its saved options; --epochs is the "
+                                "new total)"),
+    force: bool = typer.Option(False, help="start afresh over an existing checkpoint in OUT"),
+    device: str = DeviceOption,
+    max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
+    max_minutes: Optional[float] = typer.Option(None, help="time budget: stop after the first epoch that ends "
+                                                "past it, as a finished run (--resume goes on)"),
+) -> None:
+    """Train a learned baseline on real JPEG outputs; writes OUT/<net>.safetensors + config.json, OUT/best/ and
+    a sample picture (originals, plain codec, restored) every epoch."""
+    from ganrev.training.baselines import STATE_FILE, BaselineTrainOptions, fit_baseline
+
+    device_for(device)
+    try:
+        qualities = tuple(int(q) for q in quality.split(",")) if quality is not None else None
+    except ValueError:
+        raise GanrevError(f"invalid --quality {quality!r}: an integer 1-100, or several comma-separated") from None
+    options = BaselineTrainOptions(model=model, data=data, resolution=resolution, channels=channels,
+                                   qualities=qualities, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch,
+                                   validation=validation)
+    if not resume and not force and ((out / STATE_FILE).exists() or (out / "config.json").exists()):
+        raise GanrevError(f"{out} already holds a checkpoint: --resume to continue it, --force to start afresh")
+    summary = fit_baseline(options, out, resume=resume, device=device, max_minutes=max_minutes)
+    stopped = f" of {options.epochs} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
+    typer.echo(f"trained {summary['epochs']} epochs{stopped}; {model} in {out} (best epoch in {out / 'best'})")
+
+
+@app.command()
+def generate(
+    generator: Optional[str] = GeneratorOption,
+    n: int = typer.Option(64, "-n", help="number of samples (>= 1)"),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="grid image to write: .png, .bmp, .tif or "
+                             ".tiff"),
+    force: bool = typer.Option(False, "--force", "-f", help="overwrite the output if it exists"),
+    prior: str = typer.Option("auto", help="where the latents come from: fitted (the checkpoint's density of "
+                              "E(x), see fit-density), normal (N(0, I)), auto (fitted when the checkpoint has one)"),
+    seed: int = typer.Option(0),
+    device: str = DeviceOption,
+) -> None:
+    """Draw samples from a generator as one image grid (look before you trust a generator)."""
+    from ganrev.io import image_output_format, save_image
+    from ganrev.sampling import PRIORS, check_prior, sample_images
+    from ganrev.training.common import image_grid
+
+    require(n >= 1, "-n", n, ">= 1")
+    require(prior in PRIORS, "--prior", prior, f"one of {', '.join(PRIORS)}")
+    check_seed(seed)
+    dev = device_for(device)
+    if out.is_dir():
+        raise GanrevError(f"-o {out} is a directory: name the grid image file")
+    image_output_format(out)
+    check_outputs([(None, out)], force, "generate")
+    ckpt = load_named_generator(generator, dev)
+    source = "the fitted density" if check_prior(prior, ckpt) else "N(0, I)"
+    save_image(image_grid(sample_images(ckpt, n, seed, prior)), out)
+    typer.echo(f"wrote {n} samples to {out} (latents from {source})")
+
+
+@app.command("fit-density")
+def fit_density_command(
+    generator: Optional[str] = GeneratorOption,
+    force: bool = typer.Option(False, "--force", "-f", help="replace the checkpoint's density if it has one"),
+    seed: int = typer.Option(0),
+    device: str = DeviceOption,
+) -> None:
+    """Fit the density of E(x) that `generate` samples from, and add it to a generator + encoder checkpoint
+    (fit-generator does this at the end of training; this command is for checkpoints without one).
+
+    Encodes the training side of the checkpoint's data set and chooses a Gaussian mixture (size and shrinkage)
+    by the likelihood of the validation groups carved from it. Compressed files are unaffected.
+    """
+    from ganrev.sampling import add_density
+
+    check_seed(seed)
+    dev = device_for(device)
+    ckpt = load_named_generator(generator, dev)
+    fit = add_density(ckpt, dev, seed=seed, replace=force)
+    gain = (f"; validation log-likelihood {fit.validation_log_likelihood:.1f} per code vs "
+            f"{fit.normal_log_likelihood:.1f} under N(0, I)" if fit.validation_log_likelihood is not None else
+            " (no validation groups to choose with)")
+    typer.echo(f"fitted a {fit.components}-component Gaussian mixture (shrinkage {fit.shrinkage}) to "
+               f"{fit.fit_codes} codes{gain}; added to {ckpt.path}")
