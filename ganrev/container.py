@@ -155,7 +155,8 @@ class Header:
         return "latent+modulation" if self.layers[0].codec == FILM_CODEC else "latent+residual"
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """LEB128: 7 bits per byte, low first, the high bit set on every byte but the last."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -164,11 +165,12 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int, what: str = ".grv header") -> tuple[int, int]:
+    """The :func:`varint` at ``pos`` and the position after it; a one-line error naming ``what`` if damaged."""
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 28:
-            raise GanrevError("corrupted .grv header: bad variable-length integer")
+            raise GanrevError(f"corrupted {what}: bad variable-length integer")
         byte = data[pos]
         value |= (byte & 0x7F) << shift
         pos, shift = pos + 1, shift + 7
@@ -205,7 +207,7 @@ def pack_file(header: Header, payload: bytes) -> bytes:
     if square_side and log2_side < 16:
         body = bytearray([_V2_MARKER, image_byte | log2_side << _SIDE_SHIFT])
     else:
-        body = bytearray([_V2_MARKER, image_byte | _EXPLICIT_SIZE_BIT]) + _varint(header.width) + _varint(header.height)
+        body = bytearray([_V2_MARKER, image_byte | _EXPLICIT_SIZE_BIT]) + varint(header.width) + varint(header.height)
     latent = header.latent
     if latent is not None:
         if not 2 <= latent.bits <= 16:
@@ -226,7 +228,7 @@ def pack_file(header: Header, payload: bytes) -> bytes:
         if layer.codec not in LAYER_CODECS:
             raise GanrevError(f"unknown layer codec {layer.codec!r}; known: {', '.join(LAYER_CODECS)}")
         body.append(LAYER_CODECS.index(layer.codec))
-        body += _varint(len(layer.data))
+        body += varint(len(layer.data))
     body += payload
     for layer in header.layers:
         body += layer.data
@@ -262,8 +264,8 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
         raise out_of_range
     mode = MODES[image_byte & _MODE_BITS]
     if image_byte & _EXPLICIT_SIZE_BIT:
-        width, pos = _read_varint(body, pos)
-        height, pos = _read_varint(body, pos)
+        width, pos = read_varint(body, pos)
+        height, pos = read_varint(body, pos)
         if side_log2 or not width or not height:
             raise out_of_range
     else:
@@ -282,7 +284,7 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
     layer_specs = []
     for _ in range(0 if mode == "latent" else 1):
         (codec_id,), pos = _read_bytes(body, pos, 1)
-        length, pos = _read_varint(body, pos)
+        length, pos = read_varint(body, pos)
         if codec_id >= len(LAYER_CODECS) or (LAYER_CODECS[codec_id] == FILM_CODEC) != (mode == "latent+modulation"):
             raise out_of_range
         layer_specs.append((LAYER_CODECS[codec_id], length))
@@ -309,7 +311,7 @@ def _unpack_v1(data: bytes) -> tuple[Header, bytes]:
     pos = _V1_FIXED_HEADER.size
     fields = []
     for _ in range(4):
-        value, pos = _read_varint(data, pos)
+        value, pos = read_varint(data, pos)
         fields.append(value)
     latent_dim, resolution, width, height = fields
     if not 2 <= bits <= 16 or clip == 0 or sigma == 0 or flags > 1 or 0 in fields or pos > len(data) - 4:

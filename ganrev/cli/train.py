@@ -126,20 +126,27 @@ def fit_generator_command(
 
 @app.command("fit-baseline")
 def fit_baseline_command(
-    model: str = typer.Argument(..., help="arcnn (JPEG artefact removal, seed 004) or comcnn (ComCNN/RecCNN, "
-                                "seed 003)"),
+    model: str = typer.Argument(..., help="arcnn (JPEG artefact removal, seed 004), comcnn (ComCNN/RecCNN, seed "
+                                "003) or compressai (CompressAI's learned codecs, see --model)"),
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
-    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, "
+                             "cifar10, mnist, celeba or an image folder"),
     resolution: int = typer.Option(64, help="image size"),
-    channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
-    quality: Optional[str] = typer.Option(None, help="JPEG quality 1-100 (comma-separated: several, one drawn per "
-                                          "batch): arcnn restores it [10; several: a blind model]; comcnn stores its "
-                                          "compact image at it [5,10,20,30,50]"),
+    channels: int = typer.Option(3, help="1 (gray) or 3 (RGB); compressai: RGB only"),
+    quality: Optional[str] = typer.Option(None, help="arcnn/comcnn: JPEG quality 1-100 (comma-separated: several, "
+                                          "one drawn per batch): arcnn restores it [10; several: a blind model]; "
+                                          "comcnn stores its compact image at it [5,10,20,30,50]"),
+    compressai_model: str = typer.Option("mean", "--model", help="compressai: factorized (bmshj2018-factorized), "
+                                         "hyperprior (bmshj2018-hyperprior) or mean (mbt2018-mean)"),
+    lmbda: Optional[float] = typer.Option(None, help="compressai: the rate-distortion trade-off, loss = λ·D + bpp "
+                                          "(D of --loss; mse is 255²·MSE as in CompressAI) [0.01]"),
+    hidden_channels: int = typer.Option(64, help="compressai: N, the hidden and hyper-latent channels"),
+    latent_channels: int = typer.Option(96, help="compressai: M, the latent channels"),
     loss: str = typer.Option("ssim+l1", help="ssim+l1 (0.84 (1-SSIM) + 0.16 L1), l2 (MSE, the seeds' loss), ssim, "
-                             "ms-ssim, l1, ms-ssim+l1, ..."),
+                             "ms-ssim, l1, ms-ssim+l1, ...; compressai also mse (255²·MSE)"),
     epochs: int = typer.Option(10, help="total epochs (with --resume: the new total)"),
     batch_size: int = typer.Option(32, help="images per step"),
-    lr: float = typer.Option(1e-3, help="Adam step"),
+    lr: Optional[float] = typer.Option(None, help="Adam step [1e-3; compressai 1e-4]"),
     seed: int = typer.Option(0),
     hflip: bool = typer.Option(True, help="random horizontal flips"),
     validation: bool = typer.Option(True, help="hold back 10%% of training groups to pick the best epoch (OUT/best/)"),
@@ -150,23 +157,22 @@ def fit_baseline_command(
     max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
     max_minutes: Optional[float] = typer.Option(None, help="time budget: stop after the first epoch that ends "
                                                 "past it, as a finished run (--resume goes on)"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch [every available core]"),
 ) -> None:
-    """Train a learned baseline on real JPEG outputs; writes OUT/<net>.safetensors + config.json, OUT/best/ and
-    a sample picture (originals, plain codec, restored) every epoch."""
-    from ganrev.training.baselines import STATE_FILE, BaselineTrainOptions, fit_baseline
+    """Train a learned baseline; writes OUT/<net>.safetensors + config.json, OUT/best/ and a sample picture every
+    epoch. arcnn and comcnn learn on real JPEG outputs; compressai trains one of CompressAI's codecs end to end."""
+    from ganrev.training.baselines import STATE_FILE, options_for, train_baseline
+    from ganrev.training.common import use_threads
 
     device_for(device)
-    try:
-        qualities = tuple(int(q) for q in quality.split(",")) if quality is not None else None
-    except ValueError:
-        raise GanrevError(f"invalid --quality {quality!r}: an integer 1-100, or several comma-separated") from None
-    options = BaselineTrainOptions(model=model, data=data, resolution=resolution, channels=channels,
-                                   qualities=qualities, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   seed=seed, hflip=hflip, max_steps_per_epoch=max_steps_per_epoch,
-                                   validation=validation)
+    use_threads(threads)
+    options = options_for(model, data=data, resolution=resolution, channels=channels, quality=quality, loss=loss,
+                          epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, hflip=hflip, validation=validation,
+                          max_steps_per_epoch=max_steps_per_epoch, compressai_model=compressai_model, lmbda=lmbda,
+                          hidden_channels=hidden_channels, latent_channels=latent_channels)
     if not resume and not force and ((out / STATE_FILE).exists() or (out / "config.json").exists()):
         raise GanrevError(f"{out} already holds a checkpoint: --resume to continue it, --force to start afresh")
-    summary = fit_baseline(options, out, resume=resume, device=device, max_minutes=max_minutes)
+    summary = train_baseline(options, out, resume=resume, device=device, max_minutes=max_minutes)
     stopped = f" of {options.epochs} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
     typer.echo(f"trained {summary['epochs']} epochs{stopped}; {model} in {out} (best epoch in {out / 'best'})")
 

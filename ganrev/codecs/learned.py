@@ -13,6 +13,7 @@ and comes back as their mean, so ``decode(encode(x))`` keeps the channel count o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -23,17 +24,25 @@ import torch
 
 from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import JPEGCodec
+from ganrev.codecs.hyperprior import HyperpriorCodec
 from ganrev.errors import GanrevError
 from ganrev.nets import arcnn, comcnn
+from ganrev.nets.hyperprior import MODELS as COMPRESSAI_MODELS
+from ganrev.nets.hyperprior import compressai_available
 from ganrev.nets.checkpoint import BaselineCheckpoint, load_baseline, read_baseline_config
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "pretrained" / "baselines"
 # shipped directory per model: arcnn one per quality (the table's rows); arcnn-blind one for every quality it was
 # trained at (the curves' sweep)
 SHIPPED = {"arcnn": "arcnn-q{quality}", "arcnn-blind": "arcnn-blind", "comcnn": "comcnn"}
+# CompressAI's codecs: one directory per model and rate level (1 = the lowest rate), as CompressAI's zoo numbers
+# its qualities; the spec is compressai-MODEL:LEVEL
+COMPRESSAI_SPECS = tuple(f"compressai-{model}" for model in COMPRESSAI_MODELS)
+SHIPPED_COMPRESSAI = "{name}-q{level}"
 
-__all__ = ["ArcnnCodec", "COMCNN_TABLE_QUALITY", "ComCnnCodec", "SHIPPED_DIR", "default_curve_sweeps",
-           "default_table_specs", "learned_codec_from_spec", "shipped_arcnn_qualities"]
+__all__ = ["ArcnnCodec", "COMCNN_TABLE_QUALITY", "COMPRESSAI_SPECS", "ComCnnCodec", "HyperpriorCodec", "SHIPPED_DIR",
+           "default_curve_sweeps", "default_table_specs", "learned_codec_from_spec", "shipped_arcnn_qualities",
+           "shipped_compressai_levels"]
 
 
 def _net_config(cls: type, meta: dict[str, Any], path: Path) -> Any:
@@ -140,9 +149,27 @@ def shipped_arcnn_qualities() -> list[int]:
     return sorted(found)
 
 
-def learned_codec_from_spec(name: str, quality: int | None) -> ArcnnCodec | ComCnnCodec:
+def shipped_compressai_levels(name: str) -> list[int]:
+    """Rate levels with a shipped model for ``compressai-MODEL`` under :data:`SHIPPED_DIR`, ascending."""
+    found = []
+    for path in SHIPPED_DIR.glob(f"{name}-q*"):
+        suffix = path.name.removeprefix(f"{name}-q")
+        if suffix.isdigit() and (path / "config.json").is_file():
+            found.append(int(suffix))
+    return sorted(found)
+
+
+def learned_codec_from_spec(name: str, quality: int | None) -> ArcnnCodec | ComCnnCodec | HyperpriorCodec:
     """``arcnn:Q`` (the shipped ARCNN for JPEG quality Q), ``arcnn-blind:Q`` (the shipped blind ARCNN at one of
-    its qualities) or ``comcnn:Q`` (shipped ComCNN/RecCNN, JPEG at Q)."""
+    its qualities), ``comcnn:Q`` (shipped ComCNN/RecCNN, JPEG at Q) or ``compressai-MODEL:L`` (the shipped
+    CompressAI model at rate level L, MODEL one of factorized, hyperprior, mean)."""
+    if name in COMPRESSAI_SPECS:
+        levels = shipped_compressai_levels(name)
+        if quality not in levels:
+            raise GanrevError(f"no shipped {name} model at rate level {quality} (shipped: "
+                              f"{', '.join(map(str, levels)) or 'none'}); train one with `ganrev fit-baseline "
+                              f"compressai --model {name.removeprefix('compressai-')} --lmbda L`")
+        return HyperpriorCodec.load(SHIPPED_DIR / SHIPPED_COMPRESSAI.format(name=name, level=quality))
     quality = 10 if quality is None else quality
     if name == "arcnn":
         shipped = shipped_arcnn_qualities()
@@ -184,7 +211,15 @@ def default_table_specs(dataset: str | None) -> list[str]:
     specs = [f"arcnn:{q}" for q in reversed(_arcnn_qualities_for(dataset))]
     if _trained_on(SHIPPED_DIR / SHIPPED["comcnn"], dataset):
         specs.append(f"comcnn:{COMCNN_TABLE_QUALITY}")
-    return specs
+    return specs + [f"{name}:{level}" for name, level in _compressai_for(dataset)]
+
+
+def _compressai_for(dataset: str) -> list[tuple[str, int]]:
+    """(spec name, level) of every shipped CompressAI model trained on ``dataset`` (none without CompressAI)."""
+    if not compressai_available():
+        return []
+    return [(name, level) for name in COMPRESSAI_SPECS for level in shipped_compressai_levels(name)
+            if _trained_on(SHIPPED_DIR / SHIPPED_COMPRESSAI.format(name=name, level=level), dataset)]
 
 
 def default_curve_sweeps(dataset: str | None) -> list[LearnedSweep]:
@@ -205,4 +240,9 @@ def default_curve_sweeps(dataset: str | None) -> list[LearnedSweep]:
     if _trained_on(path, dataset):
         qualities = list(_qualities(read_baseline_config(path, comcnn.ARCHITECTURE), path))
         sweeps.append(("ComCNN/RecCNN", lambda q: ComCnnCodec(path, q), qualities))
+    for name in COMPRESSAI_SPECS:  # one series per CompressAI model, a point per shipped rate level
+        levels = [level for spec, level in _compressai_for(dataset) if spec == name]
+        if levels:
+            sweeps.append((f"CompressAI {COMPRESSAI_MODELS[name.removeprefix('compressai-')]}",
+                           functools.partial(learned_codec_from_spec, name), levels))
     return sweeps

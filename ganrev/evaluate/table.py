@@ -110,6 +110,10 @@ class TableResult:
                                               else ", the highest it reaches")
             parts.append(f"{m['codec']} q={m['quality']} at {m['bpp']:.3f} bpp{reach}: SSIM {m['ssim']:.4f}, "
                          f"SSIM GAN − {m['codec']} = {m['ssim_gap']:+.4f}")
+        if "compressai" in match:
+            m = match["compressai"]
+            parts.append(f"nearest {m['scheme']} at {m['bpp']:.3f} bpp: SSIM {m['ssim']:.4f}, SSIM GAN − it = "
+                         f"{m['ssim_gap']:+.4f}")
         return (f"Matched rate ({match.get('gan_scheme', GAN_SCHEME)} {match['target_bpp']:.3f} bpp, SSIM {match['gan_ssim']:.4f}): "
                 + "; ".join(parts))
 
@@ -183,6 +187,9 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     rate_match["webp_downscaled"].update(
         scale=scale, by_scale={str(s): m.to_dict() for s, m in by_scale.items()},
         choice=f"the scale in {list(DOWNSCALE_FACTORS)} whose matched mean bpp is closest (ties: higher SSIM)")
+    peer = _nearest_learned(learned_rows, target, prefix=PEER_PREFIX)
+    if peer is not None:
+        rate_match["compressai"] = {**peer, "ssim_gap": gan_ssim - peer["ssim"]}
     metadata["settings"] = settings_record(options, checkpoint)
     metadata["compared_generators"] = [{"path": display_path(ckpt.path), "fingerprint": ckpt.fingerprint}
                                        for ckpt in compared]
@@ -211,6 +218,21 @@ def _match_downscaled_webp(images: list[torch.Tensor], target: float, options: E
             evaluated[scale] = evaluate(images, [(f"{codec.name} at GAN rate", codec)], **kw)
     scale = max(evaluated, key=lambda s: mean_or_none([r["ssim"] for r in evaluated[s]]))
     return scale, by_scale, evaluated[scale]
+
+
+PEER_PREFIX = "CompressAI "  # the learned-codec peer's rows (ganrev.codecs.hyperprior)
+
+
+def _nearest_learned(rows: list[dict[str, Any]], target: float | None, prefix: str) -> dict[str, Any] | None:
+    """The scheme among ``rows`` named ``prefix...`` whose mean bpp is nearest ``target``: scheme, bpp, SSIM."""
+    schemes = sorted({row["scheme"] for row in rows if row["scheme"].startswith(prefix)})
+    if target is None or not schemes:
+        return None
+    means = {scheme: (mean_or_none([r["bpp"] for r in rows if r["scheme"] == scheme]),
+                      mean_or_none([r["ssim"] for r in rows if r["scheme"] == scheme])) for scheme in schemes}
+    scheme = min(schemes, key=lambda name: abs(means[name][0] - target))
+    return {"scheme": scheme, "bpp": means[scheme][0], "ssim": means[scheme][1],
+            "choice": "the shipped CompressAI model whose mean bpp is nearest the GAN's"}
 
 
 def _factory(key: str) -> Callable[[int], ImageCodec]:

@@ -31,7 +31,13 @@ from torch import nn
 from tqdm import tqdm
 
 from ganrev.codecs.classical import JPEGCodec
-from ganrev.data import canonical_source, carve_validation, open_dataset, saved_source, split_rule
+from ganrev.data import (
+    canonical_source,
+    carve_validation,
+    open_dataset,
+    saved_source,
+    split_rule,
+)
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
@@ -48,8 +54,10 @@ from ganrev.training.common import (
     read_train_state,
     training_device_name,
 )
+from ganrev.training.hyperprior import HyperpriorTrainOptions, fit_hyperprior
 
 MODELS = ("arcnn", "comcnn")
+ALL_MODELS = (*MODELS, "compressai")  # what `fit-baseline MODEL` takes: compressai is ganrev.training.hyperprior
 DEFAULT_QUALITIES = {"arcnn": (10,), "comcnn": (5, 10, 20, 30, 50)}
 
 
@@ -301,3 +309,39 @@ def _save_epoch(out: Path, nets: _Nets, options: BaselineTrainOptions, history: 
     torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
                 **nets.state_dict()}, buffer)
     atomic_write_bytes(out / STATE_FILE, buffer.getvalue())
+
+
+def options_for(model: str, *, quality: str | None = None, lr: float | None = None, lmbda: float | None = None,
+                compressai_model: str = "mean", hidden_channels: int = 64, latent_channels: int = 96,
+                channels: int = 3, **common: Any) -> BaselineTrainOptions | HyperpriorTrainOptions:
+    """``fit-baseline MODEL``'s options, checked: the options one kind of model takes are refused for the other.
+
+    ``quality``: arcnn/comcnn's JPEG qualities as typed ("10" or "5,10,20"); ``common``: data, resolution, loss,
+    epochs, batch_size, seed, hflip, validation, max_steps_per_epoch.
+    """
+    if model not in ALL_MODELS:
+        raise GanrevError(f"invalid model {model!r}: {', '.join(ALL_MODELS)}")
+    if model == "compressai":
+        if quality is not None:
+            raise GanrevError("--quality is for arcnn and comcnn: a CompressAI model's rate is set by --lmbda")
+        if channels != 3:
+            raise GanrevError(f"invalid --channels {channels}: CompressAI's models code RGB images")
+        return HyperpriorTrainOptions(model=compressai_model, lmbda=0.01 if lmbda is None else lmbda,
+                                      hidden_channels=hidden_channels, latent_channels=latent_channels,
+                                      lr=1e-4 if lr is None else lr, **common)
+    if lmbda is not None:
+        raise GanrevError(f"--lmbda is for compressai models: {model} is trained at a JPEG --quality")
+    try:
+        qualities = tuple(int(q) for q in quality.split(",")) if quality is not None else None
+    except ValueError:
+        raise GanrevError(f"invalid --quality {quality!r}: an integer 1-100, or several comma-separated") from None
+    return BaselineTrainOptions(model=model, qualities=qualities, channels=channels, lr=1e-3 if lr is None else lr,
+                                **common)
+
+
+def train_baseline(options: BaselineTrainOptions | HyperpriorTrainOptions, out_dir: str | os.PathLike[str],
+                   **kwargs: Any) -> dict[str, Any]:
+    """:func:`fit_baseline` or :func:`ganrev.training.hyperprior.fit_hyperprior`, by the options' kind."""
+    if isinstance(options, HyperpriorTrainOptions):
+        return fit_hyperprior(options, out_dir, **kwargs)
+    return fit_baseline(options, out_dir, **kwargs)

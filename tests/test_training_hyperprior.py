@@ -1,0 +1,90 @@
+"""ganrev.training.hyperprior: tiny real CompressAI runs on shipped held-out emoji (64x64 folder, 2 steps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("compressai")
+
+from ganrev.errors import GanrevError  # noqa: E402
+from ganrev.training.common import BEST_DIR, STATE_FILE  # noqa: E402
+from ganrev.training.hyperprior import (  # noqa: E402
+    HyperpriorTrainOptions,
+    RateDistortionLoss,
+    fit_hyperprior,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HELDOUT = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64" / "heldout"
+
+
+def _options(**changes) -> HyperpriorTrainOptions:
+    base = dict(model="mean", lmbda=0.01, data=str(HELDOUT), epochs=1, batch_size=4, max_steps_per_epoch=2,
+                hidden_channels=16, latent_channels=24)
+    return HyperpriorTrainOptions(**(base | changes))
+
+
+@pytest.mark.parametrize("model", ["factorized", "hyperprior", "mean"])
+def test_one_epoch_writes_a_checkpoint_with_real_file_figures(tmp_path: Path, model: str) -> None:
+    out = tmp_path / model
+    (record,) = fit_hyperprior(_options(model=model), out, device="cpu", progress=False)["history"]
+    assert record["bpp"] > 0 and record["val_loss"] > 0 and record["aux"] > 0
+    assert record["val_file_bpp"] > 0 and 0 < record["val_file_ssim"] <= 1
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["architecture"] == "compressai" and meta["net"]["model"] == model
+    assert meta["codec"] == {"name": {"factorized": "bmshj2018-factorized", "hyperprior": "bmshj2018-hyperprior",
+                                      "mean": "mbt2018-mean"}[model], "lmbda": 0.01, "loss": "mse"}
+    assert (out / STATE_FILE).is_file() and (out / BEST_DIR / "config.json").is_file()
+    assert (out / "samples" / "epoch_0001.png").is_file()
+
+
+def test_resume_continues_exactly_where_a_straight_run_would_be(tmp_path: Path) -> None:
+    straight = fit_hyperprior(_options(epochs=2), tmp_path / "straight", device="cpu", progress=False)
+    fit_hyperprior(_options(epochs=1), tmp_path / "split", device="cpu", progress=False)
+    resumed = fit_hyperprior(_options(epochs=2, lmbda=99.0), tmp_path / "split", resume=True, device="cpu",
+                             progress=False)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert resumed["history"][1]["loss"] == pytest.approx(straight["history"][1]["loss"], rel=1e-5)
+    meta = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert meta["codec"]["lmbda"] == 0.01  # the saved run's options, except epochs
+    with pytest.raises(GanrevError, match="no training state|train_state"):
+        fit_hyperprior(_options(), tmp_path / "nothing", resume=True, device="cpu", progress=False)
+
+
+def test_the_loss_is_lambda_distortion_plus_rate() -> None:
+    target = torch.full((2, 3, 16, 16), 0.5)
+    output = {"x_hat": target + 0.1, "likelihoods": {"y": torch.full((2, 4, 1, 1), 0.5)}}
+    parts = RateDistortionLoss(0.01, "mse")(output, target)
+    assert float(parts["bpp"]) == pytest.approx(8 / (2 * 256))  # 8 latents of 1 bit over 512 pixels
+    assert float(parts["distortion"]) == pytest.approx(255**2 * 0.01, rel=1e-4)
+    assert float(parts["loss"]) == pytest.approx(0.01 * 255**2 * 0.01 + 8 / 512, rel=1e-4)
+
+
+@pytest.mark.parametrize("change, message", [({"model": "cheng2020"}, "--model"), ({"lmbda": 0.0}, "--lmbda"),
+                                             ({"loss": "psnr"}, "--loss"), ({"hidden_channels": 4}, "8-512")])
+def test_bad_options_are_refused_before_any_data_loads(change: dict, message: str) -> None:
+    with pytest.raises(GanrevError, match=message):
+        _options(**change)
+
+
+def test_cli_trains_a_compressai_model_and_refuses_the_jpeg_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ganrev.cli import app
+
+    args = ["fit-baseline", "compressai", "--model", "factorized", "--lmbda", "0.02", "--out", str(tmp_path / "m"),
+            "--data", str(HELDOUT), "--epochs", "1", "--batch-size", "4", "--max-steps-per-epoch", "1",
+            "--hidden-channels", "16", "--latent-channels", "24", "--device", "cpu", "--threads", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["net"] == {"model": "factorized", "n": 16, "m": 24, "channels": 3} and meta["codec"]["lmbda"] == 0.02
+    assert meta["training"]["options"]["lr"] == 1e-4  # CompressAI's step, not the JPEG baselines'
+    refused = CliRunner().invoke(app, [*args[:2], "--quality", "10", "--out", str(tmp_path / "q")])
+    assert refused.exit_code != 0 and "--lmbda" in str(refused.exception)
+    assert not (tmp_path / "q").exists()
