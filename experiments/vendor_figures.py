@@ -33,6 +33,13 @@ from ganrev.training.common import cpu_model  # noqa: E402
 from ship_generator import reconstruction_figures  # noqa: E402
 
 SETS = ("seen", "validation", "test")
+DEFAULT_OUT = ROOT / "experiments" / "results" / "vendors"
+
+
+def _shown(path: Path) -> str:
+    """A path as the footer prints it: relative to the repository, never a machine path."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def vendor_images(vendor: str, which: str, count: int) -> torch.Tensor:
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--sets", default="seen,validation", help=f"comma-separated, of {', '.join(SETS)}")
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "vendors")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     sets = [s for s in args.sets.split(",") if s]
     if not sets or set(sets) - set(SETS):
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['run']} | {'+'.join(r['trained_on'])} | {r['epochs']} | {r['vendor']} ({r['style']}) | "
                      f"{r['set']} | {r['encoder_ssim']:.4f} | {r['ssim']:.4f} | {r['bytes']:.1f} | {r['bpp']:.3f} |")
     lines.append(f"\n{args.count} images per vendor and set, one per base emoji; 6 bits; {device}; made by "
-                 f"`python experiments/vendor_figures.py {' '.join(str(r) for r in args.runs)} --sets {','.join(sets)}`.")
+                 f"`python experiments/vendor_figures.py {' '.join(str(r) for r in args.runs)} --count {args.count} "
+                 f"--sets {','.join(sets)}" + ("" if args.out == DEFAULT_OUT else f" --out {_shown(args.out)}") + "`.")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
