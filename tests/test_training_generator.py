@@ -593,6 +593,8 @@ def test_precision_auto_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(common, "cpu_flags", lambda: {"avx512f", "amx_bf16", "amx_tile"})
     assert resolve_precision("auto", cpu) == "bf16"
     monkeypatch.setattr(common, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(common, "cpu_flags", lambda: {"avx2", "avx512f"})
     assert resolve_precision("auto", cpu) == "fp32"
     with pytest.raises(GanrevError, match="--precision"):
         resolve_precision("fp16", cpu)
