@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from ganrev.cli import TABLE_BITS, TABLE_GRID_IMAGES  # noqa: E402
-from ganrev.pretrained import COMPARE_GENERATOR  # noqa: E402
+from ganrev.cli import TABLE_GRID_IMAGES  # noqa: E402
+from ganrev.pretrained import COMPARE_GENERATORS  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.evaluate import (  # noqa: E402
     CURVE_BITS,
@@ -51,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, default=None, help="default: GENERATOR/heldout")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     parser.add_argument("--compare", type=Path, nargs="*",
-                        default=[ROOT / "pretrained" / COMPARE_GENERATOR], help="more generators, one row each")
+                        default=[ROOT / "pretrained" / name for name in COMPARE_GENERATORS],
+                        help="more generators, one row each")
     parser.add_argument("--init", default=None, help="search start (default: compress's, per generator)")
     parser.add_argument("--iters", type=int, default=None, help="latent-search iterations (default: compress's)")
     parser.add_argument("--restarts", type=int, default=None, help="default: compress's")
-    parser.add_argument("--bits", type=int, default=TABLE_BITS, help="bits per latent coordinate in the table")
+    parser.add_argument("--bits", type=int, default=None, help="bits per latent coordinate in the table "
+                        "[each generator's own, what compress uses]")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

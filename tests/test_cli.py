@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from ganrev.cli import app
 from ganrev.io import load_image
 from ganrev.metrics import psnr, ssim
-from ganrev.models import save_generator
+from ganrev.models import save_generator, set_compress_bits
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
 runner = CliRunner()
@@ -73,6 +74,15 @@ def test_compress_single_file_and_bits(workspace):
            "--bits", "3", *FAST)
     info = json.loads(invoke("info", str(target), "--json").stdout)[0]
     assert info["bits"] == 3 and info["bytes"] == target.stat().st_size
+
+
+def test_compress_defaults_to_the_generators_own_bits(workspace, tmp_path):
+    generator = tmp_path / "gen"
+    shutil.copytree(workspace / "gen", generator)
+    set_compress_bits(generator, 4)  # what a generator with a larger latent is shipped with
+    target = tmp_path / "one.grv"
+    invoke("compress", str(workspace / "images" / "camera.png"), "-g", str(generator), "-o", str(target), *FAST)
+    assert json.loads(invoke("info", str(target), "--json").stdout)[0]["bits"] == 4
 
 
 def run_main(*args: str) -> subprocess.CompletedProcess:

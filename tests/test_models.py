@@ -12,7 +12,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ganrev.errors import GanrevError
-from ganrev.models import CONFIG_FILE, ENCODER_FILE, WEIGHTS_FILE, load_generator, save_generator, weights_fingerprint
+from ganrev.models import (
+    CONFIG_FILE,
+    DEFAULT_COMPRESS_BITS,
+    ENCODER_FILE,
+    WEIGHTS_FILE,
+    load_generator,
+    save_generator,
+    set_compress_bits,
+    weights_fingerprint,
+)
 from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig, init_weights
 
 META = {"dataset": "unit-test", "split": {"rule": "none", "train_images": 3, "test_images": 1}}
@@ -340,6 +349,26 @@ def test_load_refuses_malformed_config_values(saved, config) -> None:
         config = json.dumps({**json.loads((ckpt / CONFIG_FILE).read_text()), **config})
     (ckpt / CONFIG_FILE).write_text(config)
     with pytest.raises(GanrevError):
+        load_generator(ckpt)
+
+
+def test_compress_bits_come_from_the_config_or_the_default(saved) -> None:
+    _, ckpt, fingerprint = saved
+    assert load_generator(ckpt).compress_bits == DEFAULT_COMPRESS_BITS == 6
+    set_compress_bits(ckpt, 4)
+    loaded = load_generator(ckpt)
+    assert loaded.compress_bits == 4 and loaded.fingerprint == fingerprint  # the weights are untouched
+    assert json.loads((ckpt / CONFIG_FILE).read_text())["compress_bits"] == 4
+
+
+@pytest.mark.parametrize("bits", [1, 17, 4.0, "4", True, None])
+def test_invalid_compress_bits_are_refused(saved, bits) -> None:
+    _, ckpt, _ = saved
+    with pytest.raises(GanrevError, match="compress_bits"):
+        set_compress_bits(ckpt, bits)
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    (ckpt / CONFIG_FILE).write_text(json.dumps({**config, "compress_bits": bits}))
+    with pytest.raises(GanrevError, match="compress_bits"):
         load_generator(ckpt)
 
 

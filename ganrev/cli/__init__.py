@@ -4,11 +4,9 @@ fit-density, generate; :mod:`.table`: table). The entry point is :func:`main`.""
 
 from ganrev.cli import codec, table, train  # noqa: F401 -- importing a command module registers its commands
 from ganrev.cli.common import (
-    DEFAULT_COMPRESS_BITS,
-    TABLE_BITS,
     TABLE_GRID_IMAGES,
     app,
     main,
 )
 
-__all__ = ["DEFAULT_COMPRESS_BITS", "TABLE_BITS", "TABLE_GRID_IMAGES", "app", "main"]
+__all__ = ["TABLE_GRID_IMAGES", "app", "main"]

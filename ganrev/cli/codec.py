@@ -10,7 +10,6 @@ import typer
 
 from ganrev.batch import barrier, read_bytes
 from ganrev.cli.common import (
-    DEFAULT_COMPRESS_BITS,
     DeviceOption,
     GeneratorOption,
     app,
@@ -38,8 +37,9 @@ def compress(
     iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
                                         "[200 with --init encoder, else 1000]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
-    bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [6; "
-                                       "with a target the engine chooses]"),
+    bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [the "
+                                       "generator's own: 4 for emoji64, 6 for the others; with a target the "
+                                       "engine chooses]"),
     target_ssim: Optional[float] = typer.Option(None, "--target-ssim", help="rate control: per image the smallest "
                                                 "file whose decode reaches this SSIM, in (0, 1]"),
     target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="rate control: per image the highest "
@@ -90,8 +90,7 @@ def compress(
     from ganrev.ratecontrol import rate_target
 
     goal = rate_target(target_ssim, target_bpp, modulation_iters=modulation_iters, bits=bits)
-    bits = DEFAULT_COMPRESS_BITS if bits is None else bits
-    require(2 <= bits <= 16, "--bits", bits, "between 2 and 16")
+    require(bits is None or 2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
     check_seed(seed)
     rank, world, local_rank = torchrun_env()
@@ -100,7 +99,8 @@ def compress(
     ckpt = load_named_generator(generator, dev)
     search = default_search(ckpt.encoder is not None, init=init, iters=iters, restarts=restarts, loss=loss, lr=lr,
                             seed=seed, pool=pool, patience=patience, batch_size=batch_size)
-    codec = GanCodec(ckpt, bits=bits, search=search, refine_iters=refine_iters, progress=not as_json and rank == 0)
+    codec = GanCodec(ckpt, bits=ckpt.compress_bits if bits is None else bits, search=search, refine_iters=refine_iters,
+                     progress=not as_json and rank == 0)
     group_size = max(1, chunk_rows(search, dev) // search.restarts)
 
     def on_group(done: int, total: int) -> None:

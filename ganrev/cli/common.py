@@ -15,11 +15,6 @@ from ganrev.pretrained import DEFAULT_GENERATOR
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GAN-inversion image compression: compress images into a frozen generator's latent space.")
 
-DEFAULT_COMPRESS_BITS = 6
-"""compress's --bits: on 64 validation emoji the default search gives SSIM 0.7914 at 81 bytes with 6 bits, 0.7924 at
-106 with 8 (+0.001 for +30 % bytes), 0.7885 at 69 with 5 (experiments/results/default_bits.md); every published
-figure is at 6."""
-TABLE_BITS = DEFAULT_COMPRESS_BITS  # the table's GAN-reversal setting: ~0.16 bpp on 64x64 emoji
 TABLE_GRID_IMAGES = 8  # columns of the table's --grid: enough to judge a scheme, few enough to read the captions
 
 GeneratorOption = typer.Option(

@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from ganrev.cli.common import (
-    TABLE_BITS,
     TABLE_GRID_IMAGES,
     DeviceOption,
     GeneratorOption,
@@ -31,8 +30,8 @@ def table(
                                        "does for each: encoder when it has one, else pool)"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations [compress's default for the start]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [compress's default]"),
-    bits: int = typer.Option(TABLE_BITS, help="bits per latent coordinate before entropy coding (2-16); "
-                             "6 costs ~0.004 SSIM vs 8 and saves ~25 bytes (see the curves)"),
+    bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [each "
+                                       "generator's own, what compress uses with it]"),
     limit: Optional[int] = typer.Option(None, help="use only the first N images (sorted by name)"),
     seed: int = typer.Option(0),
     device: str = DeviceOption,

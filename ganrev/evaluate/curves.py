@@ -103,7 +103,7 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     The latent search does not depend on ``bits``, so it runs once (``options.search_for`` the generator, or
     ``search`` from an earlier run on the same images, e.g. :attr:`TableResult.search`) and each of
     ``options.bits_list`` only re-quantizes, refines and packs. ``options.iters_list`` adds a GAN series over
-    search iterations at ``options.bits`` (one search each).
+    search iterations at ``options.bits_for`` the generator (one search each).
     """
     started = time.perf_counter()
     checkpoint, dev = resolve_checkpoint(generator, options.device)
@@ -136,8 +136,8 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
             if count == search_options.iters and search is not None:
                 searches[count] = search
             else:
-                codec = GanCodec(checkpoint, bits=options.bits, search=replace(search_options, iters=count),
-                                 device=dev, progress=progress)
+                codec = GanCodec(checkpoint, bits=options.bits_for(checkpoint),
+                                 search=replace(search_options, iters=count), device=dev, progress=progress)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     searches[count] = search_latents(codec, images)
@@ -145,7 +145,8 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
 
     iters = search_options.iters
     gan_series = [("GAN reversal (bits)", "bits", b, iters, b) for b in options.bits_list]
-    gan_series += [("GAN reversal (iterations)", "iters", n, n, options.bits) for n in options.iters_list]
+    bits = options.bits_for(checkpoint)
+    gan_series += [("GAN reversal (iterations)", "iters", n, n, bits) for n in options.iters_list]
     for series, parameter, value, count, b in progress_bar(gan_series, "GAN curve", progress):
         codec = GanCodec(checkpoint, bits=b, search=replace(search_options, iters=count),
                          refine_iters=options.refine_iters, device=dev)

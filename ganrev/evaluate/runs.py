@@ -75,7 +75,7 @@ class EvalOptions:
     """
 
     search_overrides: tuple[tuple[str, Any], ...] = ()  # SearchOptions fields changed from compress's defaults
-    bits: int = 6
+    bits: int | None = None  # None: each generator's own (GeneratorCheckpoint.compress_bits), what compress uses
     refine_iters: int | None = None  # None: compress's default for the search's start (codec.REFINE_ITERS)
     limit: int | None = None
     seed: int = 0  # K-means initialisation (the search's seed is one of ``search_overrides``)
@@ -102,7 +102,7 @@ class EvalOptions:
         return default_table_specs(checkpoint.metadata.get("dataset"))
 
     def __post_init__(self) -> None:
-        if not 2 <= self.bits <= 16:
+        if self.bits is not None and not 2 <= self.bits <= 16:
             raise GanrevError(f"invalid --bits {self.bits}: must be 2..16")
         refine_ok = self.refine_iters is None or self.refine_iters >= 0
         if not refine_ok or self.kmeans_k < 1 or self.rate_step < 1 or self.grid_images < 0:
@@ -111,6 +111,10 @@ class EvalOptions:
             raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")
         if any(not (math.isfinite(bpp) and bpp > 0) for bpp in self.reference_bpp):
             raise GanrevError(f"reference budgets must be finite and > 0 bpp, got {self.reference_bpp!r}")
+
+    def bits_for(self, checkpoint: GeneratorCheckpoint) -> int:
+        """The bits per latent coordinate of ``checkpoint``'s GAN-reversal rows."""
+        return checkpoint.compress_bits if self.bits is None else self.bits
 
     def search_for(self, checkpoint: GeneratorCheckpoint) -> SearchOptions:
         """Compress's defaults for this checkpoint with ``search_overrides`` applied."""
@@ -224,6 +228,7 @@ def settings_record(options: EvalOptions, checkpoint: GeneratorCheckpoint) -> di
     """The options as recorded in results files (JSON-ready; paths relative to the repository)."""
     settings = asdict(options)
     settings["search"] = asdict(options.search_for(checkpoint))
+    settings["bits"] = options.bits_for(checkpoint)
     settings["search_overrides"] = dict(options.search_overrides)
     settings["device"] = str(options.device)
     settings["lpips_weights"] = display_path(options.lpips_weights)

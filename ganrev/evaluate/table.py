@@ -149,8 +149,8 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     compared = [resolve_checkpoint(path, dev)[0] for path in options.compare]
     gan_rows, searches = [], []
     for ckpt in [checkpoint] + compared:
-        gan = GanCodec(ckpt, bits=options.bits, search=options.search_for(ckpt), refine_iters=options.refine_iters,
-                       device=dev, progress=options.progress)
+        gan = GanCodec(ckpt, bits=options.bits_for(ckpt), search=options.search_for(ckpt),
+                       refine_iters=options.refine_iters, device=dev, progress=options.progress)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # resize notes are kept per image in the records
             searches.append(search_latents(gan, images))
