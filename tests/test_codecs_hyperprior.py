@@ -103,6 +103,16 @@ def test_shipped_models_are_specs_table_rows_and_a_curve_series(tmp_path, monkey
     assert learned.shipped_compressai_levels("compressai-mean") == [1, 2]
     assert learned.default_table_specs("test") == ["compressai-mean:1", "compressai-mean:2"]
     assert learned.default_table_specs("emoji") == []  # a model trained on other data is out of domain
+    for level in (1, 2):  # trained on both vendors: a row for a generator trained on either or both
+        config = tmp_path / f"compressai-mean-q{level}" / "config.json"
+        config.write_text(config.read_text().replace('"dataset": "test"', '"dataset": "emoji:google,twitter"'))
+    assert learned.default_table_specs("emoji") == ["compressai-mean:1", "compressai-mean:2"]  # "emoji": Google
+    assert learned.default_table_specs("emoji:google,twitter") == ["compressai-mean:1", "compressai-mean:2"]
+    assert learned.default_table_specs("emoji:twitter") == ["compressai-mean:1", "compressai-mean:2"]
+    assert learned.default_table_specs("emoji:openmoji") == []  # held-out images in a style it never saw
+    for level in (1, 2):
+        config = tmp_path / f"compressai-mean-q{level}" / "config.json"
+        config.write_text(config.read_text().replace('"dataset": "emoji:google,twitter"', '"dataset": "test"'))
     (series, make, levels), = learned.default_curve_sweeps("test")
     assert series == "CompressAI mbt2018-mean" and levels == [1, 2]
     assert make(2).decode(make(2).encode(emoji)).shape == emoji.shape

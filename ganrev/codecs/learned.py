@@ -25,6 +25,7 @@ import torch
 from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import JPEGCodec
 from ganrev.codecs.hyperprior import HyperpriorCodec
+from ganrev.data import emoji_vendors, is_emoji_source, saved_source
 from ganrev.errors import GanrevError
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.hyperprior import MODELS as COMPRESSAI_MODELS
@@ -191,16 +192,9 @@ COMCNN_TABLE_QUALITY = 10  # the table's ComCNN row stores its compact image at 
 LearnedSweep = tuple[str, Callable[[int], ImageCodec], list[int]]
 
 
-def _trained_on(path: Path, dataset: str) -> bool:
-    try:
-        return (path / "config.json").is_file() and json.loads((path / "config.json").read_text()).get("dataset") == dataset
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 def _arcnn_qualities_for(dataset: str) -> list[int]:
     """Qualities of the shipped per-quality ARCNN models trained on ``dataset``, ascending."""
-    return [q for q in shipped_arcnn_qualities() if _trained_on(SHIPPED_DIR / SHIPPED["arcnn"].format(quality=q),
+    return [q for q in shipped_arcnn_qualities() if _in_domain(SHIPPED_DIR / SHIPPED["arcnn"].format(quality=q),
                                                                 dataset)]
 
 
@@ -209,7 +203,7 @@ def default_table_specs(dataset: str | None) -> list[str]:
     if dataset is None:
         return []
     specs = [f"arcnn:{q}" for q in reversed(_arcnn_qualities_for(dataset))]
-    if _trained_on(SHIPPED_DIR / SHIPPED["comcnn"], dataset):
+    if _in_domain(SHIPPED_DIR / SHIPPED["comcnn"], dataset):
         specs.append(f"comcnn:{COMCNN_TABLE_QUALITY}")
     return specs + [f"{name}:{level}" for name, level in _compressai_for(dataset)]
 
@@ -219,7 +213,24 @@ def _compressai_for(dataset: str) -> list[tuple[str, int]]:
     if not compressai_available():
         return []
     return [(name, level) for name in COMPRESSAI_SPECS for level in shipped_compressai_levels(name)
-            if _trained_on(SHIPPED_DIR / SHIPPED_COMPRESSAI.format(name=name, level=level), dataset)]
+            if _in_domain(SHIPPED_DIR / SHIPPED_COMPRESSAI.format(name=name, level=level), dataset)]
+
+
+def _in_domain(path: Path, dataset: str) -> bool:
+    """Whether the model in ``path`` was trained on the images the table of a generator trained on ``dataset``
+    measures: the same data set or, for emoji, a set of vendors holding the vendor of the generator's held-out
+    images (its first vendor: Google's for Google + Twemoji). A baseline trained on more or fewer vendors than the
+    generator stays a row: it has seen the table's style, as the generator has."""
+    try:
+        trained = json.loads((path / "config.json").read_text()).get("dataset")
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(trained, str):
+        return False
+    if is_emoji_source(trained) and is_emoji_source(dataset):
+        heldout_vendor = emoji_vendors(saved_source(dataset), fetched_only=False)[0]
+        return heldout_vendor in emoji_vendors(saved_source(trained), fetched_only=False)
+    return trained == dataset
 
 
 def default_curve_sweeps(dataset: str | None) -> list[LearnedSweep]:
@@ -233,11 +244,11 @@ def default_curve_sweeps(dataset: str | None) -> list[LearnedSweep]:
     if arcnn_qualities:
         sweeps.append(("JPEG + ARCNN-ASPP", lambda q: learned_codec_from_spec("arcnn", q), arcnn_qualities))
     blind = SHIPPED_DIR / SHIPPED["arcnn-blind"]
-    if _trained_on(blind, dataset):
+    if _in_domain(blind, dataset):
         qualities = list(_qualities(read_baseline_config(blind, arcnn.ARCHITECTURE), blind))
         sweeps.append(("JPEG + ARCNN-ASPP blind", lambda q: ArcnnCodec(blind, q), qualities))
     path = SHIPPED_DIR / SHIPPED["comcnn"]
-    if _trained_on(path, dataset):
+    if _in_domain(path, dataset):
         qualities = list(_qualities(read_baseline_config(path, comcnn.ARCHITECTURE), path))
         sweeps.append(("ComCNN/RecCNN", lambda q: ComCnnCodec(path, q), qualities))
     for name in COMPRESSAI_SPECS:  # one series per CompressAI model, a point per shipped rate level

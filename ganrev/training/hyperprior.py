@@ -90,7 +90,7 @@ class HyperpriorTrainOptions:
         if bad:
             allowed = {"model": ", ".join(MODELS), "loss": ", ".join(DISTORTIONS)}.get(bad[0], "see --help")
             raise GanrevError(f"invalid --{bad[0].replace('_', '-')} {getattr(self, bad[0])!r}: {allowed}")
-        self.net_config  # channel counts checked now, not after the data has loaded
+        HyperpriorConfig(model=self.model, n=self.hidden_channels, m=self.latent_channels)  # checked now, not later
 
     @property
     def net_config(self) -> HyperpriorConfig:
