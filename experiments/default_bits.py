@@ -4,7 +4,8 @@
 
 On ``--count`` validation emoji of each vendor the generator was trained on (groups carved from the training
 side, one per base emoji: never the test split), the CLI's default search, quantized at each number of bits per
-latent coordinate; SSIM of the decoded file and bytes per file. Writes experiments/results/default_bits.{json,md}.
+latent coordinate; SSIM of the decoded file and bytes per file. Writes OUT/default_bits.{json,md} (``--out``
+[experiments/results/default_bits-NAME], NAME the generator's folder).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
-from vendor_figures import trained_vendors, vendor_images  # noqa: E402
+from ship_generator import trained_vendors, vendor_images  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--bits", default="4,5,6,7,8")
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+    parser.add_argument("--out", type=Path, default=None, help="[experiments/results/default_bits-NAME]")
     args = parser.parse_args(argv)
+    args.out = args.out or ROOT / "experiments" / "results" / f"default_bits-{args.generator.resolve().name}"
     checkpoint = load_generator(args.generator)
     vendors = trained_vendors(checkpoint.metadata)
     images = torch.cat([vendor_images(vendor, "validation", args.count) for vendor in vendors])
@@ -53,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
          "set": "validation", "device": device, "rows": rows}, indent=2) + "\n")
     lines = ["| bits | SSIM | bytes | bpp |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['bits']} | {r['ssim']:.4f} | {r['bytes']:.1f} | {r['bpp']:.3f} |" for r in rows]
+    shown = args.generator.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else Path(shown.name)
+    out = args.out.resolve()
+    command = (f"python experiments/default_bits.py -g {shown} --count {args.count} --bits {args.bits}"
+               + (f" --out {out.relative_to(ROOT)}" if out.is_relative_to(ROOT) else ""))
     lines.append(f"\n`{name}`, {len(images)} validation emoji ({', '.join(vendors)}), the default search; {device}; "
-                 "made by `python experiments/default_bits.py`.")
+                 f"made by `{command}`.")
     atomic_write_text(args.out / "default_bits.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

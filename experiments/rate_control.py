@@ -260,14 +260,21 @@ def main() -> None:
     parser.add_argument("--limit", type=positive, default=None, help="images per set, spread over it, for a quick "
                         "check [all: 64 emoji, 30 photo crops]")
     parser.add_argument("--curve-images", type=positive, default=None, help="held-out emoji on the curve [all]")
+    parser.add_argument("--sets", default="emoji,photos", help="comma-separated: emoji (the generator's held-out "
+                        "images and the curve), photos (out-of-domain crops) [both]")
     parser.add_argument("--work", type=Path, default=None, help="folder for crops, .grv files and decodes "
                         "[a temporary one]")
     args = parser.parse_args()
+    chosen = [name for name in args.sets.split(",") if name]
+    if "emoji" not in chosen or set(chosen) - {"emoji", "photos"}:
+        parser.error("--sets: emoji, optionally with photos")
     torch.set_num_threads(1)
     started = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="ganrev-rate-control-"))
     sets = {"emoji": GENERATOR / "heldout", "photos": work / "photo_crops"}
-    photo_crops(sets["photos"])
+    sets = {name: folder for name, folder in sets.items() if name in chosen}
+    if "photos" in sets:
+        photo_crops(sets["photos"])
     if args.limit is not None:
         sets = {name: spread(folder, args.limit, work / "subset" / name) for name, folder in sets.items()}
     points: dict[str, ClassicalFiles] = {}
@@ -287,7 +294,9 @@ def main() -> None:
     classical = classical_curves(points, emoji_names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(curve, classical, args.out.with_suffix(".png"))
-    command = "python experiments/rate_control.py" + (f" --limit {args.limit}" if args.limit else "")
+    command = "python experiments/rate_control.py" + (f" --limit {args.limit}" if args.limit else "") + (
+        "" if "photos" in sets else " --sets emoji") + (
+        "" if args.out == RESULTS / "rate_control" else f" --out {args.out.resolve().relative_to(REPO)}")
     meta = {"command": command, "device": f"CPU ({platform.machine()}, "
             f"{torch.get_num_threads()} thread, torch {torch.__version__})", "wall_s": time.perf_counter() - started,
             "photos": list(PHOTOS), "crops_per_photo": CROPS_PER_PHOTO, "limit": args.limit,

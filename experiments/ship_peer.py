@@ -33,7 +33,7 @@ from ganrev.evaluate import evaluate, load_image_folder, summarise  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.nets.checkpoint import CONFIG_FILE  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
-from vendor_figures import vendor_images  # noqa: E402
+from ship_generator import vendor_images  # noqa: E402
 
 HELDOUT = ROOT / "pretrained" / "emoji64" / "heldout"
 FIELDS = ("bytes", "bpp", "ssim", "ms_ssim", "psnr", "encode_s", "decode_s")
@@ -67,17 +67,21 @@ def ship(run: Path, out: Path) -> None:
             shutil.copyfile(path, out / path.name)
 
 
-def command(meta: dict[str, Any], run: Path) -> str:
+def command(meta: dict[str, Any], run: Path, max_minutes: float | None) -> str:
     options = meta["training"]["options"]
+    budget = f" --max-minutes {max_minutes:g}" if max_minutes is not None else ""
     return (f"ganrev fit-baseline compressai --model {options['model']} --lmbda {options['lmbda']:g} --loss "
-            f"{options['loss']} --data {options['data']} --hidden-channels {options['hidden_channels']} "
-            f"--latent-channels {options['latent_channels']} --epochs {options['epochs']} --out runs/peer/{run.name}")
+            f"{options['loss']} --lr {options['lr']:g} --data {options['data']} --hidden-channels "
+            f"{options['hidden_channels']} --latent-channels {options['latent_channels']} --epochs {options['epochs']}"
+            f"{budget} --threads 1 --out runs/peer/{run.name}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="the time budget the runs were trained with, for the cards' commands")
     parser.add_argument("--out", type=Path, default=ROOT / "pretrained" / "baselines")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results" / "compressai_peer")
     args = parser.parse_args(argv)
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sets = image_sets(args.count)
     results: dict[str, Any] = {"device": f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)",
-                               "torch": torch.__version__, "images_per_set": args.count, "models": []}
+                               "torch": torch.__version__, "images_per_set": args.count,
+                               "max_minutes": args.max_minutes, "models": []}
     for level, run in enumerate(runs, start=1):
         meta = json.loads((run / "best" / CONFIG_FILE).read_text())
         out = args.out / f"compressai-{meta['net']['model']}-q{level}"
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         trained_on = emoji_vendors(saved_source(meta["dataset"]), fetched_only=False)
         entry = {"name": out.name, "spec": f"compressai-{meta['net']['model']}:{level}", "codec": codec.name,
                  "lmbda": meta["codec"]["lmbda"], "loss": meta["codec"]["loss"], "net": meta["net"],
-                 "dataset": meta["dataset"], "trained_on": trained_on, "command": command(meta, run),
+                 "dataset": meta["dataset"], "trained_on": trained_on, "command": command(meta, run, args.max_minutes),
                  "best_epoch": meta["training"]["best_epoch"],
                  "epochs": json.loads((run / CONFIG_FILE).read_text())["training"]["epochs"],
                  "wall_s": json.loads((run / CONFIG_FILE).read_text())["training"]["wall_s"],
@@ -132,7 +137,8 @@ def markdown(results: dict[str, Any]) -> str:
     return ("\n".join(lines) + f"\n\n{results['images_per_set']} images per vendor and set, one per base emoji; "
             f"unseen: test groups, seen: groups trained on; {results['device']}; torch {results['torch']}; made by "
             "`python experiments/ship_peer.py " + " ".join(f"runs/peer/{e['command'].split('runs/peer/')[1]}"
-                                                            for e in results["models"]) + "`.\n")
+                                                            for e in results["models"])
+            + (f" --max-minutes {results['max_minutes']:g}" if results.get("max_minutes") else "") + "`.\n")
 
 
 def card(out: Path, entry: dict[str, Any], report: str) -> None:
@@ -140,16 +146,17 @@ def card(out: Path, entry: dict[str, Any], report: str) -> None:
 
 - **What**: {entry['codec']}, CompressAI's own network class (Minnen et al. 2018 without the context model for
   `mean`; Ballé et al. 2018 for `hyperprior` and `factorized`), N = {entry['net']['n']}, M = {entry['net']['m']}.
-- **Use**: `ganrev table --learned {entry['spec']}` (a default table row for generators trained on
-  `{entry['dataset']}`); in Python `ganrev.codecs.hyperprior.HyperpriorCodec.load("pretrained/baselines/{entry['name']}")`.
+- **Use**: `ganrev table --learned {entry['spec']}` (a default table row for generators whose held-out images
+  are of one of its vendors); in Python `ganrev.codecs.hyperprior.HyperpriorCodec.load("pretrained/baselines/{entry['name']}")`.
   Needs `pip install -e ".[compressai]"`.
 - **Data**: `{entry['dataset']}` ({', '.join(entry['trained_on'])}; Noto emoji from npm `emoji-datasource-google`
   16.0.0, Apache-2.0; Twemoji from `emoji-datasource-twitter` 16.0.0, CC-BY-4.0), 64x64 RGB, alpha composited on
   white; training split by base emoji ({entry['split']['train_images']} images), of which {entry['fit_images']}
   fitted and {entry['validation_images']} (10 % of groups) held back for validation; the test split never seen.
-- **Rate**: λ = {entry['lmbda']:g}, loss λ·D + bpp with D = `{entry['loss']}`; λ chosen by the validation groups'
-  measured bpp (real files), not the test groups.
-- **Training**: `{entry['command']}`; {entry['epochs']} epochs, best validation epoch {entry['best_epoch']}
+- **Rate**: λ = {entry['lmbda']:g}, loss λ·D + bpp with D = `{entry['loss']}`; the three λ were picked to span
+  about 0.1-0.9 bpp from short runs' validation bpp (real files), never from the test groups.
+- **Training**: `{entry['command']}` (three runs at once on 2 cores); {entry['epochs']} epochs (the time budget
+  ended it), best validation epoch {entry['best_epoch']}
   (shipped), {entry['wall_s'] / 60:.1f} min on {entry['train_device']}, fp32. Validation at that epoch:
   {entry['validation']['val_file_bpp']:.3f} bpp, SSIM {entry['validation']['val_file_ssim']:.4f} (real files).
 - **Weights**: safetensors; SHA-256 fingerprints in config.json, checked on every load; every file carries the

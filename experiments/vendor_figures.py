@@ -8,7 +8,7 @@ For every checkpoint and every fetched vendor (``ganrev fetch emoji``), ``--coun
 on), ``validation`` (groups carved from the training side, never trained on: what chooses checkpoints and
 hyper-parameters) and ``test`` (held-out groups). A vendor the checkpoint was not trained on is an unseen
 *style* on every set. Figures: SSIM of G(E(x)) (encoder alone), SSIM and bytes of the default compression
-(encoder start + search, 6-bit grid), bpp at 64x64. Writes experiments/results/vendors/summary.{json,md}.
+(encoder start + search, at ``--bits`` [the checkpoint's own]), bpp at 64x64. Writes experiments/results/vendors/summary.{json,md}.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from ganrev.data import carve_validation, emoji_vendors, one_per_group, open_dataset, saved_source  # noqa: E402
+from ganrev.data import emoji_vendors  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
-from ship_generator import reconstruction_figures  # noqa: E402
+from ship_generator import reconstruction_figures, trained_vendors, vendor_images  # noqa: E402
 
 SETS = ("seen", "validation", "test")
 DEFAULT_OUT = ROOT / "experiments" / "results" / "vendors"
@@ -42,28 +42,13 @@ def _shown(path: Path) -> str:
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
-def vendor_images(vendor: str, which: str, count: int) -> torch.Tensor:
-    """``count`` images of one vendor from one set, one per base emoji."""
-    source = f"emoji:{vendor}"
-    if which == "test":
-        dataset = open_dataset(source, "test")
-    else:
-        fit, validation = carve_validation(open_dataset(source, "train"), source)
-        dataset = fit if which == "seen" else validation
-    assert dataset is not None
-    return torch.stack([dataset[i] for i in one_per_group(dataset, source, count)])
-
-
-def trained_vendors(metadata: dict) -> list[str]:
-    """The vendors a checkpoint was trained on (``emoji`` in old checkpoints meant Google alone)."""
-    return emoji_vendors(saved_source(metadata["dataset"]), fetched_only=False)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--sets", default="seen,validation", help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument("--bits", type=int, default=None, help="bits per latent coordinate [each checkpoint's own, "
+                        "what compress uses; a larger latent needs fewer to keep the bytes]")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     sets = [s for s in args.sets.split(",") if s]
@@ -78,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         trained_on = trained_vendors(checkpoint.metadata)
         for (vendor, which), batch in images.items():
             started = time.perf_counter()
-            figures = reconstruction_figures(checkpoint, batch)
+            bits = checkpoint.compress_bits if args.bits is None else args.bits
+            figures = reconstruction_figures(checkpoint, batch, bits)
             rows.append({"run": str(run.relative_to(ROOT) if run.is_absolute() and run.is_relative_to(ROOT) else run),
                          "fingerprint": checkpoint.fingerprint, "trained_on": trained_on,
                          "epochs": training["epochs"], "train_wall_s": training.get("wall_s"),
+                         "latent_dim": checkpoint.config.latent_dim, "bits": bits,
                          "vendor": vendor, "set": which, "style": "trained" if vendor in trained_on else "unseen style",
                          "images": len(batch), "bpp": figures["bytes"] * 8 / (64 * 64),
                          "seconds_per_image": (time.perf_counter() - started) / len(batch), **figures})
@@ -89,14 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     device = f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
     atomic_write_text(args.out / "summary.json", json.dumps({"device": device, "machine": platform.machine(),
                                                              "sets": sets, "rows": rows}, indent=2) + "\n")
-    lines = ["| checkpoint | trained on | epochs | vendor | set | SSIM, encoder alone | SSIM, default compress | "
-             "bytes | bpp |", "|---|---|---:|---|---|---:|---:|---:|---:|"]
+    lines = ["| checkpoint | trained on | epochs | latent | bits | vendor | set | SSIM, encoder alone | "
+             "SSIM, default compress | bytes | bpp |", "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['run']} | {'+'.join(r['trained_on'])} | {r['epochs']} | {r['vendor']} ({r['style']}) | "
+        lines.append(f"| {r['run']} | {'+'.join(r['trained_on'])} | {r['epochs']} | {r['latent_dim']} | {r['bits']} | "
+                     f"{r['vendor']} ({r['style']}) | "
                      f"{r['set']} | {r['encoder_ssim']:.4f} | {r['ssim']:.4f} | {r['bytes']:.1f} | {r['bpp']:.3f} |")
-    lines.append(f"\n{args.count} images per vendor and set, one per base emoji; 6 bits; {device}; made by "
+    lines.append(f"\n{args.count} images per vendor and set, one per base emoji; {device}; made by "
                  f"`python experiments/vendor_figures.py {' '.join(str(r) for r in args.runs)} --count {args.count} "
-                 f"--sets {','.join(sets)}" + ("" if args.out == DEFAULT_OUT else f" --out {_shown(args.out)}") + "`.")
+                 f"--sets {','.join(sets)}" + ("" if args.bits is None else f" --bits {args.bits}")
+                 + ("" if args.out == DEFAULT_OUT else f" --out {_shown(args.out)}") + "`.")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -166,7 +166,7 @@ def test_refining_several_precision_pairs_in_one_batch_gives_what_each_pair_alon
     for pair, (latent_symbols, modulation_symbols) in zip(pairs, together):
         ((latent_alone, modulation_alone),) = refine_modulated(checkpoint.generator, image, z, params, 3, [pair],
                                                                FAST)
-        assert latent_symbols.shape == (1, 100) and modulation_symbols.shape == params.shape
+        assert latent_symbols.shape == (1, checkpoint.config.latent_dim) and modulation_symbols.shape == params.shape
         assert torch.equal(latent_symbols, latent_alone) and torch.equal(modulation_symbols, modulation_alone)
 
 
