@@ -24,6 +24,7 @@ from ganrev.data import (
     carve_validation,
     emoji_vendors,
     export_heldout,
+    heldout_vendor,
     is_emoji_source,
     one_per_group,
     open_dataset,
@@ -91,7 +92,7 @@ def heldout_source(dataset: str) -> str:
     generator), so every emoji generator's table runs on the same images."""
     if not is_emoji_source(dataset):
         return dataset
-    return f"emoji:{emoji_vendors(saved_source(dataset), fetched_only=False)[0]}"
+    return f"emoji:{heldout_vendor(dataset)}"
 
 
 def main() -> None:

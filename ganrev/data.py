@@ -213,6 +213,12 @@ def saved_source(source: str) -> str:
     return "emoji:google" if source == "emoji" else source
 
 
+def heldout_vendor(source: str) -> str:
+    """The vendor of the held-out images shipped with a generator trained on the emoji ``source`` (its
+    ``heldout/``, what ``ganrev table`` measures): the first vendor it names, Google's for Google + Twemoji."""
+    return emoji_vendors(saved_source(source), fetched_only=False)[0]
+
+
 def emoji_dir(vendor: str = "google") -> Path:
     return data_home() / EMOJI_VENDORS[vendor].split("@")[0]
 

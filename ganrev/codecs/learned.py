@@ -25,7 +25,7 @@ import torch
 from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import JPEGCodec
 from ganrev.codecs.hyperprior import HyperpriorCodec
-from ganrev.data import emoji_vendors, is_emoji_source, saved_source
+from ganrev.data import emoji_vendors, heldout_vendor, is_emoji_source, saved_source
 from ganrev.errors import GanrevError
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.hyperprior import MODELS as COMPRESSAI_MODELS
@@ -228,8 +228,7 @@ def _in_domain(path: Path, dataset: str) -> bool:
     if not isinstance(trained, str):
         return False
     if is_emoji_source(trained) and is_emoji_source(dataset):
-        heldout_vendor = emoji_vendors(saved_source(dataset), fetched_only=False)[0]
-        return heldout_vendor in emoji_vendors(saved_source(trained), fetched_only=False)
+        return heldout_vendor(dataset) in emoji_vendors(saved_source(trained), fetched_only=False)
     return trained == dataset
 
 
