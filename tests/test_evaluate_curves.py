@@ -4,6 +4,9 @@ layout and the best classical file per image, on a tiny untrained generator (con
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -16,6 +19,7 @@ from ganrev.evaluate import (
     compressai_results,
     plot_curves,
     run_curves,
+    write_compressai_results,
     write_curves_json,
 )
 
@@ -50,23 +54,43 @@ def test_curves_in_compressai_results_layout(table_run):
         assert set(data) == {"name", "description", "results"} and data["name"] in data["description"]
         mine = sorted((p for p in points if p["series"] == data["name"]), key=lambda p: p["bpp"])
         results = data["results"]
-        fields = {"bpp": "bpp", "psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim", "lpips": "lpips",
-                  "encoding_time": "encode_s", "decoding_time": "decode_s"}
+        fields = {"bpp": "bpp", "psnr": "psnr", "psnr-rgb": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim",
+                  "ms-ssim-rgb": "ms_ssim", "lpips": "lpips", "encoding_time": "encode_s", "decoding_time": "decode_s"}
         assert {"bpp", "ssim"} <= set(results) <= set(fields)  # the best-classical series has just these
         for key, values in results.items():  # MS-SSIM is None on these 32x32 images: left out, not null
             assert values == [p[fields[key]] for p in mine]
 
 
-def test_compressai_results_leave_out_a_metric_some_point_lacks():
+@pytest.fixture
+def hand_curves() -> CurvesResult:
+    """Three points in two series, every metric known but one JPEG point's LPIPS."""
     point = {"parameter": "quality", "psnr": 30.0, "ms_ssim": 0.9, "ssim": 0.8, "encode_s": 0.1, "decode_s": 0.01}
-    curves = CurvesResult([{**point, "series": "JPEG", "value": 50, "bpp": 2.0, "lpips": 0.1},
-                           {**point, "series": "JPEG", "value": 10, "bpp": 0.5, "lpips": None},
-                           {**point, "series": "GAN reversal (bits)", "value": 6, "bpp": 0.2, "lpips": 0.2}],
-                          {"images": 2, "images_dir": "x", "device": "CPU"})
-    files = compressai_results(curves)
+    return CurvesResult([{**point, "series": "JPEG", "value": 50, "bpp": 2.0, "lpips": 0.1},
+                         {**point, "series": "JPEG", "value": 10, "bpp": 0.5, "lpips": None},
+                         {**point, "series": "GAN reversal (bits)", "value": 6, "bpp": 0.2, "lpips": 0.2}],
+                        {"images": 2, "images_dir": "x", "device": "CPU"})
+
+
+def test_compressai_results_leave_out_a_metric_some_point_lacks(hand_curves):
+    files = compressai_results(hand_curves)
     assert set(files) == {"jpeg.json", "gan-reversal-bits.json"}
     assert files["jpeg.json"]["results"]["bpp"] == [0.5, 2.0] and "lpips" not in files["jpeg.json"]["results"]
     assert files["gan-reversal-bits.json"]["results"]["lpips"] == [0.2]
+
+
+@pytest.mark.parametrize("metric", ["psnr", "ms-ssim", "ssim"])
+def test_compressai_plot_utility_reads_the_results(hand_curves, tmp_path, metric):
+    """CompressAI's own plot utility as a client: it looks -m psnr and -m ms-ssim up as psnr-rgb and ms-ssim-rgb
+    (1.2.8), which the older keys alone fail; its default -m is psnr, so a bare call reads as -m psnr."""
+    pytest.importorskip("compressai")
+    files = [str(path) for path in write_compressai_results(hand_curves, tmp_path / "curves-compressai")]
+    figure = tmp_path / f"{metric}.png"
+    run = subprocess.run([sys.executable, "-m", "compressai.utils.plot", "-f", *files, "-m", metric,
+                          "-o", str(figure)], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"},
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    with Image.open(figure) as img:
+        assert img.format == "PNG" and img.width > 400
 
 
 def test_curves_carry_the_best_classical_file_per_image(generator_dir, image_dir, tmp_path):

@@ -165,26 +165,32 @@ def write_curves_json(curves: CurvesResult, path: str | os.PathLike[str]) -> Non
     atomic_write_text(path, dump_json(curves.to_dict()))
 
 
-# CompressAI's results files name a metric by these keys (compressai/results/image/<dataset>/*.json); the
-# ones CompressAI does not use (ssim, lpips) keep the same style.
-_COMPRESSAI_KEYS = {"bpp": "bpp", "psnr": "psnr", "ms_ssim": "ms-ssim", "ssim": "ssim", "lpips": "lpips",
-                    "encode_s": "encoding_time", "decode_s": "decoding_time"}
+# The keys CompressAI names a metric by, for each point field. Its published results files
+# (compressai/results/image/<dataset>/*.json) say psnr and ms-ssim, while 1.2.8's eval_model writes psnr-rgb and
+# ms-ssim-rgb and its plot utility reads only those (-m psnr looks up psnr-rgb): both spellings are written so that
+# scripts made for either find them (ganrev's PSNR and MS-SSIM are over all channels, like CompressAI's -rgb ones).
+# The metrics CompressAI does not name (ssim, lpips) keep the same style.
+_COMPRESSAI_KEYS = {"bpp": ("bpp",), "psnr": ("psnr", "psnr-rgb"), "ms_ssim": ("ms-ssim", "ms-ssim-rgb"),
+                    "ssim": ("ssim",), "lpips": ("lpips",), "encode_s": ("encoding_time",),
+                    "decode_s": ("decoding_time",)}
 
 
 def compressai_results(curves: CurvesResult) -> dict[str, dict[str, Any]]:
     """Each series in CompressAI's results-JSON layout, keyed by a file name made of the series' name:
-    ``{"name", "description", "results": {"bpp": [...], "psnr": [...], "ms-ssim": [...], ...}}`` with one
-    entry per point in increasing bpp, so that CompressAI's plotting (``python -m compressai.utils.plot -f
-    ...``) or any script reading those files draws ganrev's curves beside published ones. A metric some point
-    lacks (LPIPS offline) is left out of that series; times are seconds per image."""
+    ``{"name", "description", "results": {"bpp": [...], "psnr": [...], "psnr-rgb": [...], "ms-ssim": [...],
+    "ms-ssim-rgb": [...], ...}}`` with one entry per point in increasing bpp, so that CompressAI's plotting
+    (``python -m compressai.utils.plot -f ... -m psnr|ms-ssim|ssim``) or any script reading those files draws
+    ganrev's curves beside published ones. A metric some point lacks (LPIPS offline; PSNR and MS-SSIM of the best
+    classical file per image, whose bytes and SSIM only are measured) is left out of that series, and CompressAI's plot
+    then refuses that file for that metric; times are seconds per image."""
     meta = curves.metadata
     source = (f"{meta.get('images')} images of {meta.get('images_dir')}; {meta.get('device')}; "
               f"generator {(meta.get('generator') or {}).get('path')}")
     files: dict[str, dict[str, Any]] = {}
     for series, points in curves.series().items():
         points = sorted(points, key=lambda point: point["bpp"])
-        results = {key: [point[field] for point in points] for field, key in _COMPRESSAI_KEYS.items()
-                   if all(point.get(field) is not None for point in points)}
+        results = {key: [point[field] for point in points] for field, keys in _COMPRESSAI_KEYS.items()
+                   if all(point.get(field) is not None for point in points) for key in keys}
         parameters = ", ".join(sorted({point["parameter"] for point in points}))
         name = "-".join("".join(c if c.isalnum() else " " for c in series.lower()).split())
         files[f"{name}.json"] = {"name": series, "description": f"ganrev {series} ({parameters} sweep): {source}",
