@@ -4,22 +4,59 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, TypeVar
 
 import typer
+from rich.markup import escape
+from typer.core import TyperCommand
 
 from ganrev.batch import Interrupted
 from ganrev.errors import GanrevError
 from ganrev.pretrained import DEFAULT_GENERATOR
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+def prose_help(text: str) -> str:
+    """``text`` with each paragraph's lines joined into one: a docstring wraps at the source's width, and typer's
+    rich help keeps those line breaks after the first paragraph, so a terminal of another width would show
+    lines cut short. A paragraph that starts with ``\\b`` keeps its lines, as in click and typer."""
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip(" \t") for line in p.split("\n"))
+                       for p in text.split("\n\n"))
+
+
+class ProseCommand(TyperCommand):
+    """A command whose ``--help`` reads as written at any terminal width: its help paragraphs reflow
+    (:func:`prose_help`), and in rich mode its help and its options' help are shown literally, since rich
+    would take a note such as "[the generator's own ...]" for a markup tag and drop it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        literal = escape if self.rich_markup_mode == "rich" else str
+        if self.help:
+            self.help = literal(prose_help(self.help))
+        for param in self.params:
+            if getattr(param, "help", None):
+                param.help = literal(param.help)
+
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
+
+
+class GanrevTyper(typer.Typer):
+    """A typer app whose commands are :class:`ProseCommand` unless one names another class."""
+
+    def command(self, name: Optional[str] = None, *, cls: Optional[type[TyperCommand]] = None,
+                **kwargs: Any) -> Callable[[CommandFunction], CommandFunction]:
+        return super().command(name, cls=cls or ProseCommand, **kwargs)
+
+
+app = GanrevTyper(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GAN-inversion image compression: compress images into a frozen generator's latent space.")
 
 TABLE_GRID_IMAGES = 8  # columns of the table's --grid: enough to judge a scheme, few enough to read the captions
 
 GeneratorOption = typer.Option(
     None, "--generator", "-g",
-    help=f"generator checkpoint directory, or the name of one under pretrained/ (default: $GANREV_GENERATOR or "
+    help=f"generator checkpoint directory, or the name of one `ganrev models` lists (default: $GANREV_GENERATOR or "
          f"{DEFAULT_GENERATOR})")
 DeviceOption = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
