@@ -1,6 +1,6 @@
 """The ``.grv`` container: header, layers, payload and check, written and read (format versions 2 and 1).
 
-File layout, format version 2 (what ganrev writes; every field in README's "The .grv format")::
+File layout, format version 2 (what ganrev writes; every field and rule in docs/format.md)::
 
     size  field
     1     marker 0xB2: high nibble 0xB = ganrev, low nibble = format version 2

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ganrev.errors import GanrevError
+from ganrev.pretrained import shipped_path
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """Per-scale exponents from Wang, Simoncelli & Bovik (2003), finest scale first."""
@@ -39,10 +40,9 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 LPIPS_WEIGHTS_ENV = "GANREV_LPIPS_WEIGHTS"
 """Environment variable naming the LPIPS weights file (AlexNet backbone ``.pth`` or full ``.safetensors``)."""
 
-SHIPPED_LPIPS_WEIGHTS = (
-    Path(__file__).resolve().parent.parent / "pretrained" / "lpips" / "alexnet-lpips-v0.1.safetensors"
-)
-"""The complete LPIPS v0.1 AlexNet network shipped with ganrev; its SHA-256 is in the ``.json`` beside it."""
+SHIPPED_LPIPS_WEIGHTS = shipped_path("lpips") / "alexnet-lpips-v0.1.safetensors"
+"""The complete LPIPS v0.1 AlexNet network shipped with ganrev (in the checkout or the installed package); its
+SHA-256 is in the ``.json`` beside it."""
 
 ALEXNET_WEIGHTS_FILE = "alexnet-owt-7be5be79.pth"
 """File name torchvision gives the ImageNet AlexNet weights in the torch hub cache."""
@@ -288,7 +288,8 @@ def _load_shipped(path: Path) -> torch.nn.Module:
     """
     from safetensors.torch import load_file
 
-    restore = "restore pretrained/lpips/ from the ganrev checkout (git checkout -- pretrained/lpips)"
+    restore = ("restore pretrained/lpips/ from the ganrev checkout (git checkout -- pretrained/lpips), or reinstall "
+               "ganrev if it was installed from a wheel")
     sidecar = path.with_suffix(".json")
     try:
         expected = json.loads(sidecar.read_text())["sha256"]

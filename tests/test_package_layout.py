@@ -1,9 +1,12 @@
-"""The package's shape: no import circle among ganrev's modules, counting imports inside functions too."""
+"""The package's shape: no import circle among ganrev's modules, counting imports inside functions too; and the
+wheel's package list and data (pyproject.toml)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 import ganrev
 
@@ -63,3 +66,23 @@ def test_no_import_circle_among_ganrev_modules() -> None:
     graph = import_graph()
     assert "ganrev.codecs.gan" in graph and "ganrev.codecs.specs" in graph["ganrev.codecs.gan"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_wheel_lists_every_package_and_carries_the_default_generator_and_lpips() -> None:
+    """pyproject.toml lists the packages (pretrained/ is mapped to ganrev._shipped, which packages.find cannot
+    see): a new sub-package left off the list would be missing from an installed wheel. Its package data must
+    match the files compress, decompress, metrics and table read offline."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from ganrev.pretrained import DEFAULT_GENERATOR
+
+    setuptools = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {_module_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert set(setuptools["packages"]) == on_disk | {"ganrev._shipped"}
+    shipped = PACKAGE.parent / setuptools["package-dir"]["ganrev._shipped"]
+    carried = {path.relative_to(shipped).as_posix() for pattern in setuptools["package-data"]["ganrev._shipped"]
+               for path in shipped.glob(pattern) if path.is_file()}
+    assert {f"{DEFAULT_GENERATOR}/{name}" for name in ("config.json", "generator.safetensors", "MODEL_CARD.md")} \
+        <= carried
+    assert len([name for name in carried if name.startswith(f"{DEFAULT_GENERATOR}/heldout/")]) == 64
+    assert {"lpips/alexnet-lpips-v0.1.safetensors", "lpips/alexnet-lpips-v0.1.json"} <= carried
+    assert not any(name.startswith(("baselines/", "emoji64-")) for name in carried)  # the lean wheel

@@ -31,8 +31,9 @@ from ganrev.nets import arcnn, comcnn
 from ganrev.nets.hyperprior import MODELS as COMPRESSAI_MODELS
 from ganrev.nets.hyperprior import compressai_available
 from ganrev.nets.checkpoint import BaselineCheckpoint, load_baseline, read_baseline_config
+from ganrev.pretrained import shipped_path
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "pretrained" / "baselines"
+SHIPPED_DIR = shipped_path("baselines")  # absent from a wheel, which carries no baseline: the table has no such rows
 # shipped directory per model: arcnn one per quality (the table's rows); arcnn-blind one for every quality it was
 # trained at (the curves' sweep)
 SHIPPED = {"arcnn": "arcnn-q{quality}", "arcnn-blind": "arcnn-blind", "comcnn": "comcnn"}
