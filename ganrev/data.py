@@ -5,7 +5,8 @@ Sources (``open_dataset(source, ...)``):
 - ``emoji``: openly licensed emoji sets from npm, fetched once with ``ganrev fetch emoji`` (``npm pack``: uses
   only the npm registry): Google/Noto (``emoji-datasource-google`` 16.0.0, Apache-2.0) and Twemoji
   (``emoji-datasource-twitter`` 16.0.0, CC-BY-4.0), 3,786 colour 64x64 PNGs each, and OpenMoji (``openmoji``
-  17.0.0, CC-BY-SA-4.0), whose SVGs are rendered to 64x64 PNGs in the same layout when fetched.
+  17.0.0, CC-BY-SA-4.0) and Microsoft's Fluent Emoji Flat (``@iconify-json/fluent-emoji-flat`` 1.2.6, MIT),
+  whose SVGs are rendered to 64x64 PNGs in the same layout when fetched.
   ``emoji`` is every fetched vendor, ``emoji:google,twitter`` names them;
 - ``fashion-mnist``: Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
   the official 60k/10k train/test split is kept;
@@ -30,7 +31,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -168,8 +169,14 @@ EMOJI_VENDORS: dict[str, str] = {
     "google": "emoji-datasource-google@16.0.0",  # Noto Emoji, Apache-2.0
     "twitter": "emoji-datasource-twitter@16.0.0",  # Twemoji, CC-BY-4.0
     "openmoji": "openmoji@17.0.0",  # OpenMoji, CC-BY-SA-4.0: SVGs only, rendered to 64x64 PNGs when fetched
+    # Microsoft Fluent Emoji (flat), MIT: an Iconify icon set (one icons.json of SVG bodies and chars.json, the
+    # code-point map the base-emoji split needs), rendered to 64x64 PNGs when fetched
+    "fluent": "@iconify-json/fluent-emoji-flat@1.2.6",
 }
-EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0", "openmoji": "CC-BY-SA-4.0"}
+EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0", "openmoji": "CC-BY-SA-4.0", "fluent": "MIT"}
+ICONIFY_VENDORS = {"fluent"}  # vendors packaged as Iconify JSON (icons.json + chars.json)
+# EmojiOne 2 (@iconify-json/emojione, CC-BY-4.0) is not listed: its package's chars.json is empty, so its icons
+# have names but no code points, and the base-emoji split (which must hold for every vendor) cannot place them.
 OPENMOJI_SKIPPED_GROUPS = {"extras-openmoji", "extras-unicode"}  # OpenMoji's own additions: not Unicode emoji
 # Apple's and Facebook's sets in the same family are not licensed for training: never listed here.
 
@@ -220,7 +227,10 @@ def heldout_vendor(source: str) -> str:
 
 
 def emoji_dir(vendor: str = "google") -> Path:
-    return data_home() / EMOJI_VENDORS[vendor].split("@")[0]
+    """The folder of one vendor's package under :func:`data_home`, named after the package without its version
+    (scoped ``@scope/name`` becomes ``scope-name``): always a folder of its own, never data_home itself."""
+    package = EMOJI_VENDORS[vendor].rsplit("@", 1)[0]
+    return data_home() / package.lstrip("@").replace("/", "-")
 
 
 def fetch_emoji(dest: Path | None = None, vendor: str = "google") -> Path:
@@ -246,6 +256,8 @@ def fetch_emoji(dest: Path | None = None, vendor: str = "google") -> Path:
             tar.extractall(staging, filter="data")
         if vendor == "openmoji":
             render_openmoji(staging / "package")
+        elif vendor in ICONIFY_VENDORS:
+            render_iconify(staging / "package", vendor)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
             shutil.rmtree(dest)
@@ -272,6 +284,49 @@ def render_openmoji(root: Path, size: int = 64) -> int:
         name = f"{entry['hexcode'].lower()}.png"
         (out_dir / name).write_bytes(bytes(resvg_py.svg_to_bytes(svg_path=str(svg), width=size, height=size)))
         listed.append({"unified": entry["hexcode"], "image": name, "has_img_openmoji": True})
+    (root / "emoji.json").write_text(json.dumps(listed))
+    return len(listed)
+
+
+def icon_svg(icon_set: dict[str, Any], name: str, size: int) -> str:
+    """One icon of an Iconify icon set (``icons.json``) as a ``size`` x ``size`` SVG document. The icon's box (its
+    own left/top/width/height, or the set's; Iconify's defaults 0, 0, 16, 16) is centred in a square one, so a
+    wide icon keeps its shape with transparent margins above and below."""
+    icon = icon_set["icons"][name]
+    box = {key: icon.get(key, icon_set.get(key, default))
+           for key, default in (("left", 0), ("top", 0), ("width", 16), ("height", 16))}
+    side = max(box["width"], box["height"])
+    left, top = box["left"] - (side - box["width"]) / 2, box["top"] - (side - box["height"]) / 2
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '  # some use xlink
+            f'width="{size}" height="{size}" '
+            f'viewBox="{left:g} {top:g} {side:g} {side:g}">{icon["body"]}</svg>')
+
+
+def render_svg(svg: str, size: int) -> bytes:
+    """An SVG document rendered by resvg to a ``size`` x ``size`` RGBA PNG (transparent background)."""
+    try:
+        import resvg_py
+    except ImportError:
+        raise GanrevError("rendering SVG images needs resvg-py: pip install resvg-py") from None
+    return bytes(resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size))
+
+
+def render_iconify(root: Path, vendor: str, size: int = 64) -> int:
+    """Give an unpacked Iconify icon-set package (``@iconify-json/*``) the emoji-datasource layout: every icon
+    that ``chars.json`` maps to a code point is rendered (:func:`icon_svg`, :func:`render_svg`) to
+    ``img/<vendor>/<size>/<code>.png`` and listed in an ``emoji.json``. Icons with no code point are skipped
+    (the split needs one). Returns the number of images. Needs ``resvg-py``."""
+    icon_set = json.loads((root / "icons.json").read_text())
+    chars: dict[str, str] = json.loads((root / "chars.json").read_text())
+    out_dir = root / "img" / vendor / str(size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for code, name in sorted(chars.items()):
+        if name not in icon_set["icons"]:  # chars.json may name an alias; aliases are other names of a listed icon
+            continue
+        image = f"{code.lower()}.png"
+        (out_dir / image).write_bytes(render_svg(icon_svg(icon_set, name, size), size))
+        listed.append({"unified": code.upper(), "image": image, f"has_img_{vendor}": True})
     (root / "emoji.json").write_text(json.dumps(listed))
     return len(listed)
 

@@ -645,3 +645,40 @@ def test_openmoji_svgs_are_rendered_into_the_emoji_layout(tmp_path: Path, monkey
     shutil.copytree(package, tmp_path / "home" / "openmoji")
     assert emoji_vendors("emoji") == ["openmoji"]
     assert len(open_dataset("emoji:openmoji", "all", resolution=16)) == 3
+
+
+def test_iconify_icon_sets_are_rendered_into_the_emoji_layout(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("resvg_py")
+    package = tmp_path / "package"
+    package.mkdir()
+    disc = '<circle cx="16" cy="16" r="8" fill="#{}"/>'
+    icons = {"grinning-face": {"body": disc.format("fcea2b")},
+             "waving-hand-medium": {"body": disc.format("a57939")},
+             "waving-hand": {"body": disc.format("fadcbc"), "width": 64, "height": 64},  # its own box
+             "no-code-point": {"body": disc.format("000000")}}
+    (package / "icons.json").write_text(json.dumps({"prefix": "t", "icons": icons, "width": 32, "height": 32}))
+    chars = {"1f600": "grinning-face", "1f44b-1f3fd": "waving-hand-medium", "1f44b": "waving-hand",
+             "1f44c": "an-alias-not-listed"}
+    (package / "chars.json").write_text(json.dumps(chars))
+    assert gdata.render_iconify(package, "fluent") == 3  # icons without a code point, and unknown names: skipped
+    index = emoji_index(package, "fluent")
+    assert [(p.name, key) for p, key in index] == [("1f44b-1f3fd.png", "1F44B"), ("1f44b.png", "1F44B"),
+                                                   ("1f600.png", "1F600")]
+    pixels = np.asarray(Image.open(index[2][0]))
+    assert pixels.shape == (64, 64, 4) and pixels[0, 0, 3] == 0
+    assert tuple(pixels[32, 32]) == (0xfc, 0xea, 0x2b, 255)  # the 32-unit box scaled to 64 pixels: disc at centre
+    own_box = np.asarray(Image.open(index[1][0]))
+    assert own_box[12, 12, 3] == 255 and own_box[40, 40, 3] == 0  # a 64-unit box: the disc sits top-left, smaller
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path / "home"))
+    shutil.copytree(package, gdata.emoji_dir("fluent"))
+    assert emoji_vendors("emoji") == ["fluent"]
+    assert len(open_dataset("emoji:fluent", "all", resolution=16)) == 3
+
+
+def test_every_emoji_vendor_has_a_folder_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # fetch replaces a vendor's folder wholesale: it must never be the data home, nor another vendor's
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path))
+    folders = [gdata.emoji_dir(vendor) for vendor in gdata.EMOJI_VENDORS]
+    assert len(set(folders)) == len(folders)
+    assert all(folder.parent == tmp_path for folder in folders)
