@@ -81,7 +81,9 @@ class DatasetPlan:
                             latent_dim=self.latent_dim, width=self.width, disc_width=self.width,
                             epochs=self.epochs, max_steps_per_epoch=self.steps_per_epoch, recon_loss=loss,
                             adv_weight=ADV_WEIGHT if adversarial else 0.0, adv_warmup=max(1, self.epochs // 3),
-                            validation=False, seed=0)
+                            validation=False, seed=0,
+                            # the study's recipe, from before the defaults became emoji64's (same figures on rerun)
+                            lr=1e-3, beta2=0.999, latent_noise=0.0, cooldown=0, init_from=None)
 
 
 def full_plans() -> list[DatasetPlan]:
@@ -128,9 +130,9 @@ def train_and_measure(plan: DatasetPlan, loss: str, adversarial: bool, runs: Pat
     options = plan.options(loss, adversarial)
     started = time.perf_counter()
     if (run_dir / "train_state.pt").is_file():  # an interrupted run: finish it
-        fit_generator(options, run_dir, resume=True, progress=progress)
+        fit_generator(options, run_dir, resume=True, progress=progress, describe=False)
     else:
-        fit_generator(options, run_dir, progress=progress)
+        fit_generator(options, run_dir, progress=progress, describe=False)  # the study measures its own way
     seconds = time.perf_counter() - started
     row = {"dataset": plan.name, "loss": loss, "adversarial": adversarial, "epochs": plan.epochs,
            "steps_per_epoch": plan.steps_per_epoch, "seconds": round(seconds, 1),

@@ -31,6 +31,7 @@ from ganrev.data import (
     saved_source,
 )
 from ganrev.density import draw_latents
+from ganrev.evaluate.card import CANDIDATE_BITS, CARD_FILE, describe_generator
 from ganrev.invert import default_search
 from ganrev.io import atomic_write_text, load_image, save_image
 from ganrev.metrics import ssim
@@ -41,7 +42,6 @@ from ganrev.models import (
     WEIGHTS_FILE,
     GeneratorCheckpoint,
     load_generator,
-    set_compress_bits,
 )
 from ganrev.training.common import STATE_FILE, image_grid
 
@@ -52,12 +52,16 @@ VENDOR_LICENCES = {  # emoji vendors: what each set is, where it comes from, its
     "twitter": "Twemoji images from npm `emoji-datasource-twitter` 16.0.0, CC-BY-4.0, copyright Twitter, Inc and "
                "other contributors (https://github.com/twitter/twemoji)",
     "openmoji": "OpenMoji images rendered from npm `openmoji` 17.0.0, CC-BY-SA-4.0 (https://openmoji.org)",
+    "fluent": "Microsoft Fluent Emoji (flat) rendered from npm `@iconify-json/fluent-emoji-flat` 1.2.6, MIT, "
+              "copyright Microsoft Corporation (https://github.com/microsoft/fluentui-emoji)",
 }
 PREPARE = {"emoji": "ganrev fetch emoji", "fashion-mnist": "apt-get install dataset-fashion-mnist"}
 WEIGHT_TERMS = {  # what a vendor's licence means for weights trained on its images
     "twitter": "The weights are trained on CC-BY-4.0 images: whoever shares them passes on the attribution above.",
     "openmoji": "The weights are trained on CC-BY-SA-4.0 images: as an adaptation they would have to be shared "
                 "under the same licence.",
+    "fluent": "The weights are trained on MIT-licensed images: whoever shares them keeps Microsoft's copyright and "
+              "permission notice (MIT) with them.",
 }
 HELDOUT = {  # what heldout/ holds, per data set (export_heldout: one image per split group)
     "emoji": "one per base emoji, none of their variants were trained on",
@@ -102,8 +106,8 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the command that trained the run (for the card)")
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--bits", type=int, default=None, help="compress's default bits per latent coordinate for "
-                        "this generator, recorded in its config.json (experiments/default_bits.py measures the "
-                        "choice) [the run's own, 6 unless it names one]")
+                        "this generator, recorded in its config.json [chosen on validation images, as every "
+                        "fit-generator run's end chooses them: ganrev.evaluate.card]")
     parser.add_argument("--note", default="", help="a paragraph for the card (why training stopped, caveats)")
     parser.add_argument("--state", type=Path, default=None, help="run directory holding train_state.pt "
                         "(default: RUN; give it when RUN is RUN/best)")
@@ -116,8 +120,11 @@ def main() -> None:
                                                 if (args.run / name).is_file())
     for name in names:
         shutil.copyfile(args.run / name, args.out / name)
-    if args.bits is not None:
-        set_compress_bits(args.out, args.bits)
+    # What every run ends with (ganrev.evaluate.card): the default bits chosen on validation images unless --bits
+    # names them, and the figures beside the best classical file within the same bytes, the card's first part.
+    describe_generator(args.out, command=args.command,
+                       bits_tried=(args.bits,) if args.bits is not None else CANDIDATE_BITS)
+    measured_card = (args.out / CARD_FILE).read_text()
     checkpoint = load_generator(args.out)
     meta, cfg = checkpoint.metadata, checkpoint.config
     bits = checkpoint.compress_bits
@@ -160,6 +167,7 @@ python experiments/ship_generator.py {args.run} {args.out} --bits {bits} --comma
 `samples.png`: 64 samples from fixed noise (seed 0), as `ganrev generate` draws them ({drawn_from}).
 `heldout/`: {len(heldout)} held-out images ({HELDOUT.get(family(meta['dataset']), 'never trained on')}), same licence as the data; used by `ganrev table` and the tests.
 """
+    card += "\n## " + measured_card.split("\n## ", 1)[1]  # its sections after the table: figures and bits
     if checkpoint.encoder is not None:
         card += reconstruction_card(checkpoint, args.out / "heldout", len(heldout), bits)
         if is_emoji_source(meta["dataset"]):

@@ -25,6 +25,7 @@ from ganrev.reference import (
     AVIF_FAMILY,
     ClassicalFile,
     ClassicalFiles,
+    best_file_within,
     best_within,
     measure_classical,
     reference_bytes,
@@ -81,6 +82,19 @@ def test_within_a_budget_never_worse_than_any_single_setting(measured):
             for family in {f.family for f in files.files}:  # and than every family's own best
                 assert reference_ssim(files, budget) >= max((f.ssim for f in files.files
                                                              if f.family == family and f.bytes <= budget), default=0)
+
+
+def test_the_swept_best_file_is_the_measured_best_file(measured):
+    """best_file_within stops each family's sweep early; at the budgets of GAN files (and far above them) it
+    finds the file best_within picks among every setting."""
+    for image, files, _ in measured:
+        smallest = min(f.bytes for f in files.files)
+        for budget in (smallest - 1, smallest, int(smallest * 1.3), 2 * smallest, 400):
+            expected = best_within(files, budget)
+            found = best_file_within(image, budget)
+            assert (found is None) == (expected is None)
+            if found is not None:
+                assert (found.ssim, found.bytes) == pytest.approx((expected.ssim, expected.bytes))
 
 
 def test_at_an_ssim_target_never_larger_than_any_single_setting_reaching_it(measured):

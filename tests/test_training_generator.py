@@ -33,7 +33,18 @@ from ganrev.training.common import (
     resolve_precision,
     use_threads,
 )
-from ganrev.training.generator import AeganObjective, TrainOptions, _moment_penalty, fit_generator, validation_ssim
+from ganrev.training.generator import (
+    AEGAN_DEFAULTS,
+    GAN_DEFAULTS,
+    AeganObjective,
+    TrainOptions,
+    _moment_penalty,
+    default_epochs,
+    fit_generator,
+    plan_epochs,
+    starting_checkpoint,
+    validation_ssim,
+)
 
 GRID_64 = 8 * (32 + 2) + 2  # an 8x8 grid of 32-pixel tiles with 2-pixel white gaps
 
@@ -163,7 +174,7 @@ def test_train_options_are_checked_before_training(change: dict) -> None:
 # ------------------------------------------------------------------------------------- aegan objective
 
 def _aegan(folder: Path, **changes) -> TrainOptions:
-    return _options(folder, **({"objective": "aegan", "adv_warmup": 1, "epochs": 2} | changes))
+    return _options(folder, **({"objective": "aegan", "adv_weight": 0.05, "adv_warmup": 1, "epochs": 2} | changes))
 
 
 @pytest.fixture(scope="module")
@@ -439,6 +450,11 @@ def test_cli_fit_generator_then_generate(shapes: Path, tmp_path: Path) -> None:
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "trained 1 epochs;" in result.output
+    # the run ends by describing itself: its default bits, its figures beside the best classical file, the card
+    assert re.search(r"compress_bits [3-6] \(chosen on \d+ validation images", result.output)
+    assert re.search(r"validation: SSIM \d\.\d+ at \d\.\d+ bpp .* best classical file within the same bytes",
+                     result.output)
+    assert f"model card: {out / 'MODEL_CARD.md'}" in result.output
     ckpt = load_generator(out)
     assert ckpt.config.latent_dim == 12 and ckpt.config.resolution == 32 and ckpt.config.width == 8
     assert (out / "samples" / "epoch_0001.png").is_file()
@@ -513,7 +529,8 @@ def test_cli_fetch_fashion_mnist_reports_location(tmp_path: Path, monkeypatch: p
 
 
 def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    roots = [tmp_path / name for name in ("emoji-datasource-google", "emoji-datasource-twitter", "openmoji")]
+    roots = [tmp_path / name for name in ("emoji-datasource-google", "emoji-datasource-twitter", "openmoji",
+                                          "iconify-json-fluent-emoji-flat")]
     for root in roots:
         root.mkdir()
         (root / "emoji.json").write_text("[]")
@@ -542,7 +559,10 @@ def test_cli_fetch_names_the_vendor_npm_packs(tmp_path: Path, monkeypatch: pytes
 def test_cooldown_steps_fall_linearly_over_the_last_epochs() -> None:
     assert [TrainOptions(epochs=10, cooldown=4).step_scale(epoch) for epoch in range(10)] == pytest.approx(
         [1.0] * 6 + [0.8, 0.6, 0.4, 0.2])
-    assert {TrainOptions(epochs=5).step_scale(epoch) for epoch in range(5)} == {1.0}
+    assert {TrainOptions(epochs=5, cooldown=0).step_scale(epoch) for epoch in range(5)} == {1.0}
+    # not given: the last 2/15 of the epochs, emoji64's 20 of 150
+    assert TrainOptions(epochs=150).cooldown_epochs == 20
+    assert [TrainOptions(epochs=15).step_scale(epoch) for epoch in (12, 13, 14)] == pytest.approx([1, 2 / 3, 1 / 3])
     assert TrainOptions(epochs=3, cooldown=3).step_scale(0) == 0.75  # the whole run cools down
 
 
@@ -550,7 +570,7 @@ def test_resume_can_add_a_cooldown_that_lowers_every_step(shapes: Path, tmp_path
     """Two epochs at constant steps, then a resume to four with --cooldown 2: epochs 3 and 4 step at 2/3 and 1/3
     of G's (and E's) and D's steps, which the saved optimizer state records; without it the weights differ."""
     first = tmp_path / "constant"
-    fit_generator(_aegan(shapes, epochs=2), first, device="cpu", progress=False)
+    fit_generator(_aegan(shapes, epochs=2, cooldown=0), first, device="cpu", progress=False)
     cooled, constant = tmp_path / "cooled", tmp_path / "constant-on"
     shutil.copytree(first, cooled)
     shutil.copytree(first, constant)
@@ -559,12 +579,12 @@ def test_resume_can_add_a_cooldown_that_lowers_every_step(shapes: Path, tmp_path
                             resume_changes=("epochs", "cooldown"))
     assert [record["epoch"] for record in summary["history"]] == [1, 2, 3, 4]
     state = torch.load(cooled / STATE_FILE, map_location="cpu", weights_only=True)
-    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == pytest.approx([1e-3 / 3])
+    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == pytest.approx([2e-3 / 3])
     assert [group["lr"] for group in state["opt_discriminator"]["param_groups"]] == pytest.approx([2e-4 / 3])
     assert json.loads((cooled / "config.json").read_text())["training"]["options"]["cooldown"] == 2
     fit_generator(_aegan(Path("/nonexistent"), epochs=4), constant, resume=True, device="cpu", progress=False)
     state = torch.load(constant / STATE_FILE, map_location="cpu", weights_only=True)
-    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == [1e-3]
+    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == [2e-3]
     assert load_generator(cooled).fingerprint != load_generator(constant).fingerprint
 
 
@@ -673,3 +693,82 @@ def test_a_two_vendor_emoji_run_and_its_resume(tmp_path: Path, monkeypatch: pyte
     resumed = fit_generator(_aegan(Path("."), epochs=2), out, resume=True, device="cpu", progress=False)
     assert [record["epoch"] for record in resumed["history"]] == [1, 2]
     assert json.loads((out / "config.json").read_text())["dataset"] == "emoji:google,twitter"
+
+
+# ------------------------------------------------------------------------------------ defaults and the schedule
+
+def test_the_defaults_are_the_shipped_recipe_for_aegan_and_pytorch_examples_for_gan() -> None:
+    aegan, gan = TrainOptions(), TrainOptions(objective="gan")
+    assert {name: getattr(aegan, name) for name in AEGAN_DEFAULTS} == AEGAN_DEFAULTS
+    assert (aegan.latent_dim, aegan.width, aegan.lr, aegan.beta2) == (160, 32, 2e-3, 0.99)
+    assert aegan.adv_weight == 0 and aegan.latent_noise == 0.2 and aegan.epochs is None and aegan.cooldown is None
+    assert {name: getattr(gan, name) for name in GAN_DEFAULTS} == GAN_DEFAULTS
+    assert TrainOptions(width=48, lr=5e-4).width == 48  # a given value is kept
+    shipped = json.loads((Path(__file__).resolve().parent.parent / "pretrained" / "emoji64" / "config.json")
+                         .read_text())["training"]["options"]
+    assert {name: shipped[name] for name in AEGAN_DEFAULTS} == AEGAN_DEFAULTS  # the defaults are what ships
+    assert (shipped["adv_weight"], shipped["latent_noise"]) == (aegan.adv_weight, aegan.latent_noise)
+
+
+def test_the_default_length_is_emojis64s_steps() -> None:
+    assert default_epochs(93) == 151  # emoji64: 150 epochs of 93 steps
+    assert default_epochs(31) == 452 and default_epochs(20_000) == 1
+
+
+def test_a_budget_plans_the_epochs_that_fit_and_keeps_the_plan_once_cooling() -> None:
+    options = TrainOptions(epochs=100)
+    assert plan_epochs(options, done=2, seconds_per_epoch=10, seconds_left=75) == 9  # 7 more fit
+    assert plan_epochs(options, done=2, seconds_per_epoch=10, seconds_left=5000) == 100  # all fit
+    assert plan_epochs(options, done=2, seconds_per_epoch=10, seconds_left=1) == 3  # at least one more
+    cooling = TrainOptions(epochs=10, cooldown=4)
+    assert plan_epochs(cooling, done=6, seconds_per_epoch=10, seconds_left=1) == 10  # the cool-down has begun
+
+
+def test_a_budgeted_run_lands_its_cooldown_inside_the_budget(shapes: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock on which every epoch takes 10 s and a 1-minute budget: after the first epoch 50 s are left, so 6
+    epochs are planned of the 20 asked, the last (2/15 of 6, rounded) cooling down; none is cut off."""
+    epochs_done = {"n": 0}
+    real_save = sys.modules["ganrev.training.generator"]._save_epoch
+
+    def counting_save(*args, **kwargs):
+        epochs_done["n"] += 1
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr("ganrev.training.generator._save_epoch", counting_save)
+    monkeypatch.setattr(common.TimeBudget, "elapsed", lambda self, device, world=1: 10.0 * epochs_done["n"])
+    out = tmp_path / "planned"
+    summary = fit_generator(_aegan(shapes, epochs=20), out, device="cpu", progress=False, max_minutes=1,
+                            describe=False)
+    assert summary["epochs"] == summary["planned_epochs"] == 6 and not summary["out_of_time"]
+    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    assert state["options"]["epochs"] == 6
+    assert [group["lr"] for group in state["opt_generator"]["param_groups"]] == pytest.approx([2e-3 / 2])
+
+
+def test_init_from_starts_g_and_e_from_a_trained_checkpoint(aegan_run, shapes: Path, tmp_path: Path) -> None:
+    trained, _ = aegan_run
+    out = tmp_path / "fine-tuned"
+    # a step of 1e-12: what is saved after one step is the checkpoint it started from, to float precision
+    fit_generator(_aegan(shapes, epochs=1, lr=1e-12, ema=0.0, init_from=str(trained)), out, device="cpu",
+                  progress=False, describe=False)
+    before, after = load_generator(trained), load_generator(out)
+    for old, new in ((before.generator, after.generator), (before.encoder, after.encoder)):
+        for (name, a), b in zip(old.state_dict().items(), new.state_dict().values()):
+            if a.is_floating_point() and "running" not in name:  # batch-norm statistics follow the new batches
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert json.loads((out / "config.json").read_text())["training"]["options"]["init_from"] == str(trained)
+    with pytest.raises(GanrevError, match="--init-from .* does not match"):
+        fit_generator(_aegan(shapes, width=16, init_from=str(trained)), tmp_path / "never", device="cpu",
+                      progress=False)
+    with pytest.raises(GanrevError, match="--init-from"):
+        TrainOptions(objective="gan", init_from=str(trained))
+
+
+def test_a_new_run_starts_from_the_shipped_generator_where_it_has_its_shape(tmp_path: Path) -> None:
+    assert starting_checkpoint(TrainOptions()) == "emoji64"  # 64x64 RGB, latent 160, width 32: emoji64's shape
+    assert starting_checkpoint(TrainOptions(width=48)) is None  # another shape: random weights
+    assert starting_checkpoint(TrainOptions(resolution=32)) is None
+    assert starting_checkpoint(TrainOptions(objective="gan")) is None
+    assert starting_checkpoint(TrainOptions(init_from=None)) is None
+    assert starting_checkpoint(TrainOptions(init_from=str(tmp_path))) == str(tmp_path)

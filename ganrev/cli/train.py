@@ -48,36 +48,42 @@ def fetch(dataset: str = typer.Argument(..., help="built-in data set to download
 @app.command("fit-generator")
 def fit_generator_command(
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
-    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, cifar10, mnist, celeba or an image folder"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter (those vendors), fashion-mnist, cifar10, mnist, celeba or an image folder"),
     objective: str = typer.Option("aegan", help="aegan: reconstruction-trained generator + encoder with an "
                                   "adversarial term (default); gan: the plain DCGAN game"),
     resolution: int = typer.Option(64, help="image size (power of two: 32, 64, ...)"),
     channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
-    latent_dim: int = typer.Option(100, help="latent size"),
-    width: int = typer.Option(64, help="generator width (ngf)"),
-    disc_width: int = typer.Option(64, help="discriminator width (ndf)"),
+    latent_dim: Optional[int] = typer.Option(None, help="latent size [aegan 160, gan 100]"),
+    width: Optional[int] = typer.Option(None, help="generator width (ngf) [aegan 32, gan 64]"),
+    disc_width: Optional[int] = typer.Option(None, help="discriminator width (ndf) [aegan 32, gan 64]"),
     encoder_width: Optional[int] = typer.Option(None, help="aegan: encoder width (default: --width)"),
-    epochs: int = typer.Option(25, help="total epochs (with --resume: the new total)"),
+    epochs: Optional[int] = typer.Option(None, help="total epochs (with --resume: the new total) [as many as make "
+                                         "14,000 steps, emoji64's length; with --max-minutes, as many as fit]"),
     batch_size: int = typer.Option(64, help="images per step (clamped, with a warning, to a smaller data set)"),
-    lr: Optional[float] = typer.Option(None, help="Adam step for G (and E) [gan 2e-4, aegan 1e-3]"),
+    lr: Optional[float] = typer.Option(None, help="Adam step for G (and E) [aegan 2e-3, gan 2e-4]"),
     disc_lr: Optional[float] = typer.Option(None, help="aegan: Adam step for D [2e-4; with --resume: the saved "
                                             "run's]"),
     disc_steps: Optional[int] = typer.Option(None, help="aegan: D updates per G update [1; with --resume: the "
                                              "saved run's]"),
     beta1: float = typer.Option(0.5),
-    beta2: float = typer.Option(0.999, help="Adam's second-moment decay (G, E and D)"),
+    beta2: Optional[float] = typer.Option(None, help="Adam's second-moment decay (G, E and D) [aegan 0.99, gan "
+                                          "0.999]"),
     recon_loss: str = typer.Option("ssim+l1", help="aegan reconstruction loss: ssim+l1 (0.84 (1-SSIM) + 0.16 L1) "
                                    "[best SSIM after the search in full-length runs], ms-ssim+l1 (also: mix), ssim, "
                                    "ms-ssim, l1, l2, bce, ms-ssim+l2"),
     adv_weight: Optional[float] = typer.Option(None, help="aegan: weight of the adversarial term (0: plain "
-                                               "autoencoder) [0.05; with --resume: the saved run's]"),
+                                               "autoencoder) [0; with --resume: the saved run's]"),
     adv_warmup: Optional[int] = typer.Option(None, help="aegan: reconstruction-only epochs before the adversarial "
                                              "term [10; with --resume: the saved run's]"),
     prior_weight: float = typer.Option(0.1, help="aegan: weight of the penalty keeping E(x) ~ N(0, I)"),
-    latent_noise: float = typer.Option(0.0, help="aegan: std of the noise added to E(x) before G in training"),
+    latent_noise: float = typer.Option(0.2, help="aegan: std of the noise added to E(x) before G in training"),
     ema: float = typer.Option(0.995, help="aegan: decay of the weight average of G and E that is saved"),
-    validation: bool = typer.Option(True, help="aegan: hold back 10%% of training groups to pick the best epoch "
+    validation: bool = typer.Option(True, help="aegan: hold back 10% of training groups to pick the best epoch "
                                     "(OUT/best/)"),
+    init_from: str = typer.Option("auto", help="aegan: start G and E from this generator (a path or a name "
+                                  "`ganrev models` lists, same --latent-dim and widths) and fine-tune it on --data; "
+                                  "none: random weights [auto: the shipped emoji64 where the run has its shape "
+                                  "(64x64 RGB, latent 160, width 32), else random weights]"),
     seed: int = typer.Option(0),
     hflip: bool = typer.Option(True, help="random horizontal flips"),
     augment: bool = typer.Option(False, help="aegan: also zoom, rotate, shift and recolour (channel order) the "
@@ -88,10 +94,12 @@ def fit_generator_command(
     device: str = DeviceOption,
     workers: int = typer.Option(0, help="data-loader worker processes"),
     max_steps_per_epoch: Optional[int] = typer.Option(None, help="cap steps per epoch (smoke tests)"),
-    max_minutes: Optional[float] = typer.Option(None, help="time budget: stop after the first epoch that ends "
-                                                "past it, as a finished run (--resume goes on)"),
+    max_minutes: Optional[float] = typer.Option(None, help="time budget: the run plans as many epochs as fit, "
+                                                "cool-down included, and stops after the first epoch past it "
+                                                "(--resume goes on); the closing measurement comes after it"),
     cooldown: Optional[int] = typer.Option(None, help="the last N epochs' steps (G, E, D) fall linearly towards "
-                                           "zero [0: constant; with --resume: the saved run's]"),
+                                           "zero [2/15 of the epochs, emoji64's 20 of 150; with --resume: the "
+                                           "saved run's]"),
     precision: str = typer.Option("auto", help="auto (bf16 autocast where the CPU has AMX-BF16 or the GPU bf16, "
                                   "else fp32), fp32 or bf16"),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch [every available core]"),
@@ -106,22 +114,27 @@ def fit_generator_command(
 
     device_for(device)  # a bad --device is one line now, not a traceback after the data has loaded
     use_threads(threads)
-    schedule = {"adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr, "disc_steps": disc_steps,
-                "cooldown": cooldown}
+    schedule = {"epochs": epochs, "adv_weight": adv_weight, "adv_warmup": adv_warmup, "disc_lr": disc_lr,
+                "disc_steps": disc_steps, "cooldown": cooldown}
     given = {name: value for name, value in schedule.items() if value is not None}
     options = TrainOptions(**given, data=data, resolution=resolution, channels=channels, latent_dim=latent_dim, width=width,
-                           disc_width=disc_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2,
+                           disc_width=disc_width, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2,
                            seed=seed, hflip=hflip, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
                            objective=objective, recon_loss=recon_loss, prior_weight=prior_weight,
-                           latent_noise=latent_noise, encoder_width=encoder_width, ema=ema, validation=validation)
+                           latent_noise=latent_noise, encoder_width=encoder_width, ema=ema, validation=validation,
+                           init_from=None if init_from == "none" else init_from)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = fit_generator(options, out, resume=resume, device=device, workers=workers,
-                                resume_changes=("epochs", *given), max_minutes=max_minutes, precision=precision)
+                                resume_changes=tuple(given), max_minutes=max_minutes, precision=precision)
     for note in sorted({str(w.message) for w in caught}):
         typer.echo(f"warning: {note}", err=True)
-    stopped = f" of {options.epochs} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
+    stopped = f" of {summary['planned_epochs']} (--max-minutes spent; --resume goes on)" if summary["out_of_time"] else ""
     typer.echo(f"trained {summary['epochs']} epochs{stopped}; generator in {out}")
+    if summary["report"] is not None:
+        for line in summary["report"].summary_lines():
+            typer.echo(line)
+        typer.echo(f"model card: {out / 'MODEL_CARD.md'}")
 
 
 @app.command("fit-baseline")
@@ -129,8 +142,8 @@ def fit_baseline_command(
     model: str = typer.Argument(..., help="arcnn (JPEG artefact removal, seed 004), comcnn (ComCNN/RecCNN, seed "
                                 "003) or compressai (CompressAI's learned codecs, see --model)"),
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
-    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter, fashion-mnist, "
-                             "cifar10, mnist, celeba or an image folder"),
+    data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter (those vendors), "
+                             "fashion-mnist, cifar10, mnist, celeba or an image folder"),
     resolution: int = typer.Option(64, help="image size"),
     channels: int = typer.Option(3, help="1 (gray) or 3 (RGB); compressai: RGB only"),
     quality: Optional[str] = typer.Option(None, help="arcnn/comcnn: JPEG quality 1-100 (comma-separated: several, "
@@ -149,7 +162,7 @@ def fit_baseline_command(
     lr: Optional[float] = typer.Option(None, help="Adam step [1e-3; compressai 1e-4]"),
     seed: int = typer.Option(0),
     hflip: bool = typer.Option(True, help="random horizontal flips"),
-    validation: bool = typer.Option(True, help="hold back 10%% of training groups to pick the best epoch (OUT/best/)"),
+    validation: bool = typer.Option(True, help="hold back 10% of training groups to pick the best epoch (OUT/best/)"),
     resume: bool = typer.Option(False, help="continue from OUT/train_state.pt (its saved options; --epochs is the "
                                 "new total)"),
     force: bool = typer.Option(False, help="start afresh over an existing checkpoint in OUT"),

@@ -151,12 +151,14 @@ class TimeBudget:
         """Count from now (the first epoch's start), not from construction."""
         self.started = time.perf_counter()
 
-    def spent(self, device: torch.device, world: int = 1) -> bool:
-        """Whether the budget is used up; under DDP rank 0's clock decides for every process, so that none
-        waits for a step the others skip."""
-        if self.minutes is None:
-            return False
+    def elapsed(self, device: torch.device, world: int = 1) -> float:
+        """Seconds since :meth:`start`; under DDP rank 0's clock, the same for every process, so that all of them
+        take the same decisions from it (none waits for a step the others skip)."""
         seconds = torch.tensor([time.perf_counter() - self.started], device=device)
         if world > 1:
             dist.broadcast(seconds, src=0)
-        return float(seconds) >= self.minutes * 60
+        return float(seconds)
+
+    def spent(self, device: torch.device, world: int = 1) -> bool:
+        """Whether the budget is used up (rank 0's clock under DDP)."""
+        return self.minutes is not None and self.elapsed(device, world) >= self.minutes * 60

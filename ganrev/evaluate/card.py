@@ -1,0 +1,284 @@
+"""What a trained generator is good for, measured when its run ends: the bits ``compress`` uses by default, and
+``MODEL_CARD.md``.
+
+:func:`describe_generator` runs the default ``compress`` search once on up to ``count`` validation images (one per
+split group, carved from the training side: never the test split) and once on as many training images, and
+packs each at every precision of :data:`CANDIDATE_BITS`. The default bits are the knee of that curve
+(:func:`choose_bits`); they go into config.json's ``compress_bits``. Then each validation file is set beside
+the best classical file within its bytes (:func:`ganrev.reference.best_file_within`: WebP, shrunk WebP, JPEG, AVIF
+at every quality that could fit), and the card says how the generator does against it. config.json's ``report`` keeps the
+headline (``ganrev models`` shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganrev.codecs.gan import GanCodec
+from ganrev.data import carve_validation, one_per_group, open_dataset
+from ganrev.errors import GanrevError
+from ganrev.evaluate.runs import HELDOUT_DIR
+from ganrev.invert import default_search
+from ganrev.io import atomic_write_text
+from ganrev.metrics import ssim
+from ganrev.models import CONFIG_FILE, GeneratorCheckpoint, load_generator, set_compress_bits
+from ganrev.reference import best_file_within
+
+CARD_FILE = "MODEL_CARD.md"
+CANDIDATE_BITS = (3, 4, 5, 6)
+KNEE_GAIN = 0.01
+"""One more bit per coordinate must add at least this much mean SSIM to be the default. On emoji64's validation
+emoji (experiments/results/default_bits-emoji64: 3/4/5/6 bits gave 0.843/0.882/0.890/0.893 SSIM at 66/87/107/127
+bytes) the rule picks 4 bits, the precision shipped after measuring: the fifth bit's +0.008 cost 20 bytes."""
+
+
+@dataclass(frozen=True)
+class BitsPoint:
+    """The default search's files at one precision: mean SSIM of the decoded files, bytes and bpp."""
+
+    bits: int
+    ssim: float
+    bytes: float
+    bpp: float
+
+
+@dataclass(frozen=True)
+class SetFigures:
+    """One image set at the chosen bits: SSIM of E(x) alone, of the default compress, bytes, bpp, and the best
+    classical file within each file's bytes (None where not measured)."""
+
+    name: str
+    images: int
+    encoder_ssim: float | None
+    ssim: float
+    bytes: float
+    bpp: float
+    classical_ssim: float | None = None
+    classical_missing: int = 0  # images with no classical file that small (counted as SSIM 0)
+
+
+@dataclass(frozen=True)
+class GeneratorReport:
+    """What :func:`describe_generator` measured and chose."""
+
+    bits: int
+    curve: tuple[BitsPoint, ...]
+    bits_chosen_on: str
+    sets: tuple[SetFigures, ...]
+
+    def headline(self) -> dict[str, Any]:
+        """config.json's ``report``: the first set's figures (validation where there is one)."""
+        first = self.sets[0]
+        return {"set": first.name, "images": first.images, "ssim": round(first.ssim, 4), "bpp": round(first.bpp, 4),
+                "bytes": round(first.bytes, 1), "bits": self.bits,
+                "classical_ssim": None if first.classical_ssim is None else round(first.classical_ssim, 4)}
+
+    def summary_lines(self) -> list[str]:
+        """The lines ``fit-generator`` ends with."""
+        lines = [f"compress_bits {self.bits} (chosen on {self.bits_chosen_on}: "
+                 + ", ".join(f"{p.bits} bits {p.ssim:.3f} @ {p.bpp:.3f} bpp" for p in self.curve) + ")"]
+        for figures in self.sets:
+            line = f"{figures.name}: SSIM {figures.ssim:.3f} at {figures.bpp:.3f} bpp ({figures.images} images)"
+            if figures.classical_ssim is not None:
+                line += (f"; best classical file within the same bytes {figures.classical_ssim:.3f} "
+                         f"({figures.ssim - figures.classical_ssim:+.3f})")
+            lines.append(line)
+        return lines
+
+
+def choose_bits(curve: list[BitsPoint] | tuple[BitsPoint, ...]) -> int:
+    """The knee of the SSIM-by-bits curve: the fewest bits after which one more adds less than :data:`KNEE_GAIN`
+    SSIM (the most bits tried when every step adds more)."""
+    ordered = sorted(curve, key=lambda p: p.bits)
+    if not ordered:
+        raise GanrevError("choosing bits needs at least one measured precision")
+    for point, following in zip(ordered, ordered[1:]):
+        if following.ssim - point.ssim < KNEE_GAIN:
+            return point.bits
+    return ordered[-1].bits
+
+
+def _bpp(size: float, image: torch.Tensor) -> float:
+    return size * 8 / (image.shape[-1] * image.shape[-2])
+
+
+def _measure_bits(checkpoint: GeneratorCheckpoint, images: torch.Tensor,
+                  bits_tried: tuple[int, ...]) -> tuple[list[BitsPoint], dict[int, list[bytes]], dict[int, list[float]]]:
+    """One default search, packed at every precision: the curve and each precision's files and SSIMs."""
+    search = default_search(checkpoint.encoder is not None)
+    codec = GanCodec(checkpoint, bits=bits_tried[0], search=search)
+    result = codec.search_latents(list(images))
+    curve, files, scores = [], {}, {}
+    for bits in bits_tried:
+        packed = GanCodec(checkpoint, bits=bits, search=search).compress_latents(list(images), result)
+        files[bits] = [r.data for r in packed]
+        scores[bits] = [r.ssim_refined for r in packed]
+        size = sum(len(d) for d in files[bits]) / len(packed)
+        curve.append(BitsPoint(bits, sum(scores[bits]) / len(packed), size, _bpp(size, images)))
+    return curve, files, scores
+
+
+def _encoder_ssim(checkpoint: GeneratorCheckpoint, images: torch.Tensor) -> float | None:
+    if checkpoint.encoder is None:
+        return None
+    with torch.no_grad():
+        return float(ssim(checkpoint.generator.images(checkpoint.encoder(images)).clamp(0, 1), images).mean())
+
+
+def _classical_beside(images: torch.Tensor, files: list[bytes]) -> tuple[float, int]:
+    """Mean SSIM of the best classical file within each file's bytes, and how many images had none that small."""
+    scores, missing = [], 0
+    for image, data in zip(images, files):
+        best = best_file_within(image, len(data))
+        missing += best is None
+        scores.append(best.ssim if best is not None else 0.0)
+    return sum(scores) / len(scores), missing
+
+
+def compare_with_classical(checkpoint: GeneratorCheckpoint, images: torch.Tensor, name: str,
+                           bits: int | None = None, classical: bool = True) -> SetFigures:
+    """``images`` compressed by the default search at ``bits`` (the generator's own when None), each file beside
+    the best classical file within its bytes (when ``classical``)."""
+    bits = checkpoint.compress_bits if bits is None else bits
+    points, files, _ = _measure_bits(checkpoint, images, (bits,))
+    versus = _classical_beside(images, files[bits]) if classical else (None, 0)
+    return SetFigures(name, len(images), _encoder_ssim(checkpoint, images), points[0].ssim, points[0].bytes,
+                      points[0].bpp, versus[0], versus[1])
+
+
+def evaluation_images(source: str, resolution: int, channels: int, count: int) -> dict[str, torch.Tensor]:
+    """Up to ``count`` images, one per split group, of the validation groups (carved from the training side) and
+    of the groups fitted ("seen"); a source too small for validation groups has only "seen"."""
+    train = open_dataset(source, "train", resolution=resolution, channels=channels)
+    fit, validation = carve_validation(train, source)
+    sets = {"validation": validation, "seen": fit} if validation is not None else {"seen": fit}
+    return {name: torch.stack([dataset[i] for i in one_per_group(dataset, source, count)])
+            for name, dataset in sets.items() if dataset is not None}
+
+
+def describe_generator(directory: str | os.PathLike[str], *, count: int = 64, classical: bool = True,
+                       bits_tried: tuple[int, ...] = CANDIDATE_BITS, command: str | None = None) -> GeneratorReport:
+    """Measure a trained generator with an encoder on its own data, record its default bits (``compress_bits``)
+    and headline (``report``) in config.json, and write ``MODEL_CARD.md`` beside it.
+
+    ``count``: images per set; ``classical``: also measure the best classical file within each validation file's
+    bytes (1-2 s an image); ``command``: the command that trained it, for the card."""
+    directory = Path(directory)
+    checkpoint = load_generator(directory)
+    meta, cfg = checkpoint.metadata, checkpoint.config
+    if "dataset" not in meta:
+        raise GanrevError(f"{directory}: its config.json names no data set to measure it on")
+    image_sets = evaluation_images(meta["dataset"], cfg.resolution, cfg.channels, count)
+    chosen_on = "validation" if "validation" in image_sets else "seen"
+    measured = {name: _measure_bits(checkpoint, images, bits_tried) for name, images in image_sets.items()}
+    curve = measured[chosen_on][0]
+    bits = choose_bits(curve)
+    sets = []
+    for name, images in image_sets.items():
+        points, files, scores = measured[name]
+        point = next(p for p in points if p.bits == bits)
+        versus = _classical_beside(images, files[bits]) if classical and name == chosen_on else (None, 0)
+        sets.append(SetFigures(name, len(images), _encoder_ssim(checkpoint, images), point.ssim, point.bytes,
+                               point.bpp, versus[0], versus[1]))
+    report = GeneratorReport(bits, tuple(curve), f"{len(image_sets[chosen_on])} {chosen_on} images", tuple(sets))
+    set_compress_bits(directory, bits)
+    config_path = directory / CONFIG_FILE
+    config = json.loads(config_path.read_text())
+    config["report"] = report.headline()
+    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(directory / CARD_FILE, model_card(directory.name, checkpoint, report, command))
+    return report
+
+
+def fit_command(options: Any, out: str | os.PathLike[str]) -> str:
+    """The ``ganrev fit-generator`` command line of a run's options (a TrainOptions): the data, the output and
+    every option that differs from its default."""
+    defaults = type(options)(data=options.data, objective=options.objective)
+    parts = ["ganrev", "fit-generator", "--data", str(options.data), "--out", str(out)]
+    for field in fields(options):
+        if field.name in ("data", "epochs"):
+            continue
+        value, default = getattr(options, field.name), getattr(defaults, field.name)
+        if field.name == "init_from" and value is None:
+            value = "none"  # random weights, said outright: the default may start from a shipped generator
+        if value == default or value is None:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + field.name.replace("_", "-"))
+        else:
+            parts += [flag, str(value)]
+    parts += ["--epochs", str(options.epochs)]
+    return shlex.join(parts)
+
+
+def model_card(name: str, checkpoint: GeneratorCheckpoint, report: GeneratorReport, command: str | None) -> str:
+    """MODEL_CARD.md of a trained generator from its config.json and ``report``."""
+    meta, cfg = checkpoint.metadata, checkpoint.config
+    training, split = meta.get("training", {}), meta.get("split", {})
+    options = training.get("options", {})
+    batch = options.get("batch_size", 64)
+    steps = (f"{training['epochs'] * (training['fit_images'] // batch):,} steps of {batch} images"
+             if "fit_images" in training and "epochs" in training else "not recorded")
+    parameters = sum(p.numel() for p in checkpoint.generator.parameters())
+    rows = [
+        ("architecture", f"DCGAN, latent {cfg.latent_dim}, width {cfg.width}, {parameters:,} parameters"
+                         + (", with an encoder" if checkpoint.encoder is not None else "")),
+        ("fingerprint (SHA-256 of weights)", f"`{checkpoint.fingerprint}`"),
+        ("data", f"`{meta.get('dataset', '?')}`, {cfg.resolution}x{cfg.resolution} "
+                 f"{'RGB' if cfg.channels == 3 else 'gray'}"),
+        ("images", f"{split.get('train_images', '?')} on the training side ({training.get('fit_images', '?')} "
+                   f"fitted, {training.get('validation_images', 0)} validation), {split.get('test_images', '?')} "
+                   "held out (test)"),
+        ("split", split.get("rule", "not recorded")),
+        ("training", f"{training.get('objective', '?')}, {training.get('epochs', '?')} epochs, {steps}"
+                     + (f", started from `{options['init_from']}`" if options.get("init_from") else "")),
+        ("wall time", f"{training['wall_s'] / 60:.1f} min" if "wall_s" in training else "not recorded"),
+        ("device", f"{training.get('device', '?')}, {training.get('precision', 'fp32')}, torch "
+                   f"{training.get('torch', '?')}"),
+        ("compress's default", f"{report.bits} bits per latent coordinate (`compress_bits` in config.json)"),
+    ]
+    text = f"# {name}: a ganrev generator for `{meta.get('dataset', '?')}`\n\n| | |\n|---|---|\n"
+    text += "".join(f"| {key} | {value} |\n" for key, value in rows)
+    if command:
+        text += f"\nTrained by:\n\n```bash\n{command}\n```\n"
+    search = default_search(checkpoint.encoder is not None)
+    text += (f"\n## How well it compresses\n\nMeasured when the run ended: `ganrev compress`'s default search "
+             f"({search.init} start, <= {search.iters} iterations), {report.bits} bits per coordinate, one image per "
+             "split group; validation groups were carved from the training side and never fitted; the test split "
+             "was not touched. The best classical file is the one with the highest SSIM among WebP (also shrunk "
+             "2x and 4x), lossless WebP, JPEG 4:4:4 and AVIF 4:4:4 at every quality, within each GAN file's "
+             "bytes.\n\n| images | count | SSIM, encoder alone | SSIM, default compress | bytes | bpp | best "
+             "classical, same bytes | GAN - classical |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    for figures in report.sets:
+        encoder = "-" if figures.encoder_ssim is None else f"{figures.encoder_ssim:.4f}"
+        classical = "-" if figures.classical_ssim is None else f"{figures.classical_ssim:.4f}"
+        gap = "-" if figures.classical_ssim is None else f"{figures.ssim - figures.classical_ssim:+.4f}"
+        text += (f"| {figures.name} | {figures.images} | {encoder} | {figures.ssim:.4f} | {figures.bytes:.1f} | "
+                 f"{figures.bpp:.3f} | {classical} | {gap} |\n")
+    missing = sum(f.classical_missing for f in report.sets)
+    if missing:
+        text += f"\n{missing} images had no classical file as small as the GAN file: counted as SSIM 0.\n"
+    heldout = sorted((checkpoint.path / HELDOUT_DIR).glob("*.png")) if checkpoint.path is not None else []
+    if heldout:
+        text += (f"\n`heldout/`: {len(heldout)} images of the test split (one per split group, never trained on or "
+                 f"measured above): `ganrev table -g {name}` sets every codec beside this generator on them.\n")
+    text += (f"\n## Default bits\n\nThe default search on {report.bits_chosen_on}, packed at each precision; "
+             f"the default is the fewest bits after which one more adds less than {KNEE_GAIN} SSIM:\n\n"
+             "| bits | SSIM | bytes | bpp |\n|---:|---:|---:|---:|\n")
+    text += "".join(f"| {p.bits}{' (default)' if p.bits == report.bits else ''} | {p.ssim:.4f} | {p.bytes:.1f} | "
+                    f"{p.bpp:.3f} |\n" for p in report.curve)
+    text += ("\nOther rates: `ganrev compress --bits N`, or rate control (`--target-ssim`, `--target-bpp`), which "
+             "adds a residual or modulation layer, or falls back to a classical file, where that is better.\n")
+    return text
+
+
+__all__ = ["CANDIDATE_BITS", "CARD_FILE", "KNEE_GAIN", "BitsPoint", "GeneratorReport", "SetFigures", "choose_bits",
+           "compare_with_classical", "describe_generator", "evaluation_images", "fit_command", "model_card"]
