@@ -22,6 +22,7 @@ from ganrev.evaluate import (
     write_compressai_results,
     write_curves_json,
 )
+from ganrev.evaluate.curves import write_curves_markdown
 
 
 def test_curves_png_and_points(table_run):
@@ -116,3 +117,52 @@ def test_curves_carry_the_best_classical_file_per_image(generator_dir, image_dir
         assert img.format == "PNG"
     with pytest.raises(GanrevError, match="reference budgets"):
         EvalOptions(reference_bpp=(0.0,))
+
+
+def test_curves_json_carries_bd_rates(table_run):
+    """Every series against the best classical file per image (SSIM only: the metric that series has); the
+    reference against itself is 0 %."""
+    data = json.loads((table_run.out / "curves.json").read_text())
+    rates = data["bd_rate"]
+    assert set(rates) == {p["series"] for p in data["points"]}
+    assert all(BEST_CLASSICAL_SERIES in by_reference for by_reference in rates.values())
+    assert rates[BEST_CLASSICAL_SERIES][BEST_CLASSICAL_SERIES] == {"ssim": pytest.approx(0.0, abs=1e-9)}
+    jpeg = rates["JPEG"][BEST_CLASSICAL_SERIES]["ssim"]
+    assert jpeg is None or jpeg > -100
+    markdown = (table_run.out / "curves.md").read_text()  # table --curves writes the tables beside the JSON
+    assert "BD-rate" in markdown and BEST_CLASSICAL_SERIES in markdown
+
+
+def test_bd_rates_against_the_classical_bound_and_the_learned_peer(hand_curves, tmp_path):
+    """The peer spends 0.8 of the best classical file's bits at the same SSIMs: -20 % (and the reverse +25 %);
+    only SSIM against the best classical file per image, which has no PSNR or MS-SSIM; JPEG's points share one
+    quality and GAN reversal has one point: no interval, None, "—" in the Markdown."""
+    peer = {"series": "CompressAI mbt2018-mean", "parameter": "quality", "lpips": None, "encode_s": 0.1,
+            "decode_s": 0.1}
+    best = {"series": BEST_CLASSICAL_SERIES, "parameter": "budget_bpp", "psnr": None, "ms_ssim": None}
+    curves = CurvesResult([*hand_curves.points,
+                           {**peer, "value": 1, "bpp": 0.4, "ssim": 0.7, "ms_ssim": 0.85, "psnr": 28.0},
+                           {**peer, "value": 6, "bpp": 1.6, "ssim": 0.9, "ms_ssim": 0.95, "psnr": 34.0},
+                           {**best, "value": 2.0, "bpp": 2.0, "ssim": 0.9},
+                           {**best, "value": 0.5, "bpp": 0.5, "ssim": 0.7}],
+                          hand_curves.metadata)
+    rates = curves.bd_rates()
+    assert list(rates["JPEG"]) == [BEST_CLASSICAL_SERIES, "CompressAI mbt2018-mean"]  # the classical bound first
+    peer_rates = rates["CompressAI mbt2018-mean"]
+    assert peer_rates[BEST_CLASSICAL_SERIES] == {"ssim": pytest.approx(-20.0, abs=1e-9)}
+    assert rates[BEST_CLASSICAL_SERIES]["CompressAI mbt2018-mean"] == {"ssim": pytest.approx(25.0, abs=1e-9)}
+    assert peer_rates["CompressAI mbt2018-mean"] == {"ssim": 0.0, "ms_ssim": 0.0, "psnr": 0.0}
+    assert rates["JPEG"]["CompressAI mbt2018-mean"] == {"ssim": None, "ms_ssim": None, "psnr": None}
+    assert rates["GAN reversal (bits)"][BEST_CLASSICAL_SERIES] == {"ssim": None}
+
+    write_curves_json(curves, tmp_path / "curves.json")
+    written = json.loads((tmp_path / "curves.json").read_text())["bd_rate"]
+    assert written["JPEG"][BEST_CLASSICAL_SERIES] == {"ssim": None}
+    write_curves_markdown(curves, tmp_path / "curves.md")
+    lines = (tmp_path / "curves.md").read_text().splitlines()
+    assert lines[2] == ("| Series | vs Best classical per image: SSIM | vs CompressAI mbt2018-mean: SSIM "
+                        "| vs CompressAI mbt2018-mean: MS-SSIM | vs CompressAI mbt2018-mean: PSNR |")
+    assert "| CompressAI mbt2018-mean | -20.0 | +0.0 | +0.0 | +0.0 |" in lines
+    assert f"| {BEST_CLASSICAL_SERIES} | +0.0 | +25.0 | — | — |" in lines
+    assert "| JPEG | — | — | — | — |" in lines
+    assert "no reference curve" in hand_curves.markdown()  # neither reference in the run

@@ -1,6 +1,8 @@
 """Rate-SSIM curves (``ganrev table --curves``): every scheme swept over its qualities (GAN reversal over
 latent bits), beside the best classical file per image (:mod:`ganrev.reference`); their points as JSON,
-each series also in CompressAI's results-JSON layout (:func:`write_compressai_results`), and a plot.
+each series also in CompressAI's results-JSON layout (:func:`write_compressai_results`), and a plot. Each series'
+BD-rate against the run's reference curves (:meth:`CurvesResult.bd_rates`) is in the JSON and in
+:meth:`CurvesResult.markdown`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPCodec, avif_availa
 from ganrev.codecs.gan import GanCodec
 from ganrev.codecs.learned import default_curve_sweeps
 from ganrev.errors import GanrevError
+from ganrev.evaluate.bdrate import bd_rate
 from ganrev.evaluate.records import evaluate, summarise
 from ganrev.evaluate.runs import (
     EvalOptions,
@@ -39,6 +42,7 @@ from ganrev.progress import progress_bar
 from ganrev.reference import measure_classical, reference_curve, reference_families, skipped_families
 
 __all__ = [
+    "BD_RATE_METRICS",
     "BEST_CLASSICAL_SERIES",
     "compressai_results",
     "CurvesResult",
@@ -46,9 +50,14 @@ __all__ = [
     "run_curves",
     "write_compressai_results",
     "write_curves_json",
+    "write_curves_markdown",
 ]
 
 BEST_CLASSICAL_SERIES = "Best classical per image"
+# The learned peer's series are named "CompressAI <model>" (ganrev.codecs.learned.default_curve_sweeps)
+_PEER_PREFIX = "CompressAI "
+# The metrics BD-rate is given in: point field -> name in the Markdown
+BD_RATE_METRICS = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "psnr": "PSNR"}
 
 
 @dataclass
@@ -64,8 +73,40 @@ class CurvesResult:
             out.setdefault(point["series"], []).append(point)
         return out
 
+    def bd_rates(self) -> dict[str, dict[str, dict[str, float | None]]]:
+        """``{series: {reference: {metric: percent or None}}}``: each series' BD-rate
+        (:func:`ganrev.evaluate.bdrate.bd_rate`: mean rate difference at equal quality, negative = fewer bits)
+        against each reference curve of this run, the best classical file per image and the learned peer
+        (CompressAI) series, itself included (0). A metric is there when both curves carry it (the best
+        classical file per image has SSIM only); None: no overlapping quality interval or under 2 usable points.
+        """
+        curves = {name: {metric: [(p["bpp"], p[metric]) for p in points if p.get(metric) is not None]
+                         for metric in BD_RATE_METRICS} for name, points in self.series().items()}
+        references = sorted((name for name in curves if name == BEST_CLASSICAL_SERIES or name.startswith(_PEER_PREFIX)),
+                            key=lambda name: name != BEST_CLASSICAL_SERIES)  # the classical bound first
+        return {name: {reference: {metric: bd_rate(curves[reference][metric], curve[metric])
+                                   for metric in BD_RATE_METRICS if curves[reference][metric] and curve[metric]}
+                       for reference in references}
+                for name, curve in curves.items()}
+
+    def markdown(self) -> str:
+        """The BD-rates as a Markdown table: a row per series, a column per reference and metric."""
+        rates = self.bd_rates()
+        columns = list(dict.fromkeys((reference, metric) for by_reference in rates.values()
+                                     for reference, by_metric in by_reference.items() for metric in by_metric))
+        if not columns:
+            return "BD-rate: no reference curve with a metric in common (best classical file per image, CompressAI)\n"
+        lines = [("BD-rate, % bits at equal quality against each reference curve (negative: fewer bits; PCHIP of "
+                  "log-rate over the qualities both curves reach; —: no overlap or not measured)"), "",
+                 "| Series | " + " | ".join(f"vs {ref}: {BD_RATE_METRICS[m]}" for ref, m in columns) + " |",
+                 "|---|" + "---:|" * len(columns)]
+        for name, by_reference in rates.items():
+            values = [by_reference.get(reference, {}).get(metric) for reference, metric in columns]
+            lines.append(f"| {name} | " + " | ".join("—" if v is None else f"{v:+.1f}" for v in values) + " |")
+        return "\n".join(lines) + "\n"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"metadata": self.metadata, "points": self.points}
+        return {"metadata": self.metadata, "points": self.points, "bd_rate": self.bd_rates()}
 
 
 _POINT_FIELDS = ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_s", "decode_s", "ssim_latent",
@@ -161,8 +202,13 @@ def run_curves(generator: str | os.PathLike[str] | GeneratorCheckpoint,
 
 
 def write_curves_json(curves: CurvesResult, path: str | os.PathLike[str]) -> None:
-    """The curve points and metadata as JSON, atomically."""
+    """The curve points, metadata and BD-rates (:meth:`CurvesResult.bd_rates`) as JSON, atomically."""
     atomic_write_text(path, dump_json(curves.to_dict()))
+
+
+def write_curves_markdown(curves: CurvesResult, path: str | os.PathLike[str]) -> None:
+    """The BD-rate table (:meth:`CurvesResult.markdown`), atomically."""
+    atomic_write_text(path, curves.markdown())
 
 
 # The keys CompressAI names a metric by, for each point field. Its published results files

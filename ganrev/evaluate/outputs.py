@@ -13,6 +13,7 @@ from ganrev.evaluate.curves import (
     run_curves,
     write_compressai_results,
     write_curves_json,
+    write_curves_markdown,
 )
 from ganrev.evaluate.runs import EvalOptions
 from ganrev.evaluate.table import (
@@ -42,7 +43,8 @@ class TableOutputs:
     def files(self) -> list[Path]:
         """Every file named up front (the CompressAI folder's files are named by the curves' series)."""
         named = [path for path in (self.json, self.csv, self.markdown, self.grid, self.curves) if path is not None]
-        return named + ([self.curves.with_suffix(".json")] if self.curves is not None else [])
+        return named + ([self.curves.with_suffix(".json"), self.curves.with_suffix(".md")]
+                        if self.curves is not None else [])
 
     def check(self, force: bool) -> None:
         """Refuse now rather than after minutes of searching: names, existing files (without ``force``), folders."""
@@ -71,6 +73,7 @@ class TableOutputs:
             points = run_curves(generator, images_dir, options, search=result.search)
             plot_curves(points, self.curves)
             write_curves_json(points, self.curves.with_suffix(".json"))
-            written += [self.curves, self.curves.with_suffix(".json")]
+            write_curves_markdown(points, self.curves.with_suffix(".md"))  # the BD-rate tables
+            written += [self.curves, self.curves.with_suffix(".json"), self.curves.with_suffix(".md")]
             written += write_compressai_results(points, self.compressai_dir)
         return written

@@ -84,7 +84,7 @@ RECON_LOSSES = LOSSES
 
 
 # The recipe of the shipped emoji64 (docs/results.md, Generalisation; docs/training.md): the aegan defaults. A
-# latent of 160 at 4 bits beat 100 at 6 and 128 at 5 at equal bytes on validation groups (+0.027 / +0.010 SSIM);
+# latent of 160 at 4 bits beat 100 at 6 and 128 at 5 at equal bytes on validation groups (+0.027 / +0.009 SSIM);
 # width 48 memorised more than 32 and did worse; adversarial weight 0 with latent noise 0.2 and Adam (2e-3,
 # beta2 0.99) with a cool-down over the last 20 of 150 epochs gave its figures.
 AEGAN_DEFAULTS = {"latent_dim": 160, "width": 32, "disc_width": 32, "lr": 2e-3, "beta2": 0.99}
