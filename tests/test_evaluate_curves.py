@@ -22,7 +22,7 @@ from ganrev.evaluate import (
     write_compressai_results,
     write_curves_json,
 )
-from ganrev.evaluate.curves import write_curves_markdown
+from ganrev.evaluate.curves import PARTIAL_DIR, write_curves_markdown
 
 
 def test_curves_png_and_points(table_run):
@@ -46,9 +46,14 @@ def test_curves_in_compressai_results_layout(table_run):
     output, out = table_run.output, table_run.out
     points = json.loads((out / "curves.json").read_text())["points"]
     folder = out / "curves-compressai"
-    files = sorted(folder.glob("*.json"))
-    assert {path.name for path in files} >= {"jpeg.json", "webp.json", "gan-reversal-bits.json"}
+    complete, partial = sorted(folder.glob("*.json")), sorted((folder / PARTIAL_DIR).glob("*.json"))
+    files = complete + partial
+    assert {path.name for path in complete} >= {"jpeg.json", "webp.json", "gan-reversal-bits.json"}
     assert len(files) == len({p["series"] for p in points})
+    # every series CompressAI's plot can draw for each -m it offers, together; SSIM-only series one folder down
+    assert all("psnr-rgb" in json.loads(path.read_text())["results"] for path in complete)
+    assert [path.name for path in partial] == ["best-classical-per-image.json"]
+    assert "psnr" not in json.loads(partial[0].read_text())["results"]
     for path in files:
         assert f"wrote {path}" in output
         data = json.loads(path.read_text())

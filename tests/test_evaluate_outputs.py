@@ -12,7 +12,7 @@ from ganrev.evaluate.outputs import TableOutputs
 
 def test_the_curves_bring_their_json_and_compressai_folder(tmp_path: Path) -> None:
     outputs = TableOutputs(json=tmp_path / "t.json", curves=tmp_path / "rd.png")
-    assert outputs.files() == [tmp_path / "t.json", tmp_path / "rd.png", tmp_path / "rd.json"]
+    assert outputs.files() == [tmp_path / "t.json", tmp_path / "rd.png", tmp_path / "rd.json", tmp_path / "rd.md"]
     assert outputs.compressai_dir == tmp_path / "rd-compressai"
     assert TableOutputs(markdown=tmp_path / "t.md").compressai_dir is None
     outputs.check(force=False)

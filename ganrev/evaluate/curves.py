@@ -244,12 +244,19 @@ def compressai_results(curves: CurvesResult) -> dict[str, dict[str, Any]]:
     return files
 
 
+PARTIAL_DIR = "ssim-only"
+"""Where series without PSNR (the best classical file per image: bytes and SSIM only) go, below the CompressAI
+folder: CompressAI's plot refuses a whole ``-f folder/*.json`` for a metric one file lacks, and PSNR is its
+default, so the folder itself holds only series that every ``-m`` it offers can plot."""
+
+
 def write_compressai_results(curves: CurvesResult, directory: str | os.PathLike[str]) -> list[Path]:
-    """:func:`compressai_results` as files in ``directory`` (made if missing), each written atomically."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    """:func:`compressai_results` as files in ``directory`` (made if missing), each written atomically; a series
+    without PSNR in ``directory/``:data:`PARTIAL_DIR`."""
     written = []
     for name, payload in compressai_results(curves).items():
+        folder = Path(directory) if "psnr-rgb" in payload["results"] else Path(directory) / PARTIAL_DIR
+        folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / name, dump_json(payload))
         written.append(folder / name)
     return written
