@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from ganrev.cli import app
 from ganrev.cli.common import prose_help
 
-WIDTHS = (80, 120)
+WIDTHS = (80, 100, 120)  # the widths issue 35 named, and a wide terminal
 BORDER = "│"  # a help panel's side
 ELLIPSIS = "…"  # rich's end of a word too long for its column (no help text of ganrev's has one)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # in case the environment forces colour
