@@ -49,8 +49,8 @@ def fetch(dataset: str = typer.Argument(..., help="built-in data set to download
 def fit_generator_command(
     out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory to write (or resume)"),
     data: str = typer.Option("emoji", help="emoji (every fetched vendor), emoji:google,twitter (those vendors), fashion-mnist, cifar10, mnist, celeba or an image folder"),
-    objective: str = typer.Option("aegan", help="aegan: reconstruction-trained generator + encoder with an "
-                                  "adversarial term (default); gan: the plain DCGAN game"),
+    objective: str = typer.Option("aegan", help="aegan: reconstruction-trained generator + encoder, with an "
+                                  "optional adversarial term (default); gan: the plain DCGAN game"),
     resolution: int = typer.Option(64, help="image size (power of two: 32, 64, ...)"),
     channels: int = typer.Option(3, help="1 (gray) or 3 (RGB)"),
     latent_dim: Optional[int] = typer.Option(None, help="latent size [aegan 160, gan 100]"),
