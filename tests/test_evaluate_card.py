@@ -32,6 +32,7 @@ def test_the_default_bits_are_the_knee_of_the_curve() -> None:
     assert choose_bits(_curve(0.843, 0.882, 0.890, 0.893)) == 4  # emoji64's validation curve: 4 bits shipped
     assert choose_bits(_curve(0.70, 0.75, 0.80, 0.85)) == 6  # every bit still pays: the most tried
     assert choose_bits(_curve(0.80, 0.80 + KNEE_GAIN / 2, 0.9, 0.95)) == 3  # the first step below the gain decides
+    assert choose_bits(_curve(0.830, 0.874, 0.888, 0.891)) == 4  # the 300-logo folder's curve: +0.014 for a fifth
     assert choose_bits(list(reversed(_curve(0.843, 0.882, 0.890, 0.893)))) == 4  # order does not matter
 
 

@@ -717,11 +717,13 @@ def test_the_default_length_is_emojis64s_steps() -> None:
 
 def test_a_budget_plans_the_epochs_that_fit_and_keeps_the_plan_once_cooling() -> None:
     options = TrainOptions(epochs=100)
-    assert plan_epochs(options, done=2, seconds_per_epoch=10, seconds_left=75) == 9  # 7 more fit
-    assert plan_epochs(options, done=2, seconds_per_epoch=10, seconds_left=5000) == 100  # all fit
-    assert plan_epochs(options, done=2, seconds_per_epoch=10, seconds_left=1) == 3  # at least one more
+    assert plan_epochs(options, 100, done=2, seconds_per_epoch=10, seconds_left=75) == 9  # 7 more fit
+    assert plan_epochs(options, 100, done=2, seconds_per_epoch=10, seconds_left=5000) == 100  # all fit
+    assert plan_epochs(options, 100, done=2, seconds_per_epoch=10, seconds_left=1) == 3  # at least one more
+    shrunk = TrainOptions(epochs=9)  # planned after a slow first epoch: epochs that turn out faster plan more
+    assert plan_epochs(shrunk, 100, done=3, seconds_per_epoch=5, seconds_left=60) == 15
     cooling = TrainOptions(epochs=10, cooldown=4)
-    assert plan_epochs(cooling, done=6, seconds_per_epoch=10, seconds_left=1) == 10  # the cool-down has begun
+    assert plan_epochs(cooling, 100, done=6, seconds_per_epoch=10, seconds_left=1000) == 10  # cool-down has begun
 
 
 def test_a_budgeted_run_lands_its_cooldown_inside_the_budget(shapes: Path, tmp_path: Path,

@@ -230,15 +230,18 @@ def default_epochs(steps_per_epoch: int) -> int:
     return max(1, round(DEFAULT_STEPS / max(1, steps_per_epoch)))
 
 
-def plan_epochs(options: TrainOptions, done: int, seconds_per_epoch: float, seconds_left: float) -> int:
+def plan_epochs(options: TrainOptions, requested: int, done: int, seconds_per_epoch: float,
+                seconds_left: float) -> int:
     """The epochs a run with a time budget plans in all, after ``done`` epochs that took ``seconds_per_epoch``
-    each, with ``seconds_left`` of the budget: ``options.epochs`` where they fit, else as many as fit (at least
-    one more). Once the cool-down has begun the plan stands, so the steps only ever fall."""
+    each, with ``seconds_left`` of the budget: the ``requested`` length where it fits, else as many epochs as fit
+    (at least one more). Each epoch re-plans, so a first slow epoch's estimate is corrected, up or down, until the
+    cool-down of the current plan (``options.epochs``) has begun; from then on the plan stands, so the steps only
+    ever fall."""
     assert options.epochs is not None
     if done >= options.epochs - options.cooldown_epochs:
         return options.epochs
     fits = done + max(1, int(seconds_left // max(seconds_per_epoch, 1e-9)))
-    return min(options.epochs, fits)
+    return min(requested, fits)
 
 
 def _distributed() -> tuple[int, int]:
@@ -607,7 +610,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     started = time.perf_counter()
     budget.start()
     out_of_time = False
-    planned_from = options.epochs  # the length asked for; a time budget may plan fewer epochs
+    requested = options  # the length (and cool-down) asked for; a time budget may plan fewer epochs
     epoch = start_epoch
     while epoch < options.epochs:
         # Each epoch's order depends on (seed, epoch) alone, so a resumed run sees what an uninterrupted one would.
@@ -658,13 +661,15 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         if budget.minutes is not None:
             # The schedule knows its end: the epochs that fit the budget, so the cool-down lands inside it.
             elapsed = budget.elapsed(dev, world)
-            planned = plan_epochs(options, epoch, elapsed / (epoch - start_epoch), budget.minutes * 60 - elapsed)
-            if planned < options.epochs:
-                cooldown = None if options.cooldown is None else min(options.cooldown, planned)
+            assert requested.epochs is not None
+            planned = plan_epochs(options, requested.epochs, epoch, elapsed / (epoch - start_epoch),
+                                  budget.minutes * 60 - elapsed)
+            if planned != options.epochs:
+                cooldown = None if requested.cooldown is None else min(requested.cooldown, planned)
                 options = replace(options, epochs=planned, cooldown=cooldown)
                 if rank == 0 and progress:
-                    tqdm.write(f"--max-minutes {max_minutes:g}: {planned} epochs fit (of {planned_from}), the last "
-                               f"{options.cooldown_epochs} cooling down")
+                    tqdm.write(f"--max-minutes {max_minutes:g}: {planned} epochs fit (of {requested.epochs}), the "
+                               f"last {options.cooldown_epochs} cooling down")
     report = None
     if rank == 0 and options.objective == "aegan":
         for directory in (out, out / BEST_DIR):
