@@ -199,10 +199,15 @@ def _compress_bits(meta: dict[str, Any], config_path: Path) -> int:
 def set_compress_bits(directory: str | os.PathLike[str], bits: int) -> None:
     """Record in a checkpoint's config.json the bits per latent coordinate ``compress`` uses by default with it
     (chosen when the generator is shipped: the operating point its published figures are measured at)."""
+    _compress_bits({"compress_bits": bits}, Path(directory) / CONFIG_FILE)
+    update_config(directory, {"compress_bits": bits})
+
+
+def update_config(directory: str | os.PathLike[str], changes: dict[str, Any]) -> None:
+    """Set top-level fields of a checkpoint's config.json (the others kept as they are), written atomically."""
     config_path = Path(directory) / CONFIG_FILE
     meta = json.loads(config_path.read_text())
-    _compress_bits({"compress_bits": bits}, config_path)
-    meta["compress_bits"] = bits
+    meta.update(changes)
     atomic_write_text(config_path, json.dumps(meta, indent=2) + "\n")
 
 

@@ -106,7 +106,8 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
+    """A config.json read without loading weights; {} where it is missing or not a JSON object."""
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -122,7 +123,7 @@ def named_generators() -> list[NamedGenerator]:
         for config in sorted(folder.glob(f"*/{CONFIG_FILE}")):
             if config.is_file() and config.parent.name not in found:
                 found[config.parent.name] = NamedGenerator(config.parent.name, where, config.parent,
-                                                           _read_config(config))
+                                                           read_config(config))
     return [found[name] for name in sorted(found)]
 
 

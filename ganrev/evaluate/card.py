@@ -12,7 +12,6 @@ headline (``ganrev models`` shows it).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from dataclasses import dataclass, fields
@@ -28,7 +27,7 @@ from ganrev.evaluate.runs import HELDOUT_DIR
 from ganrev.invert import default_search
 from ganrev.io import atomic_write_text
 from ganrev.metrics import ssim
-from ganrev.models import CONFIG_FILE, GeneratorCheckpoint, load_generator, set_compress_bits
+from ganrev.models import GeneratorCheckpoint, load_generator, set_compress_bits, update_config
 from ganrev.reference import best_file_within
 
 CARD_FILE = "MODEL_CARD.md"
@@ -113,19 +112,18 @@ def _bpp(size: float, image: torch.Tensor) -> float:
 
 
 def _measure_bits(checkpoint: GeneratorCheckpoint, images: torch.Tensor,
-                  bits_tried: tuple[int, ...]) -> tuple[list[BitsPoint], dict[int, list[bytes]], dict[int, list[float]]]:
-    """One default search, packed at every precision: the curve and each precision's files and SSIMs."""
+                  bits_tried: tuple[int, ...]) -> tuple[list[BitsPoint], dict[int, list[bytes]]]:
+    """One default search, packed at every precision: the curve and each precision's files."""
     search = default_search(checkpoint.encoder is not None)
     codec = GanCodec(checkpoint, bits=bits_tried[0], search=search)
     result = codec.search_latents(list(images))
-    curve, files, scores = [], {}, {}
+    curve, files = [], {}
     for bits in bits_tried:
         packed = GanCodec(checkpoint, bits=bits, search=search).compress_latents(list(images), result)
         files[bits] = [r.data for r in packed]
-        scores[bits] = [r.ssim_refined for r in packed]
         size = sum(len(d) for d in files[bits]) / len(packed)
-        curve.append(BitsPoint(bits, sum(scores[bits]) / len(packed), size, _bpp(size, images)))
-    return curve, files, scores
+        curve.append(BitsPoint(bits, sum(r.ssim_refined for r in packed) / len(packed), size, _bpp(size, images)))
+    return curve, files
 
 
 def _encoder_ssim(checkpoint: GeneratorCheckpoint, images: torch.Tensor) -> float | None:
@@ -145,15 +143,21 @@ def _classical_beside(images: torch.Tensor, files: list[bytes]) -> tuple[float, 
     return sum(scores) / len(scores), missing
 
 
+def _set_figures(checkpoint: GeneratorCheckpoint, name: str, images: torch.Tensor, point: BitsPoint,
+                 files: list[bytes], classical: bool) -> SetFigures:
+    """One set's figures at ``point``'s precision (``files``: its files), beside the classical files if asked."""
+    versus = _classical_beside(images, files) if classical else (None, 0)
+    return SetFigures(name, len(images), _encoder_ssim(checkpoint, images), point.ssim, point.bytes, point.bpp,
+                      versus[0], versus[1])
+
+
 def compare_with_classical(checkpoint: GeneratorCheckpoint, images: torch.Tensor, name: str,
                            bits: int | None = None, classical: bool = True) -> SetFigures:
     """``images`` compressed by the default search at ``bits`` (the generator's own when None), each file beside
     the best classical file within its bytes (when ``classical``)."""
     bits = checkpoint.compress_bits if bits is None else bits
-    points, files, _ = _measure_bits(checkpoint, images, (bits,))
-    versus = _classical_beside(images, files[bits]) if classical else (None, 0)
-    return SetFigures(name, len(images), _encoder_ssim(checkpoint, images), points[0].ssim, points[0].bytes,
-                      points[0].bpp, versus[0], versus[1])
+    (point,), files = _measure_bits(checkpoint, images, (bits,))
+    return _set_figures(checkpoint, name, images, point, files[bits], classical)
 
 
 def evaluation_images(source: str, resolution: int, channels: int, count: int) -> dict[str, torch.Tensor]:
@@ -183,19 +187,12 @@ def describe_generator(directory: str | os.PathLike[str], *, count: int = 64, cl
     measured = {name: _measure_bits(checkpoint, images, bits_tried) for name, images in image_sets.items()}
     curve = measured[chosen_on][0]
     bits = choose_bits(curve)
-    sets = []
-    for name, images in image_sets.items():
-        points, files, scores = measured[name]
-        point = next(p for p in points if p.bits == bits)
-        versus = _classical_beside(images, files[bits]) if classical and name == chosen_on else (None, 0)
-        sets.append(SetFigures(name, len(images), _encoder_ssim(checkpoint, images), point.ssim, point.bytes,
-                               point.bpp, versus[0], versus[1]))
-    report = GeneratorReport(bits, tuple(curve), f"{len(image_sets[chosen_on])} {chosen_on} images", tuple(sets))
+    sets = tuple(_set_figures(checkpoint, name, images, next(p for p in measured[name][0] if p.bits == bits),
+                              measured[name][1][bits], classical and name == chosen_on)
+                 for name, images in image_sets.items())
+    report = GeneratorReport(bits, tuple(curve), f"{len(image_sets[chosen_on])} {chosen_on} images", sets)
     set_compress_bits(directory, bits)
-    config_path = directory / CONFIG_FILE
-    config = json.loads(config_path.read_text())
-    config["report"] = report.headline()
-    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    update_config(directory, {"report": report.headline()})
     atomic_write_text(directory / CARD_FILE, model_card(directory.name, checkpoint, report, command))
     return report
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import io as _io
-import json
 import math
 import os
 import time
@@ -63,9 +62,9 @@ from ganrev.evaluate.runs import HELDOUT_DIR
 from ganrev.invert import LOSSES, per_image_loss
 from ganrev.io import atomic_write_bytes, save_image
 from ganrev.metrics import ssim
-from ganrev.models import attach_density, load_generator, save_generator
+from ganrev.models import CONFIG_FILE, attach_density, load_generator, save_generator
 from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig, init_weights
-from ganrev.pretrained import DEFAULT_GENERATOR, load_named_generator, resolve_generator_path
+from ganrev.pretrained import DEFAULT_GENERATOR, load_named_generator, read_config, resolve_generator_path
 from ganrev.progress import progress_bar
 from ganrev.training.common import (
     BEST_DIR,
@@ -215,8 +214,8 @@ def starting_checkpoint(options: TrainOptions) -> str | None:
     if options.objective != "aegan":
         return None
     try:
-        config = json.loads((resolve_generator_path(DEFAULT_GENERATOR) / "config.json").read_text())
-    except (GanrevError, OSError, ValueError):
+        config = read_config(resolve_generator_path(DEFAULT_GENERATOR) / CONFIG_FILE)
+    except GanrevError:
         return None  # no default generator installed: random weights
     shipped = (config.get("resolution"), config.get("channels"), config.get("latent_dim"), config.get("width"),
                (config.get("encoder") or {}).get("width"))
