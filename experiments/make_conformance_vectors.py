@@ -110,14 +110,12 @@ class Vectors:
         self.entries.append(entry)
 
 
-def describe(data: bytes, checkpoint) -> dict:
-    """Every field of a valid file as ganrev's reader (ganrev.container, ganrev.quantize) returns it."""
-    header, payload = unpack_file(data)
-    latent = header.latent
-    entry: dict = {"bytes": len(data), "sha256": sha256(data), "version": header.version, "mode": header.mode}
+def header_fields(header: Header, data: bytes) -> dict:
+    """The manifest's ``header`` of one file: its header as ganrev's reader gives it, in the spec's units."""
     fields: dict = {"width": header.width, "height": header.height, "gray": header.gray}
     if header.version == 2:
         fields["explicit_size"] = bool(data[1] & 0x08)
+    latent = header.latent
     if latent is not None:
         fields |= {"bits": latent.bits, "sigma_units": round(latent.sigma * 32), "sigma": latent.sigma,
                    "clip_units": round(latent.clip * 16), "clip": latent.clip,
@@ -126,7 +124,15 @@ def describe(data: bytes, checkpoint) -> dict:
             fields["explicit_clip"] = latent.clip != 3.0
         else:
             fields |= {"latent_dim": latent.latent_dim, "resolution": latent.resolution}
-    entry["header"] = fields
+    return fields
+
+
+def describe(data: bytes, checkpoint) -> dict:
+    """Every field of a valid file as ganrev's reader (ganrev.container, ganrev.quantize) returns it."""
+    header, payload = unpack_file(data)
+    latent = header.latent
+    entry: dict = {"bytes": len(data), "sha256": sha256(data), "version": header.version, "mode": header.mode,
+                   "header": header_fields(header, data)}
     layer_bytes = sum(len(layer.data) for layer in header.layers)
     entry |= {"latent_bytes": len(payload), "layer_bytes": layer_bytes,
               "header_bytes": len(data) - len(payload) - layer_bytes,
