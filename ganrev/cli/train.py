@@ -77,6 +77,8 @@ def fit_generator_command(
                                              "term [10; with --resume: the saved run's]"),
     prior_weight: float = typer.Option(0.1, help="aegan: weight of the penalty keeping E(x) ~ N(0, I)"),
     latent_noise: float = typer.Option(0.2, help="aegan: std of the noise added to E(x) before G in training"),
+    nested_dropout: float = typer.Option(0.0, help="aegan: share of each batch decoded from only its first k latent "
+                                         "coordinates (the rest 0), so that files can code fewer of them"),
     ema: float = typer.Option(0.995, help="aegan: decay of the weight average of G and E that is saved"),
     validation: bool = typer.Option(True, help="aegan: hold back 10% of training groups to pick the best epoch "
                                     "(OUT/best/)"),
@@ -121,7 +123,7 @@ def fit_generator_command(
                            disc_width=disc_width, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2,
                            seed=seed, hflip=hflip, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
                            objective=objective, recon_loss=recon_loss, prior_weight=prior_weight,
-                           latent_noise=latent_noise, encoder_width=encoder_width, ema=ema, validation=validation,
+                           latent_noise=latent_noise, nested_dropout=nested_dropout, encoder_width=encoder_width, ema=ema, validation=validation,
                            init_from=None if init_from == "none" else init_from)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

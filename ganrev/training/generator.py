@@ -128,6 +128,10 @@ class TrainOptions:
     adv_warmup: int = 10  # aegan: reconstruction-only epochs before the adversarial term starts
     prior_weight: float = 0.1  # aegan: weight of the moment-matching penalty on E(x)
     latent_noise: float = 0.2  # aegan: std of Gaussian noise added to E(x) before G in training (0: none)
+    # aegan: the share of each batch whose codes keep only their first k coordinates (k uniform in
+    # [NESTED_MIN_LATENTS, latent_dim)), the rest set to the prior's mean 0, as files that code fewer coordinates
+    # decode (nested dropout, Rippel et al. 2014): the leading coordinates learn to carry the most (0: off).
+    nested_dropout: float = 0.0
     encoder_width: int | None = None  # aegan: None = width
     disc_lr: float | None = None  # aegan: None = 2e-4
     disc_steps: int = 1  # aegan: discriminator updates per generator update (SN-GAN uses 5)
@@ -159,6 +163,7 @@ class TrainOptions:
             "adv_warmup": self.adv_warmup >= 0, "disc_steps": self.disc_steps >= 1,
             "prior_weight": math.isfinite(self.prior_weight) and self.prior_weight >= 0,
             "latent_noise": math.isfinite(self.latent_noise) and self.latent_noise >= 0,
+            "nested_dropout": math.isfinite(self.nested_dropout) and 0 <= self.nested_dropout <= 1,
             "ema": math.isfinite(self.ema) and 0 <= self.ema < 1,
             "cooldown": self.cooldown is None or 0 <= self.cooldown <= (self.epochs or self.cooldown),
             "width": self.width >= 1 and self.disc_width >= 1 and (self.encoder_width or 1) >= 1,
@@ -397,7 +402,10 @@ class AeganObjective:
             # Noise on E(x) makes G reconstruct from a neighbourhood of each code, not the point alone: smoother
             # between training codes, where unseen images land, and less sensitive to quantization.
             jitter = torch.randn_like(code) * options.latent_noise if options.latent_noise > 0 else 0
-            generated = self.netG(torch.cat([code + jitter, noise.to(code.dtype)]))
+            noisy = code + jitter
+            if options.nested_dropout > 0:
+                noisy = noisy * nested_mask(n, options.latent_dim, options.nested_dropout, code.device)
+            generated = self.netG(torch.cat([noisy, noise.to(code.dtype)]))
             recon = (generated[:n].float() + 1) * 0.5
         loss_recon = self.recon(recon, (real + 1) * 0.5).mean()
         loss_prior = _moment_penalty(code.float())
@@ -456,6 +464,19 @@ def _copy_trained(checkpoint: str, generator: Generator, encoder: Encoder) -> No
             raise GanrevError(f"--init-from {checkpoint}: its {what} does not match this run's shape "
                               "(give the same --latent-dim, --width and encoder width)")
         mine.load_state_dict(given)
+
+
+NESTED_MIN_LATENTS = 16  # the fewest leading coordinates nested dropout keeps
+
+
+def nested_mask(n: int, latent_dim: int, share: float, device: torch.device) -> torch.Tensor:
+    """``[n, latent_dim]`` 0/1 masks: for a random ``share`` of the rows, ones on the first k coordinates only (k
+    uniform in [NESTED_MIN_LATENTS, latent_dim)); all ones elsewhere."""
+    low = min(NESTED_MIN_LATENTS, latent_dim)
+    keep = torch.randint(low, latent_dim + 1, (n, 1), device=device) if latent_dim > low else \
+        torch.full((n, 1), latent_dim, device=device)
+    keep = torch.where(torch.rand(n, 1, device=device) < share, keep, latent_dim)
+    return (torch.arange(latent_dim, device=device) < keep).float()
 
 
 def _moment_penalty(code: torch.Tensor) -> torch.Tensor:
