@@ -38,7 +38,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ganrev.codecs.gan import GanCodec
-from ganrev.container import FORMAT_VERSION
+from ganrev.bitstream.container import FORMAT_VERSION
 from ganrev.data import open_dataset
 from ganrev.evaluate import evaluate
 from ganrev.invert import SearchOptions, default_search

@@ -4,7 +4,7 @@ within its bytes.
     python experiments/low_rate.py [-g pretrained/emoji64] [--bpp 0.1] [--count 64] [--out DIR]
 
 Images: the generator's heldout/ (for emoji64, Google's renderings of test groups: never trained on, in any
-style). Per image the rate-controlled file (:func:`ganrev.ratecontrol.compress_to_target`, the CLI's defaults),
+style). Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
 its mode, bytes and SSIM of its decode, and the best classical file of at most as many bytes
 (:func:`ganrev.reference.best_file_within`). Writes OUT/low_rate.{json,md} [experiments/results/low_rate-NAME].
 """
@@ -25,7 +25,7 @@ from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_text, load_image  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.ratecontrol import DEFAULT_BITS, RateTarget, budget_bytes, compress_to_target  # noqa: E402
+from ganrev.bitstream.ratecontrol import DEFAULT_BITS, RateTarget, budget_bytes, compress_to_target  # noqa: E402
 from ganrev.reference import best_file_within  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
 

@@ -5,11 +5,11 @@
 Every file is made through the library, on shipped held-out images (``pretrained/*/heldout/``):
 
 - ``latent``: :meth:`GanCodec.compress` (what ``ganrev compress`` writes, at the generator's own bits);
-- ``latent+residual``, one file per residual coder rate control tries (:data:`ganrev.ratecontrol.RESIDUAL_CODERS`),
-  and ``fallback``, one per fallback coder (:data:`ganrev.ratecontrol.FALLBACK_CODERS`): the candidate files of
-  :func:`ganrev.ratecontrol.choose_file` (``ganrev compress --target-ssim/--target-bpp``), each at one fixed
+- ``latent+residual``, one file per residual coder rate control tries (:data:`ganrev.bitstream.ratecontrol.RESIDUAL_CODERS`),
+  and ``fallback``, one per fallback coder (:data:`ganrev.bitstream.ratecontrol.FALLBACK_CODERS`): the candidate files of
+  :func:`ganrev.bitstream.ratecontrol.choose_file` (``ganrev compress --target-ssim/--target-bpp``), each at one fixed
   quality, so that every layer codec appears whatever the engine would pick for these images;
-- ``latent+modulation``: :func:`ganrev.modulation.modulated_files` (rate control's modulation search);
+- ``latent+modulation``: :func:`ganrev.bitstream.modulation.modulated_files` (rate control's modulation search);
 - gray and 32x32: the same on ``pretrained/fashion-mnist32``; an explicit size (odd sides) and an explicit clip
   (``SearchOptions(clip=2.5)``, a library option) on a crop of a held-out emoji;
 - version 1: a copy of ``tests/fixtures/grv_v1/emoji64_6bit.grv`` (made by an earlier ganrev with
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, decode_modulation, film_fields, residual_image  # noqa: E402
-from ganrev.container import (  # noqa: E402
+from ganrev.bitstream.container import (  # noqa: E402
     FORMAT_VERSION,
     LAYER_CODECS,
     READABLE_VERSIONS,
@@ -54,12 +54,12 @@ from ganrev.container import (  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_bytes, atomic_write_text, from_uint8, load_image, to_uint8  # noqa: E402
-from ganrev.layers import BARE_CODECS, complete_file, encode_layer  # noqa: E402
+from ganrev.bitstream.layers import BARE_CODECS, complete_file, encode_layer  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.modulation import ModulationSearch, modulated_files  # noqa: E402
-from ganrev.quantize import Quantizer  # noqa: E402
-from ganrev.ratecontrol import FALLBACK_CODERS, RESIDUAL_CODERS  # noqa: E402
+from ganrev.bitstream.modulation import ModulationSearch, modulated_files  # noqa: E402
+from ganrev.bitstream.quantize import Quantizer  # noqa: E402
+from ganrev.bitstream.ratecontrol import FALLBACK_CODERS, RESIDUAL_CODERS  # noqa: E402
 
 DEFAULT_OUT = ROOT / "tests" / "fixtures" / "conformance"
 V1_SOURCE = ROOT / "tests" / "fixtures" / "grv_v1" / "emoji64_6bit.grv"
@@ -128,7 +128,7 @@ def header_fields(header: Header, data: bytes) -> dict:
 
 
 def describe(data: bytes, checkpoint) -> dict:
-    """Every field of a valid file as ganrev's reader (ganrev.container, ganrev.quantize) returns it."""
+    """Every field of a valid file as ganrev's reader (ganrev.bitstream.container, ganrev.bitstream.quantize) returns it."""
     header, payload = unpack_file(data)
     latent = header.latent
     entry: dict = {"bytes": len(data), "sha256": sha256(data), "version": header.version, "mode": header.mode,

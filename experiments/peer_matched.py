@@ -36,8 +36,8 @@ from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.modulation import modulated_files  # noqa: E402
-from ganrev.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
+from ganrev.bitstream.modulation import modulated_files  # noqa: E402
+from ganrev.bitstream.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
 from ship_peer import image_sets  # noqa: E402
 

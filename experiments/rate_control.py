@@ -45,8 +45,8 @@ from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.modulation import modulated_files  # noqa: E402
-from ganrev.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
+from ganrev.bitstream.modulation import modulated_files  # noqa: E402
+from ganrev.bitstream.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
 from ganrev.reference import (  # noqa: E402
     AVIF_FAMILY,
     ClassicalFiles,

@@ -30,7 +30,7 @@ from ganrev.errors import GanrevError
 
 if TYPE_CHECKING:
     from ganrev.codecs.gan import GanCodec
-    from ganrev.ratecontrol import RatedFile, RateTarget
+    from ganrev.bitstream.ratecontrol import RatedFile, RateTarget
 
 MIN_IMAGE_SIDE = 3
 """Smallest height and width compress accepts: SSIM, which it measures and reports, needs 3 pixels a side."""
@@ -200,7 +200,7 @@ def compress_targets(inputs: list[Path], out: Path | None, force: bool = False) 
     names the file for a single image. Refused: a wrong -o, outputs that collide, exist (without ``force``),
     are inputs, or cannot be written.
     """
-    from ganrev.container import EXTENSION
+    from ganrev.bitstream.container import EXTENSION
     from ganrev.io import IMAGE_SUFFIXES, list_images
 
     if out is not None and not out.is_dir() and is_input(out, inputs):
@@ -304,7 +304,7 @@ class CompressReport:
 
 
 def _rate_control_fields(result: RatedFile, goal: RateTarget) -> dict[str, Any]:
-    """The row fields of a rate-controlled file (a :class:`ganrev.ratecontrol.RatedFile`)."""
+    """The row fields of a rate-controlled file (a :class:`ganrev.bitstream.ratecontrol.RatedFile`)."""
     return {"mode": result.mode, "bits": result.bits, "latent_bytes": result.latent_bytes,
             "layers": [{"codec": codec, "bytes": size} for codec, size in result.layers],
             "header_bytes": result.header_bytes, "target": goal.describe(), "met": result.met,
@@ -325,7 +325,7 @@ def compress_files(codec: GanCodec, pairs: list[tuple[Path, Path]], *, goal: Rat
     from ganrev.codecs.base import bits_per_pixel
     from ganrev.io import atomic_write_bytes
     from ganrev.metrics import psnr, ssim
-    from ganrev.ratecontrol import compress_to_target
+    from ganrev.bitstream.ratecontrol import compress_to_target
 
     mine = list(enumerate(pairs))[rank::world]
     usable, unusable = [], []

@@ -5,7 +5,7 @@ out here (rather than torch.optim.Adam) so that rows which have stopped improvin
 each iteration runs the generator only on the still-active rows. The generator is frozen (eval mode, no
 parameter gradients). Latents are clamped to ``[-clip, clip]`` after every step: this keeps z in the
 region the generator saw in training (|z_i| <= 3 holds for 99.7% of N(0, 1) draws) and is exactly the
-range the quantizer in :mod:`ganrev.quantize` covers, so quantization never has to clip.
+range the quantizer in :mod:`ganrev.bitstream.quantize` covers, so quantization never has to clip.
 
 Restart r of every image starts from the same point (drawn from ``seed``), so an image's result does not
 depend on which other images share its batch: batched and one-at-a-time runs agree up to float rounding

@@ -33,7 +33,7 @@ from ganrev.codecs.classical import (
 )
 from ganrev.errors import GanrevError
 from ganrev.metrics import ssim
-from ganrev.ratecontrol import STOP_RATIO, RateTarget, budget_bytes
+from ganrev.bitstream.ratecontrol import STOP_RATIO, RateTarget, budget_bytes
 
 __all__ = [
     "AVIF_FAMILY",
@@ -121,7 +121,7 @@ def best_within(measured: ClassicalFiles, budget: int) -> ClassicalFile | None:
 
 def best_file_within(image: torch.Tensor, budget: int) -> ClassicalFile | None:
     """:func:`best_within` of ``image`` without measuring every setting: each family is swept from its lowest
-    quality up and left at the first file of more than :data:`~ganrev.ratecontrol.STOP_RATIO` times ``budget``
+    quality up and left at the first file of more than :data:`~ganrev.bitstream.ratecontrol.STOP_RATIO` times ``budget``
     bytes, the rule rate control's sweeps use (no higher quality has been seen to shrink a file by more than a
     sixth). For budgets near the smallest files, a few dozen encodes instead of about 500."""
     best: ClassicalFile | None = None

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import ganrev.codecs.gan
-import ganrev.container
+import ganrev.bitstream.container
 import ganrev.io
 import ganrev.pretrained
 from ganrev.cli import main
@@ -214,7 +214,7 @@ def test_compress_existing_output_needs_force(capsys, tmp_path, gen, monkeypatch
     assert target.read_bytes() == b"precious"
     code, _, err = run(capsys, "compress", image, "-g", gen, "--force", *TINY)
     assert code == 0, err
-    assert ganrev.container.unpack_file(target.read_bytes())[0].mode == "latent"
+    assert ganrev.bitstream.container.unpack_file(target.read_bytes())[0].mode == "latent"
 
 
 def test_compress_into_an_unwritable_directory_fails_before_the_search(capsys, tmp_path, gen, no_search):

@@ -1,4 +1,4 @@
-"""The GAN-reversal codec (ganrev.codecs.gan) and its files (ganrev.container): round trips, bad files refused."""
+"""The GAN-reversal codec (ganrev.codecs.gan) and its files (ganrev.bitstream.container): round trips, bad files refused."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from ganrev.codecs.base import bits_per_pixel
 from ganrev.codecs.classical import PNGCodec, WebPCodec
 from ganrev.codecs.gan import REFINE_ITERS, RESIDUAL_MID, GanCodec, add_residual, residual_image
-from ganrev.container import Header, LatentCoding, Layer, crc24, pack_file, unpack_file
+from ganrev.bitstream.container import Header, LatentCoding, Layer, crc24, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import SearchOptions, default_search
 from ganrev.io import from_uint8, list_images, load_image, to_uint8
 from ganrev.metrics import ssim
 from ganrev.models import load_generator, save_generator
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
-from ganrev.quantize import Quantizer, latent_entropy_bits
+from ganrev.bitstream.quantize import Quantizer, latent_entropy_bits
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 # Written by ganrev 0.x (format version 1) from heldout/1f0cf.png with the generator shipped as emoji64 then (now

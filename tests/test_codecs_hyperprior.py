@@ -13,7 +13,7 @@ pytest.importorskip("compressai")
 
 from ganrev.codecs.base import ImageCodec  # noqa: E402
 from ganrev.codecs.hyperprior import HyperpriorCodec  # noqa: E402
-from ganrev.container import crc24  # noqa: E402
+from ganrev.bitstream.container import crc24  # noqa: E402
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.io import load_image  # noqa: E402
 from ganrev.nets.checkpoint import save_baseline  # noqa: E402

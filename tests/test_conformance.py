@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, encode_modulation, film_fields
-from ganrev.container import (
+from ganrev.bitstream.container import (
     FORMAT_VERSION,
     LAYER_CODECS,
     READABLE_VERSIONS,
@@ -32,10 +32,10 @@ from ganrev.container import (
 )
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, load_image, to_uint8
-from ganrev.layers import complete_file
+from ganrev.bitstream.layers import complete_file
 from ganrev.metrics import ssim
 from ganrev.models import load_generator
-from ganrev.quantize import Quantizer
+from ganrev.bitstream.quantize import Quantizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

@@ -87,7 +87,7 @@ def compress(
     )
     from ganrev.codecs.gan import GanCodec
     from ganrev.invert import chunk_rows, default_search
-    from ganrev.ratecontrol import rate_target
+    from ganrev.bitstream.ratecontrol import rate_target
 
     goal = rate_target(target_ssim, target_bpp, modulation_iters=modulation_iters, bits=bits)
     require(bits is None or 2 <= bits <= 16, "--bits", bits, "between 2 and 16")
@@ -186,7 +186,7 @@ def info(
     in format version 2 (the generator the fingerprint names fixes them). header_bytes counts everything that
     is not the latent payload or a layer's bytes: header, layer lengths and integrity check.
     """
-    from ganrev.fileinfo import describe_file, format_description
+    from ganrev.bitstream.fileinfo import describe_file, format_description
 
     rows = []
     for path in files:

@@ -5,7 +5,7 @@ points over ``[-clip, clip]``, refine the quantized latent with the quantizer in
 (straight-through gradients), then range-code the grid indices with a discretised Gaussian model
 N(0, sigma) - the generator's prior, with sigma chosen per file to minimise its size.
 
-The quantizer and its entropy coding are :mod:`ganrev.quantize`'s; the file format is :mod:`ganrev.container`'s.
+The quantizer and its entropy coding are :mod:`ganrev.bitstream.quantize`'s; the file format is :mod:`ganrev.bitstream.container`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganrev.container import (
+from ganrev.bitstream.container import (
     FILM_CODEC,
     FINGERPRINT_BYTES,
     SIGMA_UNITS,
@@ -33,7 +33,7 @@ from ganrev.io import convert_channels, from_uint8, resize, to_uint8
 from ganrev.metrics import ssim
 from ganrev.models import GeneratorCheckpoint
 from ganrev.nets.dcgan import Modulation
-from ganrev.quantize import Quantizer, refine_quantized
+from ganrev.bitstream.quantize import Quantizer, refine_quantized
 
 # Quantizer-in-the-loop refinement steps by search start. After the encoder start's converged search the
 # 50 steps gain +0.0002 SSIM at 6 bits for +50 % encoding time (validation sweep of
@@ -223,11 +223,11 @@ def decode_layer(layer: Layer, header: Header) -> torch.Tensor:
 
     The channel count comes from the header, not the layer: a WebP file, for one, cannot say "gray", and a
     residual of an RGB image may well decode as gray (all channels alike near mid-gray). A bare layer is
-    first rebuilt into its complete file (:func:`ganrev.layers.complete_file`).
+    first rebuilt into its complete file (:func:`ganrev.bitstream.layers.complete_file`).
     """
-    # imported here: ganrev.codecs (which ganrev.layers uses) imports this module
+    # imported here: ganrev.codecs (which ganrev.bitstream.layers uses) imports this module
     from ganrev.codecs.specs import codec_from_spec
-    from ganrev.layers import complete_file
+    from ganrev.bitstream.layers import complete_file
 
     spec, data = complete_file(layer.codec, layer.data, header.width, header.height, header.gray)
     image = codec_from_spec(spec).decode(data)

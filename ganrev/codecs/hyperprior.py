@@ -10,7 +10,7 @@ The file holds everything a decoder needs besides the model, and every byte coun
     varint        length of the first rANS string (y), for the hyperprior models; the hyper-latent z's
                   string is what follows, up to the check
     ...           CompressAI's rANS strings, as ``model.compress`` returns them
-    3 bytes       CRC-24 (:func:`ganrev.container.crc24`) of everything before it
+    3 bytes       CRC-24 (:func:`ganrev.bitstream.container.crc24`) of everything before it
 
 An image is padded (edge pixels repeated) to a multiple of the model's alignment (16 or 64 pixels) and the
 decode cropped back, so any size codes. A gray image goes through the RGB model as three equal channels and
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ganrev.container import crc24, read_varint, varint
+from ganrev.bitstream.container import crc24, read_varint, varint
 from ganrev.errors import GanrevError
 from ganrev.nets.checkpoint import load_baseline, read_baseline_config
 from ganrev.nets.hyperprior import ARCHITECTURE, MODELS, HyperpriorConfig, build_model

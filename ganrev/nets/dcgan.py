@@ -1,7 +1,7 @@
 """The DCGAN networks, after pytorch/examples' dcgan: generator, discriminator, and the encoder trained with G.
 
 The generator also takes an optional :class:`Modulation` (a per-image scale and shift of one batch-norm
-layer's channels), the second layer of a ``latent+modulation`` file (:mod:`ganrev.modulation`).
+layer's channels), the second layer of a ``latent+modulation`` file (:mod:`ganrev.bitstream.modulation`).
 Checkpoints of these networks are :mod:`ganrev.models`'.
 """
 

@@ -16,15 +16,15 @@ import ganrev.codecs.gan
 from ganrev.cli import main
 from ganrev.codecs.classical import AVIFCodec
 from ganrev.codecs.gan import GanCodec, residual_image
-from ganrev.container import unpack_file
+from ganrev.bitstream.container import unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import default_search
 from ganrev.io import load_image
-from ganrev.layers import CODER_LEVELS, LAYER_CODERS, encode_layer
+from ganrev.bitstream.layers import CODER_LEVELS, LAYER_CODERS, encode_layer
 from ganrev.metrics import ssim
 from ganrev.models import load_generator
-from ganrev.modulation import ModulationSearch
-from ganrev.ratecontrol import (
+from ganrev.bitstream.modulation import ModulationSearch
+from ganrev.bitstream.ratecontrol import (
     STOP_RATIO,
     RateTarget,
     budget_bytes,
@@ -177,7 +177,7 @@ def test_no_file_is_larger_or_worse_than_the_best_classical_file(codec, classica
 
 
 def test_no_higher_quality_shrinks_a_layer_enough_to_pass_a_stopped_sweep(codec, emoji_files):
-    """The premise that lets a sweep stop before the highest quality (ganrev.ratecontrol.STOP_RATIO)."""
+    """The premise that lets a sweep stop before the highest quality (ganrev.bitstream.ratecontrol.STOP_RATIO)."""
     image, files = emoji_files
     for source in (image, shrunk_photo_crop(186, 181), residual_image(image, codec.decode(files[BITS[0]]))):
         for coder in LAYER_CODERS:

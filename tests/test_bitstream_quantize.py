@@ -1,4 +1,4 @@
-"""Tests for ganrev.quantize: the latent grid, its range coding, and the quantizer-in-the-loop refinement."""
+"""Tests for ganrev.bitstream.quantize: the latent grid, its range coding, and the quantizer-in-the-loop refinement."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganrev.errors import GanrevError
-from ganrev.quantize import Quantizer, RowBlocks, latent_entropy_bits, refine_quantized
+from ganrev.bitstream.quantize import Quantizer, RowBlocks, latent_entropy_bits, refine_quantized
 
 
 def test_quantizer_grid_round_trip():

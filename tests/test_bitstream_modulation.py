@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, decode_modulation, encode_modulation
-from ganrev.container import Layer, unpack_file
+from ganrev.bitstream.container import Layer, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import default_search, per_image_loss
 from ganrev.io import load_image
 from ganrev.metrics import ssim
 from ganrev.models import load_generator
-from ganrev.modulation import ModulationSearch, fit_modulation, modulated_files, refine_modulated, resolve_layer
+from ganrev.bitstream.modulation import ModulationSearch, fit_modulation, modulated_files, refine_modulated, resolve_layer
 from ganrev.nets.dcgan import Generator, GeneratorConfig, Modulation
-from ganrev.quantize import Quantizer
+from ganrev.bitstream.quantize import Quantizer
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64"
 EMOJI = SHIPPED / "heldout" / "1f0cf.png"

@@ -18,7 +18,7 @@ import constriction
 import numpy as np
 import torch
 
-from ganrev.container import CLIP_UNITS, SIGMA_UNITS
+from ganrev.bitstream.container import CLIP_UNITS, SIGMA_UNITS
 from ganrev.errors import GanrevError
 from ganrev.invert import Adam
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ganrev.codecs.base import bits_per_pixel
 from ganrev.codecs.gan import film_fields
-from ganrev.container import FILM_CODEC, Layer, unpack_file
+from ganrev.bitstream.container import FILM_CODEC, Layer, unpack_file
 
 
 def describe_file(data: bytes) -> dict[str, Any]:

@@ -7,7 +7,7 @@ weighs four kinds of file, all measured, never estimated:
 - ``latent``: the latent alone, at each ``bits``;
 - ``latent+residual``: a latent plus a residual layer ``x - G(z)`` (:func:`ganrev.codecs.gan.residual_image`),
   coded by each residual coder (:data:`RESIDUAL_CODERS`) at its qualities;
-- ``latent+modulation``: a latent plus a modulation of one of G's batch-norm layers (:mod:`ganrev.modulation`),
+- ``latent+modulation``: a latent plus a modulation of one of G's batch-norm layers (:mod:`ganrev.bitstream.modulation`),
   at each pair of latent and modulation precisions, for each layer tried (:attr:`RateTarget.modulation`);
 - ``fallback``: a classical layer alone (:data:`FALLBACK_CODERS`: lossy WebP at full size and shrunk 2x and
   4x, lossless WebP (posterized), JPEG 4:4:4, AVIF 4:4:4), for images the generator does not help.
@@ -46,12 +46,12 @@ import torch
 
 from ganrev.codecs.base import bits_per_pixel
 from ganrev.codecs.gan import GanCodec, add_residual, decode_layer, residual_image
-from ganrev.container import Header, Layer, pack_file, unpack_file
+from ganrev.bitstream.container import Header, Layer, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.invert import InversionResult
-from ganrev.layers import CODER_LEVELS, encode_layer
+from ganrev.bitstream.layers import CODER_LEVELS, encode_layer
 from ganrev.metrics import ssim
-from ganrev.modulation import ModulationSearch, modulated_files
+from ganrev.bitstream.modulation import ModulationSearch, modulated_files
 
 DEFAULT_BITS = (2, 3, 4, 5, 6)
 """Latent precisions tried. Above 6 bits only bytes grow (emoji64-google on validation emoji, bits: mean bytes,

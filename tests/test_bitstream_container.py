@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ganrev.container import (
+from ganrev.bitstream.container import (
     FILM_CODEC,
     FINGERPRINT_BYTES,
     LAYER_CODECS,

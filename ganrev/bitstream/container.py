@@ -14,7 +14,7 @@ File layout, format version 2 (what ganrev writes; every field and rule in docs/
     2     generator fingerprint: first 2 bytes of SHA-256 of the weights
           -- each layer (one in every mode but latent):
     1     layer codec id: index into LAYER_CODECS (complete PNG/JPEG/WebP/AVIF files, or bare WebP/AV1
-          bitstreams whose container the decoder rebuilds from this header: ganrev.layers; in mode
+          bitstreams whose container the decoder rebuilds from this header: ganrev.bitstream.layers; in mode
           latent+modulation, and only there, "film")
     var   layer length in bytes (varint)
           --
@@ -23,7 +23,7 @@ File layout, format version 2 (what ganrev writes; every field and rule in docs/
     var   the layers' bytes, in order
     3     CRC-24 (OpenPGP) of every byte before it, little-endian
 
-A ``film`` layer (ganrev.modulation) holds a scale and a shift for each channel of one of G's batch-norm
+A ``film`` layer (ganrev.bitstream.modulation) holds a scale and a shift for each channel of one of G's batch-norm
 outputs::
 
     1     bits 0-3: bits per value - 1; bits 4-7: the batch-norm layer (0 = the 4x4 seed's)
@@ -57,8 +57,8 @@ CLIP_UNITS = 16  # and an explicit clip in 1/16 units
 DEFAULT_CLIP = 3.0
 
 MODES = ("latent", "latent+residual", "fallback", "latent+modulation")  # index = the mode's code in the file
-# index = the codec id in the file; the first four are complete files, the rest bare bitstreams (ganrev.layers)
-# ("film": a modulation of the generator, the layer of mode latent+modulation, see ganrev.modulation)
+# index = the codec id in the file; the first four are complete files, the rest bare bitstreams (ganrev.bitstream.layers)
+# ("film": a modulation of the generator, the layer of mode latent+modulation, see ganrev.bitstream.modulation)
 LAYER_CODECS = ("png", "jpeg", "webp", "avif", "vp8", "vp8l", "vp8-down2", "vp8-down4", "av1", "film")
 FILM_CODEC = "film"
 
@@ -128,7 +128,7 @@ class Header:
 
     The mode follows from what is there: a latent alone (``"latent"``), a latent and one residual layer
     (``"latent+residual"``, decoded as G(z) plus the residual, see :func:`add_residual`), a latent and a
-    ``film`` layer (``"latent+modulation"``, decoded as G(z) with that modulation, see :mod:`ganrev.modulation`),
+    ``film`` layer (``"latent+modulation"``, decoded as G(z) with that modulation, see :mod:`ganrev.bitstream.modulation`),
     or one classical layer and no latent (``"fallback"``).
     """
 

@@ -1,4 +1,4 @@
-"""ganrev.fileinfo: a .grv file's fields, read without a generator."""
+"""ganrev.bitstream.fileinfo: a .grv file's fields, read without a generator."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from ganrev.codecs.gan import MODULATION_CLIP, encode_modulation
-from ganrev.container import Header, LatentCoding, Layer, pack_file
+from ganrev.bitstream.container import Header, LatentCoding, Layer, pack_file
 from ganrev.errors import GanrevError
-from ganrev.fileinfo import describe_file, format_description
-from ganrev.quantize import Quantizer
+from ganrev.bitstream.fileinfo import describe_file, format_description
+from ganrev.bitstream.quantize import Quantizer
 
 LATENT = LatentCoding(fingerprint=b"\x12\x34", bits=6, clip=3.0, sigma=1.0)
 

@@ -6,18 +6,18 @@ channel of one of G's batch-norm outputs (:class:`ganrev.nets.dcgan.Modulation`,
 towards the image (128 for the third layer of ``emoji64``), decoded by the same single forward pass of G.
 It is a residual in G's feature space rather than in pixels, which is why it is cheap: on validation emoji,
 35 bytes of modulation of the third layer lift a 5-bit latent from SSIM 0.788 to 0.83, where residual
-layers in the 20-50 bytes a 0.25 bpp budget leaves raised the held-out mean by 0.007 (ganrev.ratecontrol).
+layers in the 20-50 bytes a 0.25 bpp budget leaves raised the held-out mean by 0.007 (ganrev.bitstream.ratecontrol).
 
 Encoding: from the latent search's z and zero modulation, Adam on (z, modulation) together
 (:func:`fit_modulation`), then quantizer-in-the-loop refinement of both (straight-through,
-:func:`ganrev.quantize.refine_quantized`, as for the latent alone; plain rounding of the modulation loses
+:func:`ganrev.bitstream.quantize.refine_quantized`, as for the latent alone; plain rounding of the modulation loses
 most of its gain: 0.797 instead of 0.828 after 20 steps) at every pair of precisions. Pairs share a batch
 of up to ``CHUNK_IMAGES`` rows, each pair's rows on its own grids, so a few images do not run the generator
 a row at a time (one image: a layer's eight pairs together; ``compress --target-bpp`` on one CPU thread
 10 s instead of 16 s, the same files). The modulation is quantized like the latent: a uniform grid over
 ``[-MODULATION_CLIP, MODULATION_CLIP]``, range-coded under N(0, sigma) with sigma chosen per file.
 
-The layer's bytes (layer codec ``film``) are described in :mod:`ganrev.container` and written by
+The layer's bytes (layer codec ``film``) are described in :mod:`ganrev.bitstream.container` and written by
 :func:`ganrev.codecs.gan.encode_modulation`.
 """
 
@@ -33,7 +33,7 @@ from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, encode_modulation
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
 from ganrev.nets.dcgan import Generator, Modulation
-from ganrev.quantize import Quantizer, RowBlocks, refine_quantized
+from ganrev.bitstream.quantize import Quantizer, RowBlocks, refine_quantized
 
 CHUNK_IMAGES = 64  # rows fitted or refined together (the latent search's CPU chunk): bounds the autograd memory
 

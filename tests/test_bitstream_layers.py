@@ -8,10 +8,10 @@ import torch
 from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPLosslessCodec, posterize
 from ganrev.codecs.gan import decode_layer
 from ganrev.codecs.specs import codec_from_spec
-from ganrev.container import FILM_CODEC, LAYER_CODECS, Header, Layer, pack_file, unpack_file
+from ganrev.bitstream.container import FILM_CODEC, LAYER_CODECS, Header, Layer, pack_file, unpack_file
 from ganrev.errors import GanrevError
 from ganrev.io import from_uint8, to_uint8
-from ganrev.layers import BARE_CODECS, CODER_LEVELS, COMPLETE_FILE_CODECS, LAYER_CODERS, complete_file, encode_layer
+from ganrev.bitstream.layers import BARE_CODECS, CODER_LEVELS, COMPLETE_FILE_CODECS, LAYER_CODERS, complete_file, encode_layer
 
 
 def image(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -24,7 +24,7 @@ def image(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor
 
 
 def test_the_container_knows_every_layer_codec():
-    # every image layer, and the modulation layer (ganrev.modulation), which is no image
+    # every image layer, and the modulation layer (ganrev.bitstream.modulation), which is no image
     assert set(LAYER_CODECS) == set(COMPLETE_FILE_CODECS) | set(BARE_CODECS) | {FILM_CODEC}
 
 
@@ -47,7 +47,7 @@ def test_every_coder_round_trips_through_a_grv_file_and_quality_helps(coder, sha
 def test_a_bare_av1_layer_rebuilds_the_exact_avif_file(gray):
     picture = image(1 if gray else 3, 64, 64)
     codec_id, data = encode_layer("av1", picture, 40)
-    assert codec_id == "av1"  # this Pillow/libavif writes the layout ganrev.layers rebuilds
+    assert codec_id == "av1"  # this Pillow/libavif writes the layout ganrev.bitstream.layers rebuilds
     spec, rebuilt = complete_file(codec_id, data, 64, 64, gray)
     assert rebuilt == AVIFCodec(40, subsampling="4:4:4").encode(picture)  # the file libavif wrote, byte for byte
     assert spec == "avif" and len(data) < len(rebuilt) - 250
