@@ -176,8 +176,8 @@ def fit_baseline_command(
 ) -> None:
     """Train a learned baseline; writes OUT/<net>.safetensors + config.json, OUT/best/ and a sample picture every
     epoch. arcnn and comcnn learn on real JPEG outputs; compressai trains one of CompressAI's codecs end to end."""
-    from ganrev.training.baselines import STATE_FILE, options_for, train_baseline
-    from ganrev.training.common import use_threads
+    from ganrev.training.baselines import options_for, train_baseline
+    from ganrev.training.common import STATE_FILE, use_threads
 
     device_for(device)
     use_threads(threads)

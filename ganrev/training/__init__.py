@@ -4,5 +4,6 @@
   encoder under the ``aegan`` or ``gan`` objective;
 - :mod:`ganrev.training.baselines`: ``fit_baseline`` (``ganrev fit-baseline``), the seeds' AR-CNN and
   ComCNN/RecCNN on real JPEG outputs;
-- :mod:`ganrev.training.common`: what both share: the device, sample grids, state files.
+- :mod:`ganrev.training.common`: what the trainers share: the device, sample grids, state files and the epoch
+  loop's bookkeeping (resume, per-epoch records and log lines, the best epoch).
 """

@@ -18,7 +18,6 @@ kill loses at most that epoch and ``--resume`` goes on from the last one.
 
 from __future__ import annotations
 
-import io as _io
 import math
 import os
 import time
@@ -35,24 +34,30 @@ from ganrev.data import (
     canonical_source,
     carve_validation,
     open_dataset,
-    saved_source,
     split_rule,
 )
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
-from ganrev.io import atomic_write_bytes, save_image
+from ganrev.io import save_image
 from ganrev.metrics import ssim
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import save_baseline
 from ganrev.progress import progress_bar
 from ganrev.training.common import (
-    BEST_DIR,
-    STATE_FILE,
     TimeBudget,
     choose_device,
+    epoch_batches,
+    epoch_line,
+    epoch_record,
+    epoch_seed,
     image_grid,
     read_train_state,
+    resumed_options,
+    save_latest_and_best,
+    saved_progress,
+    stack_images,
     training_device_name,
+    write_train_state,
 )
 from ganrev.training.hyperprior import HyperpriorTrainOptions, fit_hyperprior
 
@@ -190,10 +195,6 @@ class _Nets:
         return torch.cat(plain), torch.cat(restored)
 
 
-def _stack(dataset: Any) -> torch.Tensor:
-    return torch.stack([dataset[i] for i in range(len(dataset))])
-
-
 def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str], *, resume: bool = False,
                  device: str = "auto", progress: bool = True, max_minutes: float | None = None) -> dict[str, Any]:
     """Train (or resume) ``options.model``; returns ``{"epochs", "out_of_time", "history", "out"}``.
@@ -210,15 +211,14 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
         state = read_train_state(out)
         if state["options"].get("model") != options.model:
             raise GanrevError(f"--resume: {out} holds a {state['options'].get('model')!r} run, not {options.model!r}")
-        saved = state["options"] | {"data": saved_source(state["options"].get("data", "emoji"))}
-        options = BaselineTrainOptions(**(saved | {"epochs": options.epochs}))
+        options = resumed_options(options, state["options"], changes=("epochs",))
 
     torch.manual_seed(options.seed)
     options = replace(options, data=canonical_source(options.data))
     dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=options.channels)
     fit, validation = carve_validation(dataset, options.data) if options.validation else (dataset, None)
-    images = _stack(fit)
-    val_images = _stack(validation) if validation is not None else None
+    images = stack_images(fit)
+    val_images = stack_images(validation) if validation is not None else None
     # ARCNN's inputs are fixed: each training image's JPEG decode at each quality, made once (kept as uint8).
     coded_images = {q: (jpeg_round_trip(images, q) * 255).round().to(torch.uint8) for q in options.qualities} \
         if options.model == "arcnn" else {}
@@ -226,27 +226,21 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
     val_quality = options.qualities[len(options.qualities) // 2]
 
     nets = _Nets(options, dev)
-    history: list[dict[str, float]] = []
-    start_epoch, wall_before = 0, 0.0
+    history, start_epoch, wall_before = saved_progress(state)
     if state is not None:
         nets.load_state_dict(state)
-        history, start_epoch, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
     rng = torch.Generator()
     started = time.perf_counter()
     budget.start()
     out_of_time = False
     for epoch in range(start_epoch, options.epochs):
         # The epoch's order, flips and qualities depend on (seed, epoch) alone: a resumed run matches a straight one.
-        rng.manual_seed(options.seed * 100_003 + epoch)
-        order = torch.randperm(len(images), generator=rng)
-        steps = len(images) // batch_size
-        if options.max_steps_per_epoch:
-            steps = min(steps, options.max_steps_per_epoch)
+        rng.manual_seed(epoch_seed(options.seed, epoch))
+        batches = epoch_batches(len(images), batch_size, options.max_steps_per_epoch, rng)
         sums: dict[str, float] = {}
         nets.train(True)
-        bar = progress_bar(range(steps), f"epoch {epoch + 1}/{options.epochs}", progress)
-        for step in bar:
-            index = order[step * batch_size:(step + 1) * batch_size]
+        bar = progress_bar(batches, f"epoch {epoch + 1}/{options.epochs}", progress)
+        for index in bar:
             real = images[index]
             quality = options.qualities[int(torch.randint(len(options.qualities), (1,), generator=rng))]
             coded = coded_images[quality][index].float() / 255 if coded_images else None
@@ -259,9 +253,7 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
             for key, value in figures.items():
                 sums[key] = sums.get(key, 0.0) + value
             bar.set_postfix({key: f"{value:.4f}" for key, value in figures.items()})
-        if not math.isfinite(sum(sums.values())):
-            raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
-        record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        record = epoch_record(epoch + 1, sums, len(batches))
         samples = None
         if val_images is not None:
             plain, restored = nets.restore(val_images, val_quality)
@@ -273,8 +265,7 @@ def fit_baseline(options: BaselineTrainOptions, out_dir: str | os.PathLike[str],
         _save_epoch(out, nets, options, history, wall, dev, val_images, val_quality, samples,
                     train_images=len(dataset), fit_images=len(images))
         if progress:
-            tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
-                       + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
+            tqdm.write(epoch_line(record, options.epochs, f"{wall:.0f} s"))
         if epoch + 1 < options.epochs and budget.spent(dev):
             out_of_time = True
             break
@@ -300,15 +291,12 @@ def _save_epoch(out: Path, nets: _Nets, options: BaselineTrainOptions, history: 
                      "validation_quality": val_quality, "last_epoch": history[-1]},
     }
     net_config = asdict(nets.config)
-    save_baseline(out, nets.architecture, net_config, nets.nets, metadata)
-    scores = [record["val_ssim"] for record in history if "val_ssim" in record]
-    if scores and history[-1]["val_ssim"] == max(scores):
-        best = metadata | {"training": metadata["training"] | {"best_epoch": epoch}}
-        save_baseline(out / BEST_DIR, nets.architecture, net_config, nets.nets, best)
-    buffer = _io.BytesIO()
-    torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
-                **nets.state_dict()}, buffer)
-    atomic_write_bytes(out / STATE_FILE, buffer.getvalue())
+
+    def save(directory: Path, meta: dict[str, Any]) -> None:
+        save_baseline(directory, nets.architecture, net_config, nets.nets, meta)
+
+    save_latest_and_best(out, metadata, history, save, figure="val_ssim")
+    write_train_state(out, options, epoch, history, wall_s, **nets.state_dict())
 
 
 def options_for(model: str, *, quality: str | None = None, lr: float | None = None, lmbda: float | None = None,

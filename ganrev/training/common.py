@@ -1,19 +1,25 @@
-"""What every training run here shares: the device, sample grids, and checkpoint directories' state files."""
+"""What every training run here shares: the device, sample grids, checkpoint directories' state files, and the
+bookkeeping of the epoch loop (resume, per-epoch records and log lines, the best epoch, the time budget)."""
 
 from __future__ import annotations
 
 import contextlib
+import io as _io
 import math
 import os
 import platform
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from ganrev.data import saved_source
 from ganrev.errors import GanrevError
+from ganrev.io import atomic_write_bytes
 
 STATE_FILE = "train_state.pt"  # everything --resume needs: weights, optimisers, epoch, history
 BEST_DIR = "best"  # the checkpoint of the epoch with the best validation figure
@@ -162,3 +168,92 @@ class TimeBudget:
     def spent(self, device: torch.device, world: int = 1) -> bool:
         """Whether the budget is used up (rank 0's clock under DDP)."""
         return self.minutes is not None and self.elapsed(device, world) >= self.minutes * 60
+
+
+# The epoch loop's bookkeeping: every trainer resumes, records, logs and keeps its best epoch the same way.
+
+OptionsT = TypeVar("OptionsT")
+
+
+def resumed_options(options: OptionsT, saved: dict[str, Any], changes: Iterable[str]) -> OptionsT:
+    """The options a resumed run trains with: the saved run's (``saved``, its data source read with
+    :func:`~ganrev.data.saved_source`), except the fields named in ``changes``, taken from ``options`` where given
+    (not None). Built anew, so the options class checks the mix as it checks any."""
+    saved = saved | {"data": saved_source(saved.get("data", "emoji"))}
+    given = {name: getattr(options, name) for name in changes if getattr(options, name) is not None}
+    return type(options)(**(saved | given))
+
+
+def saved_progress(state: dict[str, Any] | None) -> tuple[list[dict[str, float]], int, float]:
+    """(history, epochs done, wall-clock seconds) of a saved state, or a new run's ``([], 0, 0.0)``: a resumed run
+    counts its epochs, history and ``wall_s`` on from where the saved one stopped."""
+    if state is None:
+        return [], 0, 0.0
+    return list(state["history"]), int(state["epoch"]), float(state["wall_s"])
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s (0-based) random order: it depends on (seed, epoch) alone, so a resumed run
+    sees what an uninterrupted one would."""
+    return seed * 100_003 + epoch
+
+
+def epoch_batches(count: int, batch_size: int, max_steps: int | None, rng: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's batches of indices into ``count`` images: a permutation drawn from ``rng``, cut into whole
+    batches, at most ``max_steps`` of them (``--max-steps-per-epoch``)."""
+    order = torch.randperm(count, generator=rng)
+    steps = count // batch_size
+    if max_steps:
+        steps = min(steps, max_steps)
+    return [order[step * batch_size:(step + 1) * batch_size] for step in range(steps)]
+
+
+def stack_images(images: Any) -> torch.Tensor:
+    """Every item of an image dataset in one ``[N, C, H, W]`` tensor: small sets train from memory."""
+    return torch.stack([images[i] for i in range(len(images))])
+
+
+def epoch_record(epoch: int, sums: dict[str, float], steps: int,
+                 watched: Iterable[str] | None = None) -> dict[str, float]:
+    """The history's record of epoch ``epoch`` (1-based): each figure's mean over its ``steps``. A non-finite sum of
+    the ``watched`` figures (None: all) stops the run with a one-line GanrevError: the weights are lost, and
+    saving them would overwrite the last good epoch."""
+    watched_sum = sum(sums.values()) if watched is None else sum(sums[key] for key in watched)
+    if not math.isfinite(watched_sum):
+        raise GanrevError(f"training diverged in epoch {epoch} (non-finite loss); try a lower --lr")
+    return {"epoch": epoch, **{key: value / max(steps, 1) for key, value in sums.items()}}
+
+
+def epoch_line(record: dict[str, float], epochs: int, details: str) -> str:
+    """The log line of an epoch: ``epoch N/E: figure value ... [details]``."""
+    figures = " ".join(f"{key} {value:.4f}" for key, value in record.items() if key != "epoch")
+    return f"epoch {record['epoch']}/{epochs}: {figures} [{details}]"
+
+
+def is_best_epoch(history: list[dict[str, float]], figure: str, lower_is_better: bool = False) -> bool:
+    """Whether the last epoch of ``history`` has the best validation ``figure`` so far (ties: the later epoch)."""
+    scores = [record[figure] for record in history if figure in record]
+    best = min if lower_is_better else max
+    return bool(scores) and history[-1].get(figure) == best(scores)
+
+
+def save_latest_and_best(out: Path, metadata: dict[str, Any], history: list[dict[str, float]],
+                         save: Callable[[Path, dict[str, Any]], None], *, figure: str,
+                         lower_is_better: bool = False) -> None:
+    """Save the epoch's checkpoint with ``save(directory, metadata)`` in ``out``, and also in ``out/best/`` (its
+    ``training.best_epoch`` recorded) when its validation ``figure`` is the best so far: ``best/`` is the one
+    to ship, the latest the one to go on from."""
+    save(out, metadata)
+    if is_best_epoch(history, figure, lower_is_better):
+        epoch = int(history[-1]["epoch"])
+        save(out / BEST_DIR, metadata | {"training": metadata["training"] | {"best_epoch": epoch}})
+
+
+def write_train_state(out: Path, options: Any, epoch: int, history: list[dict[str, float]], wall_s: float,
+                      **parts: Any) -> None:
+    """Write ``out/train_state.pt``: the options, ``epoch`` (epochs done), history and wall-clock seconds that every
+    trainer's ``--resume`` reads back, then the trainer's own ``parts`` (weights, optimisers, ...). Serialised in
+    memory first and written atomically, so a kill mid-write leaves the last epoch's state, never half a file."""
+    buffer = _io.BytesIO()
+    torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s, **parts}, buffer)
+    atomic_write_bytes(out / STATE_FILE, buffer.getvalue())

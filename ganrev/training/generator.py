@@ -28,7 +28,6 @@ Started under ``torchrun`` with several processes, training is data-parallel (DD
 from __future__ import annotations
 
 import copy
-import io as _io
 import math
 import os
 import time
@@ -52,7 +51,6 @@ from ganrev.data import (
     carve_validation,
     export_heldout,
     open_dataset,
-    saved_source,
     split_rule,
 )
 from ganrev.density import fit_checkpoint_density
@@ -60,7 +58,7 @@ from ganrev.errors import GanrevError
 from ganrev.evaluate.card import describe_generator, fit_command
 from ganrev.evaluate.runs import HELDOUT_DIR
 from ganrev.invert import LOSSES, per_image_loss
-from ganrev.io import atomic_write_bytes, save_image
+from ganrev.io import save_image
 from ganrev.metrics import ssim
 from ganrev.models import CONFIG_FILE, attach_density, load_generator, save_generator
 from ganrev.nets.dcgan import Discriminator, Encoder, Generator, GeneratorConfig, init_weights
@@ -68,14 +66,21 @@ from ganrev.pretrained import DEFAULT_GENERATOR, load_named_generator, read_conf
 from ganrev.progress import progress_bar
 from ganrev.training.common import (
     BEST_DIR,
-    STATE_FILE,
     TimeBudget,
     autocast_for,
     choose_device,
+    epoch_line,
+    epoch_record,
+    epoch_seed,
     image_grid,
     read_train_state,
     resolve_precision,
+    resumed_options,
+    save_latest_and_best,
+    saved_progress,
+    stack_images,
     training_device_name,
+    write_train_state,
 )
 
 OBJECTIVES = ("aegan", "gan")
@@ -575,10 +580,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
         state = read_train_state(out)
         # A resumed run keeps its architecture, data and seed; only RESUME_CHANGES (the schedule) may change.
         # Runs saved before the aegan objective existed were gan runs with a fixed learning rate.
-        saved = {"objective": "gan"} | state["options"]
-        saved["data"] = saved_source(saved.get("data", "emoji"))
-        options = TrainOptions(**(saved | {name: getattr(options, name) for name in resume_changes
-                                           if getattr(options, name) is not None}))
+        options = resumed_options(options, {"objective": "gan"} | state["options"], resume_changes)
 
     torch.manual_seed(options.seed + rank)
     options = replace(options, data=canonical_source(options.data))
@@ -600,7 +602,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     shuffle_rng = torch.Generator()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                         drop_last=True, num_workers=workers, pin_memory=dev.type == "cuda", generator=shuffle_rng)
-    val_images = torch.stack([validation[i] for i in range(len(validation))]) if validation is not None else None
+    val_images = stack_images(validation) if validation is not None else None
     if options.epochs is None:
         steps_per_epoch = min(len(loader), options.max_steps_per_epoch or len(loader))
         options = replace(options, epochs=default_epochs(steps_per_epoch))
@@ -610,8 +612,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
 
     objective = AeganObjective(options, dev) if options.objective == "aegan" else GanObjective(options, dev)
     fixed_noise = torch.randn(64, options.latent_dim, generator=torch.Generator().manual_seed(options.seed))
-    history: list[dict[str, float]] = []
-    start_epoch, wall_before = 0, 0.0
+    history, start_epoch, wall_before = saved_progress(state)
     if state is None:
         options = replace(options, init_from=starting_checkpoint(options))  # recorded as resolved
         if options.init_from is not None:
@@ -619,7 +620,6 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             objective.start_from(options.init_from)
     if state is not None:
         objective.load_state_dict(state)
-        history, start_epoch, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
         torch.set_rng_state(state["rng_cpu"])
     if world > 1:
         objective.wrap_ddp()
@@ -634,7 +634,7 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
     epoch = start_epoch
     while epoch < options.epochs:
         # Each epoch's order depends on (seed, epoch) alone, so a resumed run sees what an uninterrupted one would.
-        shuffle_rng.manual_seed(options.seed * 100_003 + epoch)
+        shuffle_rng.manual_seed(epoch_seed(options.seed, epoch))
         if sampler is not None:
             sampler.set_epoch(epoch)
         objective.train()
@@ -655,10 +655,8 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             bar.set_postfix({key: f"{value:.3f}" for key, value in figures.items() if key in ("loss_d", "loss_g", "recon")})
             if options.max_steps_per_epoch and steps >= options.max_steps_per_epoch:
                 break
-        if not math.isfinite(sum(sums.values())):
-            raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
+        record = epoch_record(epoch + 1, sums, steps)
         images_per_s = steps * batch_size * world / max(time.perf_counter() - epoch_started, 1e-9)
-        record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
         generator, encoder = objective.shipped()
         if val_images is not None and encoder is not None:
             record["val_ssim"] = float(validation_ssim(generator, encoder, val_images, dev).mean())
@@ -668,9 +666,8 @@ def fit_generator(options: TrainOptions, out_dir: str | os.PathLike[str], *, res
             _save_epoch(out, objective, options, sizes=sizes, epoch=epoch + 1, history=history, wall_s=wall,
                         device=dev, precision=precision, fixed_noise=fixed_noise, val_images=val_images)
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
-                           + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
-                           + f" [{images_per_s:.0f} images/s, {precision}, {wall:.0f} s]")
+                details = f"{images_per_s:.0f} images/s, {precision}, {wall:.0f} s"
+                tqdm.write(epoch_line(record, options.epochs, details))
         epoch += 1
         if epoch < options.epochs and budget.spent(dev, world):
             out_of_time = True
@@ -748,12 +745,10 @@ def _save_epoch(out: Path, objective: GanObjective | AeganObjective, options: Tr
                      "fit_images": sizes["fit_images"], "validation_images": sizes["validation_images"],
                      "last_epoch": history[-1]},
     }
-    save_generator(generator, out, metadata, encoder=encoder)
-    scores = [record["val_ssim"] for record in history if "val_ssim" in record]
-    if scores and history[-1].get("val_ssim") == max(scores):
-        save_generator(generator, out / BEST_DIR, metadata | {"training": metadata["training"] | {"best_epoch": epoch}},
-                       encoder=encoder)
-    buffer = _io.BytesIO()
-    torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
-                "rng_cpu": torch.get_rng_state(), **objective.state_dict()}, buffer)
-    atomic_write_bytes(out / STATE_FILE, buffer.getvalue())
+
+    def save(directory: Path, meta: dict[str, Any]) -> None:
+        save_generator(generator, directory, meta, encoder=encoder)
+
+    save_latest_and_best(out, metadata, history, save, figure="val_ssim")
+    # With torch's CPU random state: --resume restores it, so a resumed CPU run draws what a straight one would.
+    write_train_state(out, options, epoch, history, wall_s, rng_cpu=torch.get_rng_state(), **objective.state_dict())

@@ -15,7 +15,6 @@ sample picture are written atomically every epoch, so ``--resume`` goes on from 
 
 from __future__ import annotations
 
-import io as _io
 import math
 import os
 import time
@@ -31,25 +30,31 @@ from ganrev.data import (
     canonical_source,
     carve_validation,
     open_dataset,
-    saved_source,
     split_rule,
 )
 from ganrev.errors import GanrevError
 from ganrev.invert import LOSSES, per_image_loss
-from ganrev.io import atomic_write_bytes, save_image
+from ganrev.io import save_image
 from ganrev.metrics import ssim
 from ganrev.models import weights_fingerprint
 from ganrev.nets.checkpoint import save_baseline
 from ganrev.nets.hyperprior import ARCHITECTURE, MODELS, HyperpriorConfig, build_model
 from ganrev.progress import progress_bar
 from ganrev.training.common import (
-    BEST_DIR,
-    STATE_FILE,
     TimeBudget,
     choose_device,
+    epoch_batches,
+    epoch_line,
+    epoch_record,
+    epoch_seed,
     image_grid,
     read_train_state,
+    resumed_options,
+    save_latest_and_best,
+    saved_progress,
+    stack_images,
     training_device_name,
+    write_train_state,
 )
 
 DISTORTIONS = ("mse", *LOSSES)
@@ -118,10 +123,6 @@ class RateDistortionLoss:
         return {"loss": self.lmbda * distortion + bpp, "bpp": bpp, "distortion": distortion}
 
 
-def _stack(dataset: Any) -> torch.Tensor:
-    return torch.stack([dataset[i] for i in range(len(dataset))])
-
-
 def _optimizers(model: torch.nn.Module, options: HyperpriorTrainOptions) -> dict[str, torch.optim.Optimizer]:
     """CompressAI's split: the entropy bottleneck's quantiles step with the auxiliary loss only."""
     aux = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
@@ -174,27 +175,24 @@ def fit_hyperprior(options: HyperpriorTrainOptions, out_dir: str | os.PathLike[s
         state = read_train_state(out)
         if state["options"].get("model") not in MODELS or "lmbda" not in state["options"]:
             raise GanrevError(f"--resume: {out} holds a {state['options'].get('model')!r} run, not a CompressAI one")
-        saved = state["options"] | {"data": saved_source(state["options"].get("data", "emoji"))}
-        options = HyperpriorTrainOptions(**(saved | {"epochs": options.epochs}))
+        options = resumed_options(options, state["options"], changes=("epochs",))
 
     torch.manual_seed(options.seed)
     options = replace(options, data=canonical_source(options.data))
     dataset = open_dataset(options.data, "train", resolution=options.resolution, channels=3)
     fit, validation = carve_validation(dataset, options.data) if options.validation else (dataset, None)
-    images = _stack(fit)
-    val_images = _stack(validation) if validation is not None else images[:VALIDATION_FILES]
+    images = stack_images(fit)
+    val_images = stack_images(validation) if validation is not None else images[:VALIDATION_FILES]
     batch_size = min(options.batch_size, len(images))
 
     model: Any = build_model(options.net_config).to(dev)
     optimizers = _optimizers(model, options)
     criterion = RateDistortionLoss(options.lmbda, options.loss)
-    history: list[dict[str, float]] = []
-    start_epoch, wall_before = 0, 0.0
+    history, start_epoch, wall_before = saved_progress(state)
     if state is not None:
         model.load_state_dict(state["model"])
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
-        history, start_epoch, wall_before = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
     rng = torch.Generator()
     started = time.perf_counter()
     budget.start()
@@ -202,17 +200,14 @@ def fit_hyperprior(options: HyperpriorTrainOptions, out_dir: str | os.PathLike[s
     for epoch in range(start_epoch, options.epochs):
         # Order, flips and the entropy models' training noise (drawn from torch's global generator) depend on
         # (seed, epoch) alone: a resumed run matches a straight one.
-        rng.manual_seed(options.seed * 100_003 + epoch)
-        torch.manual_seed(options.seed * 100_003 + epoch)
-        order = torch.randperm(len(images), generator=rng)
-        steps = len(images) // batch_size
-        if options.max_steps_per_epoch:
-            steps = min(steps, options.max_steps_per_epoch)
+        rng.manual_seed(epoch_seed(options.seed, epoch))
+        torch.manual_seed(epoch_seed(options.seed, epoch))
+        batches = epoch_batches(len(images), batch_size, options.max_steps_per_epoch, rng)
         sums = {"loss": 0.0, "bpp": 0.0, "distortion": 0.0, "aux": 0.0}
         model.train()
-        bar = progress_bar(range(steps), f"epoch {epoch + 1}/{options.epochs}", progress)
-        for step in bar:
-            real = images[order[step * batch_size:(step + 1) * batch_size]]
+        bar = progress_bar(batches, f"epoch {epoch + 1}/{options.epochs}", progress)
+        for index in bar:
+            real = images[index]
             if options.hflip:
                 flip = (torch.rand(len(real), generator=rng) < 0.5).view(-1, 1, 1, 1)
                 real = torch.where(flip, real.flip(-1), real)
@@ -230,9 +225,7 @@ def fit_hyperprior(options: HyperpriorTrainOptions, out_dir: str | os.PathLike[s
                 sums[key] += parts[key].item()
             sums["aux"] += aux.item()
             bar.set_postfix(loss=f"{parts['loss'].item():.4f}", bpp=f"{parts['bpp'].item():.3f}")
-        if not math.isfinite(sums["loss"]):
-            raise GanrevError(f"training diverged in epoch {epoch + 1} (non-finite loss); try a lower --lr")
-        record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        record = epoch_record(epoch + 1, sums, len(batches), watched=("loss",))
         record |= validate(model, val_images, criterion, dev)
         model.update(force=True)  # the CDF tables the files are coded with: before anything is written
         figures, decoded = measure_files(model, options.net_config, val_images[:VALIDATION_FILES])
@@ -243,8 +236,7 @@ def fit_hyperprior(options: HyperpriorTrainOptions, out_dir: str | os.PathLike[s
                     fit_images=len(images), validation_images=len(val_images))
         save_image(image_grid(torch.cat([val_images[:8], decoded[:8]])), out / "samples" / f"epoch_{epoch + 1:04d}.png")
         if progress:
-            tqdm.write(f"epoch {epoch + 1}/{options.epochs}: "
-                       + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch") + f" [{wall:.0f} s]")
+            tqdm.write(epoch_line(record, options.epochs, f"{wall:.0f} s"))
         if epoch + 1 < options.epochs and budget.spent(dev):
             out_of_time = True
             break
@@ -265,13 +257,10 @@ def _save_epoch(out: Path, model: Any, optimizers: dict[str, torch.optim.Optimiz
                      "fit_images": fit_images, "validation_images": validation_images, "last_epoch": history[-1]},
     }
     net_config = asdict(options.net_config)
-    save_baseline(out, ARCHITECTURE, net_config, {"model": model}, metadata)
-    losses = [record["val_loss"] for record in history]
-    if history[-1]["val_loss"] == min(losses):
-        best = metadata | {"training": metadata["training"] | {"best_epoch": epoch}}
-        save_baseline(out / BEST_DIR, ARCHITECTURE, net_config, {"model": model}, best)
-    buffer = _io.BytesIO()
-    torch.save({"options": asdict(options), "epoch": epoch, "history": history, "wall_s": wall_s,
-                "model": model.state_dict(), "optimizers": {k: v.state_dict() for k, v in optimizers.items()}},
-               buffer)
-    atomic_write_bytes(out / STATE_FILE, buffer.getvalue())
+
+    def save(directory: Path, meta: dict[str, Any]) -> None:
+        save_baseline(directory, ARCHITECTURE, net_config, {"model": model}, meta)
+
+    save_latest_and_best(out, metadata, history, save, figure="val_loss", lower_is_better=True)
+    write_train_state(out, options, epoch, history, wall_s, model=model.state_dict(),
+                      optimizers={k: v.state_dict() for k, v in optimizers.items()})
