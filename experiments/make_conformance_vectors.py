@@ -12,6 +12,8 @@ Every file is made through the library, on shipped held-out images (``pretrained
 - ``latent+modulation``: :func:`ganrev.bitstream.modulation.modulated_files` (rate control's modulation search);
 - gray and 32x32: the same on ``pretrained/fashion-mnist32``; an explicit size (odd sides) and an explicit clip
   (``SearchOptions(clip=2.5)``, a library option) on a crop of a held-out emoji;
+- leading coordinates: a latent file coding only the latent's first 48 coordinates (``SearchOptions(leading=48)``,
+  the files rate control makes at low rates);
 - version 1: a copy of ``tests/fixtures/grv_v1/emoji64_6bit.grv`` (made by an earlier ganrev with
   ``pretrained/emoji64-google``; version 1 is read, no longer written);
 - one damaged file: the ``latent`` file with one payload byte flipped, which the CRC-24 catches.
@@ -69,6 +71,7 @@ CROP_IMAGE = f"{EMOJI}/heldout/1f355.png"  # pizza, cropped to 45x37 (odd sides,
 FASHION_IMAGE = f"{FASHION}/heldout/test-1049.png"
 CROP = (slice(13, 50), slice(9, 54))  # rows, columns: 37 x 45
 EXPLICIT_CLIP = 2.5
+LEADING = 48  # the leading-coordinates vector codes the first 48 of the latent's coordinates
 # One quality per coder (CODER_LEVELS' knob): mid-range settings, files of a few hundred bytes at most.
 LEVELS = {"av1": 20, "vp8": 30, "vp8l": 24, "vp8-down2": 50, "vp8-down4": 50, "jpeg444": 20}
 MODULATION_KEY_LAYER, MODULATION_KEY_BITS = -2, 3  # the film vector: batch-norm layer 2 of 0-3, 3 bits per value
@@ -124,6 +127,8 @@ def header_fields(header: Header, data: bytes) -> dict:
             fields["explicit_clip"] = latent.clip != 3.0
         else:
             fields |= {"latent_dim": latent.latent_dim, "resolution": latent.resolution}
+        if latent.leading is not None:
+            fields["leading"] = latent.leading
     return fields
 
 
@@ -138,7 +143,7 @@ def describe(data: bytes, checkpoint) -> dict:
               "header_bytes": len(data) - len(payload) - layer_bytes,
               "check": data[-3:].hex() if header.version == 2 else data[-4:].hex()}
     if latent is not None:
-        count = checkpoint.config.latent_dim
+        count = latent.coded(checkpoint.config.latent_dim)
         symbols = Quantizer(latent.bits, latent.clip).decode_symbols(payload, count, latent.sigma)
         entry |= {"latent_count": count, "latent_symbols": [int(s) for s in symbols]}
     entry["layer"] = describe_layer(header, checkpoint) if header.layers else None
@@ -174,11 +179,14 @@ def describe_layer(header: Header, checkpoint) -> dict:
     return out
 
 
-def latent_file(checkpoint, image: torch.Tensor, *, clip: float | None = None) -> bytes:
-    """What ``ganrev compress`` writes (default search, the generator's own bits); ``clip``: a library option."""
+def latent_file(checkpoint, image: torch.Tensor, *, clip: float | None = None, leading: int | None = None) -> bytes:
+    """What ``ganrev compress`` writes (default search, the generator's own bits); ``clip``: a library option;
+    ``leading``: a file of the latent's first coordinates, as rate control makes them."""
     search = default_search(checkpoint.encoder is not None)
     if clip is not None:
         search = replace(search, clip=clip)
+    if leading is not None:
+        search = replace(search, leading=leading)
     codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=search)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "resized 45x37 -> 64x64 for the generator": expected for the crop
@@ -219,6 +227,8 @@ def make(vectors: Vectors) -> None:
     image = from_uint8(to_uint8(load_image(ROOT / EMOJI_IMAGE)))
     latent = latent_file(emoji, image)
     vectors.add("latent.grv", latent, "GanCodec.compress", EMOJI_IMAGE, EMOJI, image)
+    vectors.add(f"latent-leading{LEADING}.grv", latent_file(emoji, image, leading=LEADING),
+                f"GanCodec.compress with SearchOptions(leading={LEADING})", EMOJI_IMAGE, EMOJI, image)
     for coder in RESIDUAL_CODERS:
         vectors.add(f"residual-{coder}.grv", residual_file(emoji, image, latent, coder),
                     f"residual_image + encode_layer({coder!r}, level {LEVELS[coder]}) + pack_file", EMOJI_IMAGE,

@@ -36,8 +36,7 @@ from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.bitstream.modulation import modulated_files  # noqa: E402
-from ganrev.bitstream.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
+from ganrev.bitstream.ratecontrol import RateTarget, compress_to_targets  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
 from ship_peer import image_sets  # noqa: E402
 
@@ -61,27 +60,17 @@ def peer_files(codec: HyperpriorCodec, images: list[torch.Tensor]) -> dict[str, 
 
 
 def ganrev_within(codec: GanCodec, images: list[torch.Tensor], budgets: list[list[int]]) -> list[dict[str, Any]]:
-    """ganrev's best file within each image's budget, for every list of per-image budgets."""
-    bits = RateTarget(bpp=1.0).bits
+    """ganrev's best file within each image's budget, for every list of per-image budgets: one rate control for
+    all of them (one search); each list's encode time is the shared total over the number of lists."""
     started = time.perf_counter()
-    search = codec.search_latents(images)
-    latent = latent_files_by_bits(codec, images, bits, search)
-    modulated = modulated_files(codec, images, search, bits)
-    shared_s = time.perf_counter() - started
-    rows = []
-    for per_image in budgets:
-        started = time.perf_counter()
-        rated = []
-        for image, size, files, more in zip(images, per_image, latent, modulated):
-            height, width = image.shape[1:]
-            # the budget is floor(bpp * W * H / 8) bytes: half a byte more keeps float rounding from losing one
-            target = RateTarget(bpp=(size + 0.5) * 8 / (width * height))
-            rated.append(choose_file(image, files, codec, target, more))
-        seconds = time.perf_counter() - started + shared_s / len(budgets)
-        rows.append({"bytes": [len(r.data) for r in rated], "ssim": [r.ssim for r in rated],
-                     "modes": {mode: sum(r.mode == mode for r in rated) for mode in sorted({r.mode for r in rated})},
-                     "encode_s": seconds / len(images)})
-    return rows
+    # the budget is floor(bpp * W * H / 8) bytes: half a byte more keeps float rounding from losing one
+    targets = [[RateTarget(bpp=(size + 0.5) * 8 / (image.shape[1] * image.shape[2]))
+                for image, size in zip(images, per_image)] for per_image in budgets]
+    rated_lists = compress_to_targets(codec, images, targets)
+    seconds = (time.perf_counter() - started) / len(budgets)
+    return [{"bytes": [len(r.data) for r in rated], "ssim": [r.ssim for r in rated],
+             "modes": {mode: sum(r.mode == mode for r in rated) for mode in sorted({r.mode for r in rated})},
+             "encode_s": seconds / len(images)} for rated in rated_lists]
 
 
 def mean(values: list[float]) -> float:

@@ -45,8 +45,7 @@ from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import load_image  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.bitstream.modulation import modulated_files  # noqa: E402
-from ganrev.bitstream.ratecontrol import RateTarget, choose_file, latent_files_by_bits  # noqa: E402
+from ganrev.bitstream.ratecontrol import RateTarget, compress_to_targets  # noqa: E402
 from ganrev.reference import (  # noqa: E402
     AVIF_FAMILY,
     ClassicalFiles,
@@ -159,19 +158,12 @@ def summarise(rows: list[dict], points: dict[str, ClassicalFiles], flag: str, va
 
 
 def engine_curve(images_dir: Path, limit: int | None) -> list[dict]:
-    """The engine at each of CURVE_BPP (library: one search and refinement for all points)."""
+    """The engine at each of CURVE_BPP (library: one rate control for all points, one search)."""
     checkpoint = load_generator(GENERATOR)
     codec = GanCodec(checkpoint, search=default_search(checkpoint.encoder is not None))
     _, images = load_image_folder(images_dir, limit)
-    search = codec.search_latents(images)
-    bits = RateTarget(bpp=1.0).bits
-    files = latent_files_by_bits(codec, images, bits, search)
-    modulated = modulated_files(codec, images, search, bits)
     curve = []
-    for bpp in CURVE_BPP:
-        target = RateTarget(bpp=bpp)
-        rated = [choose_file(image, per_image, codec, target, more)
-                 for image, per_image, more in zip(images, files, modulated)]
+    for bpp, rated in zip(CURVE_BPP, compress_to_targets(codec, images, [RateTarget(bpp=bpp) for bpp in CURVE_BPP])):
         curve.append({"target_bpp": bpp, "bpp": sum(len(r.data) for r in rated) * 8 / (64 * 64 * len(rated)),
                       "ssim": sum(r.ssim for r in rated) / len(rated),
                       "modes": {m: sum(r.mode == m for r in rated) for m in MODES}})

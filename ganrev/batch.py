@@ -305,7 +305,7 @@ class CompressReport:
 
 def _rate_control_fields(result: RatedFile, goal: RateTarget) -> dict[str, Any]:
     """The row fields of a rate-controlled file (a :class:`ganrev.bitstream.ratecontrol.RatedFile`)."""
-    return {"mode": result.mode, "bits": result.bits, "latent_bytes": result.latent_bytes,
+    return {"mode": result.mode, "bits": result.bits, "leading": result.leading, "latent_bytes": result.latent_bytes,
             "layers": [{"codec": codec, "bytes": size} for codec, size in result.layers],
             "header_bytes": result.header_bytes, "target": goal.describe(), "met": result.met,
             "reason": result.reason}

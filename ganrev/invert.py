@@ -121,6 +121,9 @@ class SearchOptions:
     pool: int = 256
     batch_size: int | None = None  # rows per chunk; None: 64 on CPU (the throughput peak in bench_invert), 4096 on CUDA
     init: str = "pool"  # encoder: start at E(x) (needs a checkpoint with an encoder); pool; random
+    # Search only the latent's first k coordinates, the others held at the prior's mean 0: the latent of a file
+    # that codes k leading coordinates (a generator trained with nested dropout); None: all of them.
+    leading: int | None = None
 
     def __post_init__(self) -> None:
         problems = {
@@ -129,6 +132,7 @@ class SearchOptions:
             "lr": math.isfinite(self.lr) and self.lr > 0, "clip": math.isfinite(self.clip) and self.clip > 0,
             "min-delta": math.isfinite(self.min_delta) and self.min_delta >= 0,
             "loss": self.loss in LOSSES, "init": self.init in INITS,
+            "leading": self.leading is None or self.leading >= 1,
         }
         for name, ok in problems.items():
             if not ok:
@@ -160,6 +164,7 @@ def starting_points(generator: Generator, targets: torch.Tensor, options: Search
     """Initial latents ``[N * R, d]`` (image-major rows) as described in the module docstring."""
     latent_dim = generator.config.latent_dim
     rng = torch.Generator().manual_seed(options.seed)
+    keep = leading_mask(latent_dim, options.leading)
     if options.init == "encoder":
         if encoder is None:
             raise GanrevError("--init encoder needs a generator checkpoint with an encoder")
@@ -167,11 +172,11 @@ def starting_points(generator: Generator, targets: torch.Tensor, options: Search
             codes = torch.cat([encoder(chunk.to(device)).float().cpu() for chunk in targets.split(chunk_rows(options, device))])
         offsets = torch.randn(options.restarts, latent_dim, generator=rng) * ENCODER_NOISE
         offsets[0] = 0.0  # the first restart is E(x) itself
-        return (codes[:, None, :] + offsets[None]).flatten(0, 1).clamp_(-options.clip, options.clip)
+        return (codes[:, None, :] + offsets[None]).flatten(0, 1).clamp_(-options.clip, options.clip) * keep
     if options.init == "random" or options.pool <= options.restarts:
         starts = torch.randn(options.restarts, latent_dim, generator=rng).clamp_(-options.clip, options.clip)
-        return starts.repeat(len(targets), 1)
-    pool = torch.randn(options.pool, latent_dim, generator=rng).clamp_(-options.clip, options.clip)
+        return starts.repeat(len(targets), 1) * keep
+    pool = torch.randn(options.pool, latent_dim, generator=rng).clamp_(-options.clip, options.clip) * keep
     with torch.no_grad():
         thumbs = torch.cat([F.adaptive_avg_pool2d(generator.images(chunk.to(device)), 16).flatten(1).cpu()
                             for chunk in pool.split(chunk_rows(options, device))])
@@ -181,6 +186,14 @@ def starting_points(generator: Generator, targets: torch.Tensor, options: Search
     return pool[best.flatten()]
 
 
+def leading_mask(latent_dim: int, leading: int | None) -> torch.Tensor:
+    """``[latent_dim]``: 1 on the first ``leading`` coordinates (all of them for None), 0 after them."""
+    if leading is not None and leading > latent_dim:
+        raise GanrevError(f"this generator's latent has {latent_dim} coordinates, fewer than the {leading} "
+                          "leading ones asked for")
+    return (torch.arange(latent_dim) < (latent_dim if leading is None else leading)).float()
+
+
 def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = SearchOptions(), *,
            device: str | torch.device | None = None, progress: bool = False,
            encoder: Encoder | None = None) -> InversionResult:
@@ -188,7 +201,8 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
 
     Rows (image, restart) run in chunks of ``options.batch_size``; a row stops early once its loss has
     not improved by ``min_delta`` for ``patience`` iterations. The step size follows a cosine decay from
-    ``lr`` to ``lr / 10``. Deterministic for a fixed seed on a given device.
+    ``lr`` to ``lr / 10``. With ``options.leading`` only the leading coordinates move (their gradient alone is
+    followed); the others stay 0. Deterministic for a fixed seed on a given device.
     """
     cfg = generator.config
     if images.ndim != 4 or images.shape[1:] != (cfg.channels, cfg.resolution, cfg.resolution):
@@ -201,6 +215,7 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     n, r = len(images), options.restarts
     if encoder is not None:
         encoder = encoder.to(dev).eval().requires_grad_(False)
+    keep = leading_mask(cfg.latent_dim, options.leading).to(dev)
     z0 = starting_points(generator, images, options, dev, encoder)
     best_z = torch.empty_like(z0)
     best_loss = torch.empty(n * r)
@@ -210,7 +225,7 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
         rows = slice(first, min(first + chunk, n * r))
         image_index = torch.arange(rows.start, rows.stop) // r
         z, loss, its = _search_rows(generator, images[image_index].to(dev), z0[rows].to(dev), loss_fn, options,
-                                    progress, desc=f"search rows {rows.start + 1}-{rows.stop}/{n * r}")
+                                    keep, progress, desc=f"search rows {rows.start + 1}-{rows.stop}/{n * r}")
         best_z[rows], best_loss[rows], iterations[rows] = z.cpu(), loss.cpu(), its.cpu()
     restart_loss = best_loss.view(n, r)
     pick = restart_loss.argmin(dim=1)
@@ -240,8 +255,9 @@ class Adam:
 
 def _search_rows(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], options: SearchOptions,
-                 progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row-wise Adam with early stopping and active-set compaction; returns best z, loss, iterations."""
+                 keep: torch.Tensor, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row-wise Adam with early stopping and active-set compaction, moving only the coordinates ``keep`` marks;
+    returns best z, loss, iterations."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     rows = len(z)
     if options.iters == 0:  # no search: the starting points as they are (e.g. the encoder alone)
@@ -257,6 +273,7 @@ def _search_rows(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
         z_active = z[active].requires_grad_(True)
         loss = loss_fn(generator.images(z_active), targets[active])
         (grad,) = torch.autograd.grad(loss.sum(), z_active)
+        grad = grad * keep  # a zero gradient leaves Adam's moments, and so the coordinate, at 0
         loss = loss.detach()
         improved = loss < best_loss[active] - options.min_delta
         better = loss < best_loss[active]

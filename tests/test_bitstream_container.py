@@ -34,6 +34,7 @@ latent_codings = st.builds(
     bits=st.integers(2, 16),
     clip=st.integers(1, 255).map(lambda units: units / 16),
     sigma=st.integers(1, 255).map(lambda units: units / 32),
+    leading=st.one_of(st.none(), st.integers(1, 2**20)),
 )
 layers = st.builds(Layer, st.sampled_from([codec for codec in LAYER_CODECS if codec != FILM_CODEC]),
                    st.binary(max_size=300))
@@ -74,6 +75,7 @@ def test_a_64x64_latent_file_spends_9_bytes_on_header_and_check():
     (Header(1000, 3, True, LatentCoding(b"\x01\x02", 16, 2.5, 1 / 32)), b""),
     (Header(64, 64, False, LatentCoding(b"\xff\x00", 2, 3.0, 255 / 32), (Layer("webp", b"RIFF webp"),)), b"z"),
     (Header(64, 64, False, LatentCoding(b"\x01\x02", 5, 3.0, 1.0), (Layer("film", b"\x22\x20film"),)), b"lat"),
+    (Header(64, 64, False, LatentCoding(b"\x01\x02", 4, 2.5, 1.0, leading=300), (Layer("vp8", b"vp8"),)), b"k"),
     (Header(40, 24, True, None, (Layer("avif", b"avif bytes"),)), b""),
     (Header(1, 1, False, None, (Layer("png", b""),)), b""),
 ])
@@ -81,6 +83,17 @@ def test_header_round_trip_in_every_mode(header, payload):
     data = pack_file(header, payload)
     assert unpack_file(data) == (header, payload)
     assert unpack_file(data)[0].version == 2
+
+
+def test_leading_coordinates_cost_a_varint_after_sigma_and_clip():
+    whole = pack_file(LATENT_64, b"p")
+    leading = pack_file(Header(64, 64, False, LatentCoding(b"\x02\xad", 6, 3.0, 1.0, leading=48)), b"p")
+    assert len(leading) == len(whole) + 1
+    assert leading[2] == whole[2] | 0x20 and leading[4] == 48 and leading[5:7] == b"\x02\xad"
+    assert unpack_file(leading)[0].latent.leading == 48 and unpack_file(whole)[0].latent.leading is None
+    assert unpack_file(leading)[0].latent.coded(160) == 48 and unpack_file(whole)[0].latent.coded(160) == 160
+    with pytest.raises(GanrevError, match="at least 1 leading"):
+        pack_file(Header(64, 64, False, LatentCoding(b"\x02\xad", 6, 3.0, 1.0, leading=0)), b"p")
 
 
 def test_mode_follows_from_latent_and_layers():
@@ -133,7 +146,8 @@ def test_pack_refuses_what_the_format_cannot_hold_exactly(header, payload, messa
     (with_check(b"\xb2\x68\x07\x07"), "out of range"),  # explicit size and a side
     (with_check(b"\xb2\x08\x00\x07"), "out of range"),  # width 0
     (with_check(b"\xb2\x60\x00\x20\x01\x02"), "out of range"),  # bits field 0
-    (with_check(b"\xb2\x60\x25\x20\x01\x02"), "out of range"),  # a reserved bit of the latent byte
+    (with_check(b"\xb2\x60\x45\x20\x01\x02"), "out of range"),  # a reserved bit of the latent byte
+    (with_check(b"\xb2\x60\x25\x20\x00\x01\x02"), "out of range"),  # 0 leading coordinates
     (with_check(b"\xb2\x60\x05\x00\x01\x02"), "out of range"),  # sigma 0
     (with_check(b"\xb2\x60\x15\x20\x00\x01\x02"), "out of range"),  # explicit clip 0
     (with_check(b"\xb2\x61\x05\x20\x01\x02\x0a\x01x"), "out of range"),  # codec id 10

@@ -22,6 +22,14 @@ def test_a_latent_file_counts_every_byte() -> None:
     assert described["bytes"] == len(data) and described["latent_bytes"] == 30 and described["layers"] == []
     assert described["header_bytes"] == len(data) - 30
     assert described["bpp"] == pytest.approx(len(data) * 8 / (64 * 48))
+    assert described["leading_latents"] is None  # the payload holds the whole latent
+
+
+def test_a_file_of_leading_coordinates_says_how_many() -> None:
+    latent = LatentCoding(fingerprint=b"\x12\x34", bits=4, clip=3.0, sigma=1.0, leading=48)
+    described = describe_file(pack_file(Header(width=64, height=64, gray=False, latent=latent), b"\x01" * 20))
+    assert described["leading_latents"] == 48 and described["header_bytes"] == 10
+    assert "leading_latents        48" in format_description(described)
 
 
 def test_a_fallback_file_has_no_latent_fields_and_names_its_layer() -> None:

@@ -30,7 +30,9 @@ from ganrev.bitstream.ratecontrol import (
     budget_bytes,
     choose_file,
     compress_to_target,
+    compress_to_targets,
     latent_files_by_bits,
+    leading_counts,
 )
 from ganrev.reference import ClassicalFiles, measure_classical, reference_bytes, reference_ssim
 
@@ -66,7 +68,7 @@ def shrunk_photo_crop(left: int, top: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def emoji_files(codec):
     image = load_image(EMOJI)
-    return image, latent_files_by_bits(codec, [image], BITS)[0]
+    return image, tuple(latent_files_by_bits(codec, [image], BITS)[0].values())
 
 
 def ssim_of(decoded: torch.Tensor, image: torch.Tensor) -> float:
@@ -92,12 +94,12 @@ def test_ssim_target_of_one_is_allowed_and_budget_counts_every_byte():
 
 def test_a_reachable_ssim_target_is_met_by_the_latent_alone(codec, emoji_files):
     image, files = emoji_files
-    reached = max(ssim_of(codec.decode(data), image) for data in files.values())
+    reached = max(ssim_of(codec.decode(data), image) for data in files)
     rated = choose_file(image, files, codec, RateTarget(ssim=reached - 0.05, bits=BITS))
     assert rated.mode == "latent" and rated.met and rated.layers == ()
     assert rated.ssim >= reached - 0.05
     assert rated.bits in BITS and rated.latent_bytes + rated.header_bytes == len(rated.data)
-    assert len(rated.data) == min(len(data) for data in files.values() if ssim_of(codec.decode(data), image)
+    assert len(rated.data) == min(len(data) for data in files if ssim_of(codec.decode(data), image)
                                   >= reached - 0.05)
 
 
@@ -138,7 +140,7 @@ def test_a_size_target_keeps_every_file_within_budget_and_takes_the_best_ssim(co
     target = RateTarget(bpp=0.25, bits=BITS)
     rated = choose_file(image, files, codec, target)
     assert rated.met and len(rated.data) <= budget_bytes(target, 64, 64)
-    fitting = [ssim_of(codec.decode(data), image) for data in files.values() if len(data) <= 128]
+    fitting = [ssim_of(codec.decode(data), image) for data in files if len(data) <= 128]
     assert rated.ssim >= max(fitting)
     larger = choose_file(image, files, codec, RateTarget(bpp=1.0, bits=BITS))
     assert larger.ssim > rated.ssim and len(larger.data) <= 512
@@ -148,7 +150,50 @@ def test_an_unreachable_size_target_keeps_the_smallest_file_and_says_why(codec, 
     image, files = emoji_files
     rated = choose_file(image, files, codec, RateTarget(bpp=0.01, bits=BITS))
     assert not rated.met and "bytes" in rated.reason and "0.01 bpp" in rated.reason
-    assert len(rated.data) <= min(len(data) for data in files.values())
+    assert len(rated.data) <= min(len(data) for data in files)
+
+
+# --- several targets from one search; leading coordinates ---------------------------------------------------
+
+def test_several_targets_share_one_search_and_match_one_target_at_a_time(codec, monkeypatch):
+    images = [load_image(EMOJI), photo_crop()]
+    targets = [RateTarget(bpp=0.2, bits=BITS, modulation=None), RateTarget(ssim=0.85, bits=BITS, modulation=None)]
+    alone = [compress_to_target(codec, images, target) for target in targets]
+    searches = []
+    search_latents = GanCodec.search_latents
+    monkeypatch.setattr(GanCodec, "search_latents", lambda self, found: searches.append(1) or search_latents(self, found))
+    together = compress_to_targets(codec, images, targets)
+    assert len(searches) == 1
+    assert [[r.data for r in rated] for rated in together] == [[r.data for r in rated] for rated in alone]
+    # one target per image: each image gets its own budget
+    budgets = [RateTarget(bpp=0.15, bits=BITS, modulation=None), RateTarget(bpp=0.4, bits=BITS, modulation=None)]
+    (per_image,) = compress_to_targets(codec, images, [budgets])
+    assert [len(r.data) <= budget_bytes(t, 64, 64) for r, t in zip(per_image, budgets)] == [True, True]
+    with pytest.raises(GanrevError, match="one target for each"):
+        compress_to_targets(codec, images, [budgets[:1]])
+    with pytest.raises(GanrevError, match="same bits"):
+        compress_to_targets(codec, images, [targets[0], replace(targets[1], bits=(5,))])
+
+
+def test_leading_coordinates_give_latent_files_below_the_whole_latents_smallest(codec):
+    image = load_image(EMOJI)
+    target = RateTarget(bpp=0.06, bits=(2, 3), fallback=False, modulation=None, leading=(24,))
+    (whole,) = compress_to_target(codec, [image], replace(target, leading=()))
+    (rated,) = compress_to_target(codec, [image], target)
+    assert not whole.met and whole.leading is None  # 160 coordinates at 2 bits do not fit 30 bytes
+    assert rated.met and rated.mode in ("latent", "latent+residual") and rated.leading == 24 and rated.bits in (2, 3)
+    assert len(rated.data) <= budget_bytes(target, 64, 64) and unpack_file(rated.data)[0].latent.leading == 24
+    assert ssim_of(codec.decode(rated.data), image) == rated.ssim
+
+
+def test_leading_counts_come_from_the_target_or_the_generator(codec, monkeypatch):
+    assert leading_counts(codec, RateTarget(bpp=0.1)) == ()  # emoji64 lists none
+    assert leading_counts(codec, RateTarget(bpp=0.1, leading=(200, 80, 40, 80))) == (40, 80)  # 200 > 160: left out
+    monkeypatch.setitem(codec.checkpoint.metadata, "leading_latents", [64, 96])
+    assert leading_counts(codec, RateTarget(bpp=0.1)) == (64, 96)
+    assert leading_counts(codec, RateTarget(bpp=0.1, leading=())) == ()
+    with pytest.raises(GanrevError, match="leading"):
+        RateTarget(bpp=0.1, leading=(0,))
 
 
 # --- never worse than a classical file -----------------------------------------------------------------
@@ -167,7 +212,7 @@ def classical_files() -> list[tuple[torch.Tensor, ClassicalFiles]]:
                                     RateTarget(bpp=0.5)], ids=RateTarget.describe)
 def test_no_file_is_larger_or_worse_than_the_best_classical_file(codec, classical_files, target):
     for image, measured in classical_files:
-        rated = choose_file(image, {}, codec, target)  # fallback files only: the latent could only help
+        rated = choose_file(image, (), codec, target)  # fallback files only: the latent could only help
         if target.ssim is not None:
             assert len(rated.data) <= reference_bytes(measured, target.ssim)
         else:
@@ -179,7 +224,7 @@ def test_no_file_is_larger_or_worse_than_the_best_classical_file(codec, classica
 def test_no_higher_quality_shrinks_a_layer_enough_to_pass_a_stopped_sweep(codec, emoji_files):
     """The premise that lets a sweep stop before the highest quality (ganrev.bitstream.ratecontrol.STOP_RATIO)."""
     image, files = emoji_files
-    for source in (image, shrunk_photo_crop(186, 181), residual_image(image, codec.decode(files[BITS[0]]))):
+    for source in (image, shrunk_photo_crop(186, 181), residual_image(image, codec.decode(files[0]))):
         for coder in LAYER_CODERS:
             sizes = [len(encode_layer(coder, source, level)[1]) for level in CODER_LEVELS[coder]]
             assert all(size * STOP_RATIO >= max(sizes[:k]) for k, size in enumerate(sizes) if k), coder
@@ -209,6 +254,9 @@ def inputs(tmp_path) -> Path:
     (["--target-bpp", "-0.5"], "invalid --target-bpp"),
     (["--target-ssim", "0.9", "--target-bpp", "0.5"], "not both"),
     (["--target-ssim", "0.9", "--bits", "6"], "--bits contradicts"),
+    (["--target-bpp", "0.1", "--leading", "48"], "--leading contradicts"),
+    (["--leading", "161"], "fewer than the 161 leading"),
+    (["--leading", "0"], "invalid --leading"),
     (["--target-ssim", "0.9", "--modulation-iters", "-1"], "invalid --modulation-iters"),
     (["--modulation-iters", "10"], "only with --target-ssim or --target-bpp"),
 ])
@@ -240,6 +288,19 @@ def test_cli_target_ssim_reports_modes_and_layers_and_decompress_decodes_them(ca
         assert code == 0
         decoded, original = load_image(tmp_path / f"{name}.png"), load_image(row["input"])
         assert ssim_of(decoded, original) == pytest.approx(row["ssim"], abs=1e-6) and row["ssim"] >= 0.9
+
+
+def test_cli_leading_writes_a_file_of_the_first_coordinates_that_info_and_decompress_read(capsys, inputs, tmp_path):
+    out = tmp_path / "e.grv"
+    code, stdout, _ = run(capsys, "compress", inputs / "emoji.png", "-o", out, "-g", SHIPPED, "--json",
+                          "--leading", "40", "--iters", "10")
+    (row,) = json.loads(stdout)
+    assert code == 0 and unpack_file(out.read_bytes())[0].latent.leading == 40
+    code, info, _ = run(capsys, "info", out, "--json")
+    assert code == 0 and json.loads(info)[0]["leading_latents"] == 40
+    code, _, _ = run(capsys, "decompress", out, "-g", SHIPPED, "-o", tmp_path / "e.png")
+    assert code == 0 and ssim_of(load_image(tmp_path / "e.png"), load_image(inputs / "emoji.png")) == \
+        pytest.approx(row["ssim"], abs=1e-6)
 
 
 def test_cli_unmet_size_target_writes_the_best_file_warns_and_exits_1(capsys, inputs, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,34 @@ def test_round_trip_reproduces_reported_pixels(compressed):
     decoded = torch.stack([codec.decode(r.data) for r in results[:2]])
     reported = torch.tensor([r.ssim_refined for r in results[:2]])
     assert torch.allclose(ssim(decoded, torch.stack(images[:2])), reported, atol=0.02)
+
+
+def test_a_file_of_leading_coordinates_codes_only_them_and_decodes_the_rest_as_zero(compressed):
+    codec, images, whole = compressed
+    leading = GanCodec(codec.checkpoint, bits=6, search=replace(FAST, leading=6), refine_iters=10)
+    results = leading.compress(images[:2])
+    for image, result, full in zip(images, results, whole):
+        header, payload = unpack_file(result.data)
+        assert header.latent.leading == 6 and unpack_file(full.data)[0].latent.leading is None
+        assert len(payload) < len(unpack_file(full.data)[1])  # 6 of the 16 coordinates
+        symbols = Quantizer(6, 3.0).decode_symbols(payload, 6, header.latent.sigma)
+        z = torch.zeros(1, 16)
+        z[0, :6] = Quantizer(6, 3.0).dequantize(torch.from_numpy(symbols))
+        with torch.no_grad():
+            expected = eight_bit(codec.checkpoint.generator.images(z)[0])
+        assert torch.equal(leading.decode(result.data), expected) and torch.equal(codec.decode(result.data), expected)
+        assert ssim(expected[None], image[None]).item() == pytest.approx(result.ssim_refined, abs=0.02)
+        assert result.ssim_refined >= result.ssim_quantized - 1e-6
+    with pytest.raises(GanrevError, match="fewer than the 17 leading"):
+        GanCodec(codec.checkpoint, search=replace(FAST, leading=17))
+
+
+def test_a_file_coding_more_coordinates_than_the_generator_has_is_refused(compressed):
+    codec, _, results = compressed
+    header, payload = unpack_file(results[0].data)
+    forged = pack_file(replace(header, latent=replace(header.latent, leading=17)), payload)
+    with pytest.raises(GanrevError, match="codes 17 latent coordinates, the generator has 16"):
+        codec.decode(forged)
 
 
 def test_refinement_never_worse_than_rounding(compressed):

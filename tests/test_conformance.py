@@ -116,9 +116,9 @@ def test_ganrevs_reader_gives_every_field_of_the_manifest(name):
     if header.latent is not None:
         generator = MANIFEST["generators"][entry["generator"]]
         assert generator["fingerprint"].startswith(entry["header"]["fingerprint_prefix"])
-        assert entry["latent_count"] == generator["latent_dim"]
+        assert entry["latent_count"] == header.latent.coded(generator["latent_dim"])
         quantizer = Quantizer(header.latent.bits, header.latent.clip)
-        symbols = quantizer.decode_symbols(payload, generator["latent_dim"], header.latent.sigma)
+        symbols = quantizer.decode_symbols(payload, entry["latent_count"], header.latent.sigma)
         assert symbols.tolist() == entry["latent_symbols"]
     else:
         assert "latent_symbols" not in entry
@@ -290,6 +290,8 @@ class SpecReader:
             clip_units = 48
             if latent_byte & 0x10:
                 clip_units, pos = body[pos], pos + 1
+            if latent_byte & 0x20:
+                fields["leading"], pos = cls.varint(body, pos)
             fields |= {"bits": (latent_byte & 0x0F) + 1, "sigma_units": sigma_units, "sigma": sigma_units / 32,
                        "clip_units": clip_units, "clip": clip_units / 16,
                        "explicit_clip": bool(latent_byte & 0x10), "fingerprint_prefix": body[pos:pos + 2].hex()}
@@ -340,8 +342,8 @@ def test_a_reader_written_from_the_spec_agrees_with_the_manifest(name):
     if "latent_symbols" in entry:
         generator = MANIFEST["generators"][entry["generator"]]
         assert generator["fingerprint"].startswith(fields["fingerprint_prefix"])
-        indices = SpecReader.indices(payload, generator["latent_dim"], fields["bits"], fields["clip"],
-                                     fields["sigma"])
+        indices = SpecReader.indices(payload, fields.get("leading", generator["latent_dim"]), fields["bits"],
+                                     fields["clip"], fields["sigma"])
         assert indices == entry["latent_symbols"]
     if layer is None:
         assert entry["layer"] is None

@@ -199,3 +199,23 @@ def test_default_search_follows_the_checkpoint():
     assert default_search(True, restarts=None).restarts == ENCODER_SEARCH["restarts"]
     with pytest.raises(GanrevError, match="no encoder"):
         default_search(False, init="encoder")
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_a_leading_search_moves_only_the_first_coordinates(generator, targets, init):
+    encoder = _encoder_for(generator) if init == "encoder" else None
+    options = SearchOptions(iters=40, restarts=2, pool=16, init=init, leading=5)
+    result = invert(generator, targets, options, encoder=encoder)
+    assert torch.all(result.z[:, 5:] == 0) and result.z[:, :5].abs().sum() > 0
+    start = invert(generator, targets, SearchOptions(iters=0, restarts=2, pool=16, init=init, leading=5),
+                   encoder=encoder)
+    assert torch.all(result.loss <= start.loss)
+    whole = invert(generator, targets, SearchOptions(iters=40, restarts=2, pool=16, init=init), encoder=encoder)
+    assert whole.loss.mean() < result.loss.mean()  # 12 free coordinates fit these images better than 5
+
+
+def test_more_leading_coordinates_than_the_latent_has_are_refused(generator, targets):
+    with pytest.raises(GanrevError, match="fewer than the 13 leading"):
+        invert(generator, targets, SearchOptions(iters=1, leading=13))
+    with pytest.raises(GanrevError, match="invalid --leading"):
+        SearchOptions(leading=0)

@@ -8,9 +8,12 @@ File layout, format version 2 (what ganrev writes; every field and rule in docs/
           bit 3 explicit size, bits 4-7 log2 of the side of a square image (0 with an explicit size)
     var   only with an explicit size: width, height (varints, unsigned LEB128)
           -- modes with a latent:
-    1     latent byte: bits 0-3 bits per coordinate - 1, bit 4 explicit clip, bits 5-7 zero
+    1     latent byte: bits 0-3 bits per coordinate - 1, bit 4 explicit clip, bit 5 leading coordinates,
+          bits 6-7 zero
     1     sigma of the entropy model, in 1/32 units
     1     only with an explicit clip: clip in 1/16 units (otherwise clip = 3)
+    var   only with leading coordinates: k (varint), the count of the latent's leading coordinates the payload
+          holds; the others decode as the prior's mean 0 (otherwise the payload holds all of them)
     2     generator fingerprint: first 2 bytes of SHA-256 of the weights
           -- each layer (one in every mode but latent):
     1     layer codec id: index into LAYER_CODECS (complete PNG/JPEG/WebP/AVIF files, or bare WebP/AV1
@@ -68,7 +71,7 @@ _VERSION_NIBBLE = 0xB0  # a first byte 0xB_ is read as "ganrev, version _"
 _V2_MARKER = _VERSION_NIBBLE | 2
 _CHECK_BYTES = 3
 _MODE_BITS, _GRAY_BIT, _EXPLICIT_SIZE_BIT, _SIDE_SHIFT = 0x03, 0x04, 0x08, 4
-_BITS_MASK, _EXPLICIT_CLIP_BIT = 0x0F, 0x10
+_BITS_MASK, _EXPLICIT_CLIP_BIT, _LEADING_BIT = 0x0F, 0x10, 0x20
 
 
 def _crc24_table() -> tuple[int, ...]:
@@ -103,7 +106,9 @@ class LatentCoding:
 
     ``fingerprint`` is a prefix of the generator's weights fingerprint (2 bytes in version 2, 4 in version 1).
     ``latent_dim`` and ``resolution`` are what version-1 files stored; version 2 leaves them to the generator
-    the fingerprint names, and reads them as None.
+    the fingerprint names, and reads them as None. ``leading`` is the count of the latent's leading coordinates
+    the payload holds, the others decoding as 0 (a generator trained with nested dropout makes good images from
+    them: ``fit-generator --nested-dropout``); None: all of them.
     """
 
     fingerprint: bytes
@@ -112,6 +117,11 @@ class LatentCoding:
     sigma: float
     latent_dim: int | None = None
     resolution: int | None = None
+    leading: int | None = None
+
+    def coded(self, latent_dim: int) -> int:
+        """The coordinates the payload holds, for a generator with ``latent_dim``: ``leading`` or all of them."""
+        return latent_dim if self.leading is None else self.leading
 
 
 @dataclass(frozen=True)
@@ -216,11 +226,16 @@ def pack_file(header: Header, payload: bytes) -> bytes:
             raise GanrevError(f"a version-2 fingerprint has {FINGERPRINT_BYTES} bytes, got {len(latent.fingerprint)}")
         sigma = _units(latent.sigma, SIGMA_UNITS, "sigma")
         clip = _units(latent.clip, CLIP_UNITS, "clip")
+        if latent.leading is not None and latent.leading < 1:
+            raise GanrevError(f"a file codes at least 1 leading latent coordinate, not {latent.leading}")
         explicit_clip = latent.clip != DEFAULT_CLIP
-        body.append(latent.bits - 1 | (_EXPLICIT_CLIP_BIT if explicit_clip else 0))
+        body.append(latent.bits - 1 | (_EXPLICIT_CLIP_BIT if explicit_clip else 0)
+                    | (_LEADING_BIT if latent.leading is not None else 0))
         body.append(sigma)
         if explicit_clip:
             body.append(clip)
+        if latent.leading is not None:
+            body += varint(latent.leading)
         body += latent.fingerprint
     elif payload:
         raise GanrevError("a fallback file has no latent, so it cannot carry a latent payload")
@@ -276,11 +291,16 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
         clip_units = CLIP_UNITS * DEFAULT_CLIP
         if latent_byte & _EXPLICIT_CLIP_BIT:
             (clip_units,), pos = _read_bytes(body, pos, 1)
+        leading = None
+        if latent_byte & _LEADING_BIT:
+            leading, pos = read_varint(body, pos)
         fingerprint, pos = _read_bytes(body, pos, FINGERPRINT_BYTES)
         bits = (latent_byte & _BITS_MASK) + 1
-        if latent_byte & ~(_BITS_MASK | _EXPLICIT_CLIP_BIT) or bits < 2 or not sigma_units or not clip_units:
+        if (latent_byte & ~(_BITS_MASK | _EXPLICIT_CLIP_BIT | _LEADING_BIT) or bits < 2 or not sigma_units
+                or not clip_units or leading == 0):
             raise out_of_range
-        latent = LatentCoding(fingerprint, bits, clip_units / CLIP_UNITS, sigma_units / SIGMA_UNITS)
+        latent = LatentCoding(fingerprint, bits, clip_units / CLIP_UNITS, sigma_units / SIGMA_UNITS,
+                              leading=leading)
     layer_specs = []
     for _ in range(0 if mode == "latent" else 1):
         (codec_id,), pos = _read_bytes(body, pos, 1)

@@ -14,7 +14,8 @@ def describe_file(data: bytes) -> dict[str, Any]:
     """The fields of one file's bytes (raises GanrevError on a damaged file).
 
     Fields a file does not hold are None: the latent's in a fallback file, latent size and model resolution in
-    format version 2 (the generator the fingerprint names fixes them). ``header_bytes`` counts everything that is
+    format version 2 (the generator the fingerprint names fixes them), the leading coordinates coded where the
+    payload holds all of them. ``header_bytes`` counts everything that is
     not the latent payload or a layer's bytes: header, layer lengths and integrity check.
     """
     header, payload = unpack_file(data)
@@ -25,7 +26,8 @@ def describe_file(data: bytes) -> dict[str, Any]:
         "version": header.version, "mode": header.mode,
         "generator_fingerprint": latent.fingerprint.hex() if latent else None,
         "bits": latent and latent.bits, "clip": latent and latent.clip, "sigma": latent and latent.sigma,
-        "latent_dim": latent and latent.latent_dim, "model_resolution": latent and latent.resolution,
+        "latent_dim": latent and latent.latent_dim, "leading_latents": latent and latent.leading,
+        "model_resolution": latent and latent.resolution,
         "width": header.width, "height": header.height, "channels": 1 if header.gray else 3,
         "bytes": len(data), "latent_bytes": len(payload), "layers": layers,
         "header_bytes": len(data) - len(payload) - sum(layer["bytes"] for layer in layers),

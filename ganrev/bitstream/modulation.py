@@ -121,6 +121,8 @@ def modulated_files(codec: GanCodec, images: list[torch.Tensor], search: Inversi
     """Each image's ``latent+modulation`` files, keyed ``(latent bits, layer, modulation bits)``: for every layer
     of ``options.layers`` one fit from the latents of ``search`` (of the same images, as
     :meth:`GanCodec.search_latents` makes it), then a refinement and a file for every pair of precisions."""
+    if codec.coded != codec.checkpoint.config.latent_dim:
+        raise GanrevError("a latent+modulation file codes the whole latent, not its leading coordinates")
     files: list[dict[tuple[int, int, int], bytes]] = []
     for first in range(0, len(images), CHUNK_IMAGES):
         chunk = slice(first, first + CHUNK_IMAGES)

@@ -1,10 +1,13 @@
 """Rate control: the smallest .grv file reaching a target SSIM, or the best SSIM within a target size, per image.
 
-One batched latent search serves every image and every latent precision (:meth:`GanCodec.search_latents`);
-each ``bits`` in :attr:`RateTarget.bits` then gets its quantizer-in-the-loop refinement. Per image the engine
-weighs four kinds of file, all measured, never estimated:
+One batched latent search serves every image, every latent precision and every target
+(:meth:`GanCodec.search_latents`; :func:`compress_to_targets`); each ``bits`` in :attr:`RateTarget.bits` then gets
+its quantizer-in-the-loop refinement. Per image the engine weighs four kinds of file, all measured, never
+estimated:
 
-- ``latent``: the latent alone, at each ``bits``;
+- ``latent``: the latent alone, at each ``bits``; and, for a generator trained with nested dropout, the latent's
+  first k coordinates alone for each k of :attr:`RateTarget.leading` (one more search each), the small files low
+  rates need;
 - ``latent+residual``: a latent plus a residual layer ``x - G(z)`` (:func:`ganrev.codecs.gan.residual_image`),
   coded by each residual coder (:data:`RESIDUAL_CODERS`) at its qualities;
 - ``latent+modulation``: a latent plus a modulation of one of G's batch-norm layers (:mod:`ganrev.bitstream.modulation`),
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -84,6 +87,9 @@ class RateTarget:
     bits: tuple[int, ...] = DEFAULT_BITS
     fallback: bool = True  # False: never a fallback file (e.g. to study what the generator alone achieves)
     modulation: ModulationSearch | None = ModulationSearch()  # None: no latent+modulation files
+    # Leading-coordinate counts k whose latent files are tried beside the whole latent's (a search each); None:
+    # the generator's own ``leading_latents`` (config.json; a generator trained with nested dropout lists them).
+    leading: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.ssim is None) == (self.bpp is None):
@@ -95,16 +101,18 @@ class RateTarget:
             raise GanrevError(f"invalid --target-bpp {self.bpp!r}: must be finite and > 0")
         if not self.bits or any(not 2 <= bits <= 16 for bits in self.bits):
             raise GanrevError(f"latent bits to try must be between 2 and 16, got {self.bits!r}")
+        if self.leading is not None and any(k < 1 for k in self.leading):
+            raise GanrevError(f"leading latent coordinates to try must be >= 1, got {self.leading!r}")
 
     def describe(self) -> str:
         return f"SSIM >= {self.ssim}" if self.ssim is not None else f"<= {self.bpp} bpp"
 
 
 def rate_target(ssim: float | None, bpp: float | None, *, modulation_iters: int | None = None,
-                bits: int | None = None) -> RateTarget | None:
+                bits: int | None = None, leading: int | None = None) -> RateTarget | None:
     """compress's target options as a :class:`RateTarget`, or None without a target; refuses the options a target
-    contradicts (fixed ``bits``) or that need one (``modulation_iters``: steps fitting the modulation layer, 0 for
-    no latent+modulation files)."""
+    contradicts (fixed ``bits`` or ``leading``) or that need one (``modulation_iters``: steps fitting the
+    modulation layer, 0 for no latent+modulation files)."""
     if ssim is None and bpp is None:
         if modulation_iters is not None:
             raise GanrevError("--modulation-iters works only with --target-ssim or --target-bpp")
@@ -115,6 +123,8 @@ def rate_target(ssim: float | None, bpp: float | None, *, modulation_iters: int 
     target = RateTarget(ssim=ssim, bpp=bpp, modulation=modulation if modulation.iters else None)
     if bits is not None:
         raise GanrevError("--bits contradicts a target: the engine chooses the bits per image")
+    if leading is not None:
+        raise GanrevError("--leading contradicts a target: the engine chooses the leading coordinates per image")
     return target
 
 
@@ -126,6 +136,7 @@ class RatedFile:
     mode: str
     ssim: float
     bits: int | None  # latent bits per coordinate; None in fallback mode
+    leading: int | None  # the latent's leading coordinates the file codes; None: all (or no latent)
     latent_bytes: int  # the range-coded latent payload (0 in fallback mode)
     layers: tuple[tuple[str, int], ...]  # (codec id, bytes) of each layer
     met: bool
@@ -141,7 +152,6 @@ class RatedFile:
 class _Candidate:
     data: bytes
     ssim: float
-    bits: int | None
 
 
 def budget_bytes(target: RateTarget, width: int, height: int) -> int:
@@ -177,7 +187,7 @@ class _Choice:
         return math.inf if self.best is None else len(self.best.data)
 
     def sweep(self, coder: str, source: torch.Tensor, pack: Callable[[Layer], bytes],
-              score: Callable[[Layer], float], bits: int | None) -> None:
+              score: Callable[[Layer], float]) -> None:
         """Try every quality of ``coder`` on ``source`` that could give the chosen file, from the lowest up
         (module doc: what ends the sweep). ``pack`` makes the file of a layer, ``score`` the SSIM of its decode.
         The lowest quality is always scored, so that an image no file fits still gets the smallest."""
@@ -190,10 +200,10 @@ class _Choice:
                 return
             if (index == 0 or len(data) <= limit) and data not in scored:
                 scored.add(data)
-                self.add(_Candidate(data, score(layer), bits))
+                self.add(_Candidate(data, score(layer)))
 
     def bisect(self, coder: str, source: torch.Tensor, pack: Callable[[Layer], bytes],
-               score: Callable[[Layer], float], bits: int | None) -> None:
+               score: Callable[[Layer], float]) -> None:
         """Bisect the qualities of ``coder`` on ``source`` as if size and SSIM rose with quality: to the lowest
         that reaches the SSIM target, or the highest that fits the budget (about 8 encodes). Every file visited
         is a candidate; ``pack`` and ``score`` as for :meth:`sweep`."""
@@ -203,7 +213,7 @@ class _Choice:
         def at(index: int) -> _Candidate:
             if index not in visited:
                 layer = Layer(*encode_layer(coder, source, levels[index]))
-                visited[index] = _Candidate(pack(layer), score(layer), bits)
+                visited[index] = _Candidate(pack(layer), score(layer))
                 self.add(visited[index])
             return visited[index]
 
@@ -231,10 +241,10 @@ def _score(image: torch.Tensor, decoded: torch.Tensor) -> float:
 _LAYER_ENTRY_MIN = 3  # what a layer adds to a file at the least: codec id, a 1-byte length, one byte of data
 
 
-def choose_file(image: torch.Tensor, latent_files: dict[int, bytes], decoder: GanCodec,
-                target: RateTarget, modulated: dict[tuple[int, int, int], bytes] | None = None) -> RatedFile:
-    """The file for one 8-bit image ``[C, H, W]``, given its latent-mode files at each ``bits`` and its
-    latent+modulation files (keyed ``(bits, layer, modulation bits)``; see module doc).
+def choose_file(image: torch.Tensor, latent_files: Sequence[bytes], decoder: GanCodec, target: RateTarget,
+                modulated: Sequence[bytes] = ()) -> RatedFile:
+    """The file for one 8-bit image ``[C, H, W]``, given its latent-mode files (:attr:`Candidates.latent`) and its
+    latent+modulation files (see module doc).
 
     ``decoder`` decodes the latent files (its generator made them); ``latent_files`` may be empty, leaving
     fallback files only.
@@ -246,15 +256,15 @@ def choose_file(image: torch.Tensor, latent_files: dict[int, bytes], decoder: Ga
 
     # latent files first: they set the bar every layered file must beat
     latents = []
-    for bits, data in sorted(latent_files.items()):
+    for data in latent_files:
         header, payload = unpack_file(data)
         prediction = decoder.decode(data)  # what decompress makes of the latent alone
-        latent = _Candidate(data, _score(image, prediction), bits)
+        latent = _Candidate(data, _score(image, prediction))
         choice.add(latent)
         latents.append((latent, header, payload, prediction))
-    for (bits, _, _), data in sorted((modulated or {}).items()):
+    for data in modulated:
         if len(data) <= choice.limit():
-            choice.add(_Candidate(data, _score(image, decoder.decode(data)), bits))
+            choice.add(_Candidate(data, _score(image, decoder.decode(data))))
     if target.fallback:
         def alone(layer: Layer) -> bytes:
             return pack_file(Header(width, height, gray, None, (layer,)), b"")
@@ -263,7 +273,7 @@ def choose_file(image: torch.Tensor, latent_files: dict[int, bytes], decoder: Ga
             return _score(image, decode_layer(layer, Header(width, height, gray, None, (layer,))))
 
         for coder in FALLBACK_CODERS:
-            choice.sweep(coder, image, alone, fallback_ssim, None)
+            choice.sweep(coder, image, alone, fallback_ssim)
     # residuals on the most accurate latents first: their residuals are the cheapest to code
     for latent, header, payload, prediction in sorted(latents, key=lambda item: -item[0].ssim):
         if len(latent.data) + _LAYER_ENTRY_MIN > choice.limit():
@@ -277,7 +287,7 @@ def choose_file(image: torch.Tensor, latent_files: dict[int, bytes], decoder: Ga
 
         residual = residual_image(image, prediction)
         for coder in RESIDUAL_CODERS:
-            choice.bisect(coder, residual, layered, layered_ssim, latent.bits)
+            choice.bisect(coder, residual, layered, layered_ssim)
 
     chosen, candidates = choice.best, choice.candidates
     reason = None
@@ -299,32 +309,86 @@ def _rated(chosen: _Candidate, image: torch.Tensor, decoder: GanCodec, reason: s
     measured = _score(image, decoder.decode(chosen.data))  # the whole file, decoded as decompress does
     if measured != chosen.ssim:
         raise GanrevError(f"internal error: a file measured at SSIM {chosen.ssim} decodes to {measured}")
-    return RatedFile(chosen.data, header.mode, measured, chosen.bits, len(payload),
-                     tuple((layer.codec, len(layer.data)) for layer in header.layers), reason is None, reason)
+    latent = header.latent
+    return RatedFile(chosen.data, header.mode, measured, latent and latent.bits, latent and latent.leading,
+                     len(payload), tuple((layer.codec, len(layer.data)) for layer in header.layers), reason is None,
+                     reason)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One image's files that do not depend on the target: its latent-mode files (each ``bits``, each leading
+    count) and its latent+modulation files."""
+
+    latent: tuple[bytes, ...]
+    modulated: tuple[bytes, ...] = ()
+
+
+def leading_counts(codec: GanCodec, target: RateTarget) -> tuple[int, ...]:
+    """The leading-coordinate counts ``target`` tries with ``codec``'s generator: :attr:`RateTarget.leading`, or
+    the generator's ``leading_latents``; counts not below its latent size are left out (the whole latent is
+    always tried)."""
+    latent_dim = codec.checkpoint.config.latent_dim
+    given = target.leading if target.leading is not None else codec.checkpoint.metadata.get("leading_latents", ())
+    return tuple(sorted({int(k) for k in given if int(k) < latent_dim}))
+
+
+def candidate_files(codec: GanCodec, images: list[torch.Tensor], target: RateTarget,
+                    search: InversionResult | None = None) -> list[Candidates]:
+    """Each image's :class:`Candidates` for the bits, modulation and leading counts of ``target``: one batched
+    search of the whole latent (``search`` if given, an earlier :meth:`GanCodec.search_latents` of the same
+    images), one more per leading count, each ``bits`` refined. The part of rate control that every target
+    shares."""
+    search = search if search is not None else codec.search_latents(images)
+    latent: list[list[bytes]] = [[] for _ in images]
+    for per_image, files in zip(latent, latent_files_by_bits(codec, images, target.bits, search)):
+        per_image += [files[bits] for bits in sorted(files)]
+    for leading in leading_counts(codec, target):
+        truncated = GanCodec(codec.checkpoint, search=replace(codec.search, leading=leading),
+                             refine_iters=codec.refine_iters, device=codec.device)
+        files_by_bits = latent_files_by_bits(truncated, images, target.bits)
+        for per_image, files in zip(latent, files_by_bits):
+            per_image += [files[bits] for bits in sorted(files)]
+    modulated: list[list[bytes]] = ([[] for _ in images] if target.modulation is None else
+                                    [[files[key] for key in sorted(files)] for files in
+                                     modulated_files(codec, images, search, target.bits, target.modulation)])
+    return [Candidates(tuple(files), tuple(more)) for files, more in zip(latent, modulated)]
+
+
+def compress_to_targets(codec: GanCodec, images: list[torch.Tensor],
+                        targets: Sequence[RateTarget | Sequence[RateTarget]],
+                        search: InversionResult | None = None) -> list[list[RatedFile]]:
+    """One file per 8-bit image ``[C, H, W]`` for each of ``targets`` (``[target][image]``), from one set of
+    :func:`candidate_files`: an entry of ``targets`` is one target for every image, or a sequence of one target
+    per image (e.g. per-image byte budgets). The targets share what makes the candidates (bits, modulation and
+    leading counts: the first target's) and differ in what they ask for (``ssim``/``bpp``, ``fallback``).
+    ``codec`` supplies the generator and the search and refinement options; its own ``bits`` is not used."""
+    per_image = [[entry] * len(images) if isinstance(entry, RateTarget) else list(entry) for entry in targets]
+    if any(len(entry) != len(images) for entry in per_image):
+        raise GanrevError(f"a per-image target list must hold one target for each of the {len(images)} images")
+    if not images or not per_image:
+        return [[] for _ in per_image]
+    first = per_image[0][0]
+    shared = (first.bits, first.modulation, first.leading)
+    if any((t.bits, t.modulation, t.leading) != shared for entry in per_image for t in entry):
+        raise GanrevError("targets rated together must try the same bits, modulation and leading counts")
+    for note in sorted({note for image in images for note in codec.to_model_input(image)[1]}):
+        warnings.warn(note, stacklevel=2)
+    candidates = candidate_files(codec, images, first, search)
+    return [[choose_file(image, found.latent, codec, target, found.modulated)
+             for image, found, target in zip(images, candidates, entry)] for entry in per_image]
 
 
 def compress_to_target(codec: GanCodec, images: list[torch.Tensor], target: RateTarget,
                        search: InversionResult | None = None) -> list[RatedFile]:
-    """One file per 8-bit image ``[C, H, W]`` for ``target``: one batched latent search (or ``search``, an
-    earlier :meth:`GanCodec.search_latents` of the same images), each ``target.bits`` refined, then
-    :func:`choose_file` per image. ``codec`` supplies the generator and the search and refinement options;
-    its own ``bits`` is not used."""
-    if not images:
-        return []
-    for note in sorted({note for image in images for note in codec.to_model_input(image)[1]}):
-        warnings.warn(note, stacklevel=2)
-    search = search if search is not None else codec.search_latents(images)
-    latent_files = latent_files_by_bits(codec, images, target.bits, search)
-    modulated = ([{} for _ in images] if target.modulation is None
-                 else modulated_files(codec, images, search, target.bits, target.modulation))
-    return [choose_file(image, files, codec, target, more)
-            for image, files, more in zip(images, latent_files, modulated)]
+    """One file per 8-bit image ``[C, H, W]`` for ``target``: :func:`compress_to_targets` with one target."""
+    return compress_to_targets(codec, images, [target], search)[0]
 
 
 def latent_files_by_bits(codec: GanCodec, images: list[torch.Tensor], bits: tuple[int, ...],
                          search: InversionResult | None = None) -> list[dict[int, bytes]]:
-    """Each image's latent-mode file at each of ``bits``, from one latent search (``search`` if given): the
-    part of :func:`compress_to_target` that does not depend on the target, to re-use for several targets."""
+    """Each image's latent-mode file at each of ``bits``, from one latent search (``search`` if given) with
+    ``codec``'s search options (its leading count included)."""
     result = search if search is not None else codec.search_latents(images)
     files: list[dict[int, bytes]] = [{} for _ in images]
     for precision in bits:

@@ -40,6 +40,9 @@ def compress(
     bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [the "
                                        "generator's own: 4 for emoji64, 6 for the others; with a target the "
                                        "engine chooses]"),
+    leading: Optional[int] = typer.Option(None, help="code only the latent's first K coordinates, the others decoding "
+                                          "as 0: smaller files, for generators trained with --nested-dropout "
+                                          "[all; with a target the engine chooses]"),
     target_ssim: Optional[float] = typer.Option(None, "--target-ssim", help="rate control: per image the smallest "
                                                 "file whose decode reaches this SSIM, in (0, 1]"),
     target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="rate control: per image the highest "
@@ -89,7 +92,7 @@ def compress(
     from ganrev.invert import chunk_rows, default_search
     from ganrev.bitstream.ratecontrol import rate_target
 
-    goal = rate_target(target_ssim, target_bpp, modulation_iters=modulation_iters, bits=bits)
+    goal = rate_target(target_ssim, target_bpp, modulation_iters=modulation_iters, bits=bits, leading=leading)
     require(bits is None or 2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
     check_seed(seed)
@@ -98,7 +101,7 @@ def compress(
     pairs = compress_targets(inputs, out, force)
     ckpt = load_named_generator(generator, dev)
     search = default_search(ckpt.encoder is not None, init=init, iters=iters, restarts=restarts, loss=loss, lr=lr,
-                            seed=seed, pool=pool, patience=patience, batch_size=batch_size)
+                            seed=seed, pool=pool, patience=patience, batch_size=batch_size, leading=leading)
     codec = GanCodec(ckpt, bits=ckpt.compress_bits if bits is None else bits, search=search, refine_iters=refine_iters,
                      progress=not as_json and rank == 0)
     group_size = max(1, chunk_rows(search, dev) // search.restarts)

@@ -28,7 +28,7 @@ from ganrev.bitstream.container import (
     unpack_file,
 )
 from ganrev.errors import GanrevError
-from ganrev.invert import InversionResult, SearchOptions, invert, per_image_loss
+from ganrev.invert import InversionResult, SearchOptions, invert, leading_mask, per_image_loss
 from ganrev.io import convert_channels, from_uint8, resize, to_uint8
 from ganrev.metrics import ssim
 from ganrev.models import GeneratorCheckpoint
@@ -82,6 +82,15 @@ class GanCodec:
         self.device = torch.device(device) if device is not None else next(checkpoint.generator.parameters()).device
         self.generator = checkpoint.generator.to(self.device).eval().requires_grad_(False)
         self.progress = progress
+        latent_dim = checkpoint.config.latent_dim
+        leading_mask(latent_dim, search.leading)  # more leading coordinates than the latent has: refused now
+        # The latent coordinates a file holds: the search's leading ones, or all.
+        self.coded = search.leading or latent_dim
+
+    def full_latents(self, coded: torch.Tensor) -> torch.Tensor:
+        """Latents ``[N, latent_dim]`` from their first coordinates ``[N, k]``, the others at the prior's mean 0
+        (as a file that codes k leading coordinates decodes)."""
+        return torch.nn.functional.pad(coded, (0, self.checkpoint.config.latent_dim - coded.shape[1]))
 
     # -- the ImageCodec interface
     def encode(self, image: torch.Tensor) -> bytes:
@@ -105,12 +114,15 @@ class GanCodec:
         if header.width * header.height > Image.MAX_IMAGE_PIXELS:
             raise GanrevError(f"the file claims a {header.width}x{header.height} image, more than the "
                               f"{Image.MAX_IMAGE_PIXELS} pixels ganrev decodes")
-        latent = header.latent
+        latent, latent_dim = header.latent, self.checkpoint.config.latent_dim
+        if latent.coded(latent_dim) > latent_dim:
+            raise GanrevError(f"corrupted ganrev file: it codes {latent.leading} latent coordinates, the generator "
+                              f"has {latent_dim}")
         quantizer = Quantizer(latent.bits, latent.clip)
-        symbols = quantizer.decode_symbols(payload, self.checkpoint.config.latent_dim, latent.sigma)
+        symbols = quantizer.decode_symbols(payload, latent.coded(latent_dim), latent.sigma)
         if symbols.min() < 0 or symbols.max() >= quantizer.levels:
             raise GanrevError("corrupted ganrev payload: latent index out of range")
-        z = quantizer.dequantize(torch.from_numpy(symbols)).view(1, -1).to(self.device)
+        z = self.full_latents(quantizer.dequantize(torch.from_numpy(symbols)).view(1, -1)).to(self.device)
         modulation = None
         if header.mode == "latent+modulation":
             film = decode_modulation(header.layers[0], self.generator.norm_channels())
@@ -175,8 +187,8 @@ class GanCodec:
         targets = batch.to(self.device)
         with torch.no_grad():
             ssim_latent = ssim(self.generator.images(result.z.to(self.device)), targets).cpu()
-            naive = self.quantizer.quantize(result.z)
-            ssim_quantized = ssim(self.generator.images(self.quantizer.dequantize(naive).to(self.device)), targets).cpu()
+            naive = self.full_latents(self.quantizer.dequantize(self.quantizer.quantize(result.z[:, :self.coded])))
+            ssim_quantized = ssim(self.generator.images(naive.to(self.device)), targets).cpu()
         symbols, ssim_refined = self.refine(result.z, targets)
         out = []
         for k, (image, (_, notes)) in enumerate(zip(images, prepared)):
@@ -187,23 +199,27 @@ class GanCodec:
 
     def latent_file(self, image: torch.Tensor, quantizer: Quantizer, symbols: torch.Tensor,
                     layers: tuple[Layer, ...] = ()) -> bytes:
-        """The file of ``image`` (its size and channels) holding the grid indices ``symbols`` ``[d]`` of
-        ``quantizer`` (range-coded with the smallest-payload sigma) and ``layers`` after them."""
+        """The file of ``image`` (its size and channels) holding the grid indices ``symbols`` ``[k]`` of
+        ``quantizer`` (range-coded with the smallest-payload sigma) and ``layers`` after them: the latent's first
+        k coordinates (k below the generator's latent size: a file of leading coordinates)."""
         sigma, payload = quantizer.best_sigma(symbols.numpy())
+        leading = len(symbols) if len(symbols) < self.checkpoint.config.latent_dim else None
         latent = LatentCoding(self.checkpoint.fingerprint_bytes[:FINGERPRINT_BYTES], quantizer.bits, quantizer.clip,
-                              sigma)
+                              sigma, leading=leading)
         return pack_file(Header(image.shape[2], image.shape[1], image.shape[0] == 1, latent, layers), payload)
 
     def refine(self, z: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantizer-in-the-loop refinement of the latents ``z`` (:func:`refine_quantized`, at half the
-        quantizer's step): returns the grid indices ``[N, d]`` and their SSIM at the model resolution."""
+        quantizer's step) of their coded coordinates: returns the grid indices ``[N, k]`` and their SSIM at the
+        model resolution."""
         q = self.quantizer
         loss_fn = per_image_loss(self.search.loss)
-        (symbols,) = refine_quantized(z.to(self.device), [(q, z.shape[1])],
-                                      lambda latents: loss_fn(self.generator.images(latents), targets),
+        (symbols,) = refine_quantized(z[:, :self.coded].to(self.device), [(q, self.coded)],
+                                      lambda latents: loss_fn(self.generator.images(self.full_latents(latents)),
+                                                              targets),
                                       self.refine_iters, q.step / 2)
         with torch.no_grad():
-            final_ssim = ssim(self.generator.images(q.dequantize(symbols)), targets)
+            final_ssim = ssim(self.generator.images(self.full_latents(q.dequantize(symbols))), targets)
         return symbols.cpu(), final_ssim.cpu()
 
     def _check_header(self, header: Header) -> None:
