@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import ganrev.evaluate.card
 from ganrev.evaluate.card import (
     CANDIDATE_BITS,
     KNEE_GAIN,
     BitsPoint,
+    best_within,
     choose_bits,
+    choose_leading,
     describe_generator,
     fit_command,
 )
@@ -83,3 +86,38 @@ def test_a_run_describes_itself_bits_report_and_card(tmp_path: Path) -> None:
     lines = report.summary_lines()
     assert lines[0].startswith(f"compress_bits {report.bits} (chosen on {validation.images} validation images")
     assert "best classical file within the same bytes" in lines[1]
+
+
+def test_leading_counts_are_chosen_where_they_beat_the_whole_latent_within_a_budget() -> None:
+    # two images; (bytes, SSIM) per image. The whole latent never fits 30 bytes; 32 coordinates fit 25; 64 fit 28
+    # and beat 32 from there; 128 coordinates are never better than the whole latent within any budget.
+    files = {(None, 2): [(45, 0.70), (46, 0.72)], (None, 3): [(66, 0.80), (67, 0.82)],
+             (32, 2): [(20, 0.50), (21, 0.52)], (32, 3): [(24, 0.55), (25, 0.57)],
+             (64, 2): [(27, 0.58), (28, 0.60)], (64, 3): [(36, 0.66), (37, 0.68)],
+             (128, 2): [(40, 0.60), (41, 0.62)], (128, 3): [(55, 0.69), (56, 0.70)]}
+    assert best_within(files, [(None, 2), (None, 3)], 30) == 0.0
+    assert best_within(files, [(None, 2), (None, 3), (32, 3)], 30) == pytest.approx(0.56)
+    assert best_within(files, list(files), 40) == pytest.approx(0.67)
+    assert choose_leading(files, (25, 40)) == (32, 64)  # 128 adds nothing: not taken
+    assert choose_leading(files, (25, 40), how_many=1) == (32,)  # 0.56 + 0.56 beats 64's 0 + 0.67
+    assert choose_leading(files, (30, 40)) == (64,)  # 64 fits 30 bytes too: then 32 adds nothing
+
+
+def test_a_nested_dropout_run_lists_its_leading_counts(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "data").mkdir()
+    data = _folder(tmp_path / "data", 80)
+    out = tmp_path / "run"
+    options = TrainOptions(data=str(data), resolution=32, latent_dim=8, width=8, disc_width=8, epochs=2,
+                           batch_size=16, max_steps_per_epoch=3, nested_dropout=0.5)
+    fit_generator(options, out, device="cpu", progress=False, describe=False)
+    monkeypatch.setattr(ganrev.evaluate.card, "LEADING_CANDIDATES", (2, 4, 6, 8))  # 8: the whole latent, left out
+    monkeypatch.setattr(ganrev.evaluate.card, "LEADING_BUDGETS_BPP", (0.1, 0.12, 0.15))  # 12-19 bytes at 32x32
+    report = describe_generator(out, count=6, classical=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["leading_latents"] == list(report.leading) and set(report.leading) <= {2, 4, 6}
+    assert [budget for budget, _, _ in report.leading_budgets] == [12, 15, 19]
+    assert all(picked >= whole for _, whole, picked in report.leading_budgets)
+    if report.leading:
+        assert "## Low rates" in (out / "MODEL_CARD.md").read_text()
+        assert report.summary_lines()[-1].startswith("leading_latents ")
+    assert load_generator(out).metadata["leading_latents"] == list(report.leading)

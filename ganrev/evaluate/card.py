@@ -8,13 +8,17 @@ packs each at every precision of :data:`CANDIDATE_BITS`. The default bits are th
 the best classical file within its bytes (:func:`ganrev.reference.best_file_within`: WebP, shrunk WebP, JPEG, AVIF
 at every quality that could fit), and the card says how the generator does against it. config.json's ``report`` keeps the
 headline (``ganrev models`` shows it).
+
+A generator trained with nested dropout (``fit-generator --nested-dropout``) also gets ``leading_latents``: the
+counts k of leading latent coordinates whose files rate control tries (:func:`choose_leading`, on the same
+validation images), the small files low rates need.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,19 @@ emoji64: 3/4/5/6 bits gave 0.843/0.882/0.890/0.893 SSIM at 66/87/107/127 bytes) 
 precision shipped after measuring (the fifth bit's +0.008 took the files past 0.18 bpp); on Iconify logos the fifth
 bit added +0.010 after a 20-minute run and +0.014 on a 300-image folder after one minute (docs/training.md), both
 for 0.21 bpp: the rule keeps such folders at 4 bits, under 0.18 bpp, as the shipped generator is."""
+
+
+LEADING_CANDIDATES = (32, 48, 64, 80, 96, 128)
+"""Leading-coordinate counts measured for a generator trained with nested dropout (those below its latent size)."""
+LEADING_BITS = (2, 3, 4)
+LEADING_BUDGETS_BPP = (0.06, 0.08, 0.10, 0.12)
+"""The low rates ``leading_latents`` serve: at 64x64, 30-61 bytes; the whole latent of 160 coordinates needs about
+45 bytes at 2 bits."""
+LEADING_CHOSEN = 3
+"""How many counts rate control tries: each costs one more search of every image."""
+
+LeadingFiles = dict[tuple[int | None, int], list[tuple[int, float]]]
+"""``(leading count or None for the whole latent, bits)`` -> per image (bytes, SSIM of the decoded file)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,9 @@ class GeneratorReport:
     curve: tuple[BitsPoint, ...]
     bits_chosen_on: str
     sets: tuple[SetFigures, ...]
+    leading: tuple[int, ...] = ()  # leading_latents chosen (a generator trained with nested dropout)
+    # per budget in bytes: the mean best latent-file SSIM within it, from the whole latent and with ``leading``
+    leading_budgets: tuple[tuple[int, float, float], ...] = ()
 
     def headline(self) -> dict[str, Any]:
         """config.json's ``report``: the first set's figures (validation where there is one)."""
@@ -92,6 +112,10 @@ class GeneratorReport:
                 line += (f"; best classical file within the same bytes {figures.classical_ssim:.3f} "
                          f"({figures.ssim - figures.classical_ssim:+.3f})")
             lines.append(line)
+        if self.leading:
+            lines.append(f"leading_latents {', '.join(map(str, self.leading))} (low rates: best latent file within "
+                         + ", ".join(f"{budget} B {whole:.3f} -> {picked:.3f}"
+                                     for budget, whole, picked in self.leading_budgets) + ")")
         return lines
 
 
@@ -105,6 +129,47 @@ def choose_bits(curve: list[BitsPoint] | tuple[BitsPoint, ...]) -> int:
         if following.ssim - point.ssim < KNEE_GAIN:
             return point.bits
     return ordered[-1].bits
+
+
+def measure_leading(checkpoint: GeneratorCheckpoint, images: torch.Tensor, counts: tuple[int | None, ...],
+                    bits: tuple[int, ...]) -> LeadingFiles:
+    """For each leading count (None: the whole latent) one default search of ``images`` moving only those
+    coordinates, packed at each of ``bits``: every file's bytes and the SSIM of what it decodes to."""
+    files: LeadingFiles = {}
+    for count in counts:
+        search = replace(default_search(checkpoint.encoder is not None), leading=count)
+        result = GanCodec(checkpoint, search=search).search_latents(list(images))
+        for precision in bits:
+            packed = GanCodec(checkpoint, bits=precision, search=search).compress_latents(list(images), result)
+            files[count, precision] = [(len(p.data), p.ssim_refined) for p in packed]
+    return files
+
+
+def best_within(files: LeadingFiles, keys: list[tuple[int | None, int]], budget: int) -> float:
+    """Mean over images of the best SSIM among the files of ``keys`` within ``budget`` bytes (0 where none fits)."""
+    count = len(next(iter(files.values())))
+    return sum(max((files[key][i][1] for key in keys if files[key][i][0] <= budget), default=0.0)
+               for i in range(count)) / count
+
+
+def choose_leading(files: LeadingFiles, budgets: tuple[int, ...], how_many: int = LEADING_CHOSEN) -> tuple[int, ...]:
+    """Greedily, the leading counts of ``files`` that, beside the whole latent, raise the summed
+    :func:`best_within` over ``budgets`` the most; a count that adds nothing is not taken."""
+    counts = sorted({count for count, _ in files if count is not None})
+    precisions = sorted({precision for _, precision in files})
+
+    def score(picked: list[int]) -> float:
+        keys = [(count, precision) for count in [None, *picked] for precision in precisions]
+        return sum(best_within(files, keys, budget) for budget in budgets)
+
+    chosen: list[int] = []
+    for _ in range(how_many):
+        left = [count for count in counts if count not in chosen]
+        best = max(left, key=lambda count: score(chosen + [count]), default=None)
+        if best is None or score(chosen + [best]) <= score(chosen):
+            break
+        chosen.append(best)
+    return tuple(sorted(chosen))
 
 
 def _bpp(size: float, image: torch.Tensor) -> float:
@@ -191,10 +256,26 @@ def describe_generator(directory: str | os.PathLike[str], *, count: int = 64, cl
                               measured[name][1][bits], classical and name == chosen_on)
                  for name, images in image_sets.items())
     report = GeneratorReport(bits, tuple(curve), f"{len(image_sets[chosen_on])} {chosen_on} images", sets)
+    if meta.get("training", {}).get("options", {}).get("nested_dropout", 0) > 0:
+        report = _with_leading(report, checkpoint, image_sets[chosen_on])
+        update_config(directory, {"leading_latents": list(report.leading)})
     set_compress_bits(directory, bits)
     update_config(directory, {"report": report.headline()})
     atomic_write_text(directory / CARD_FILE, model_card(directory.name, checkpoint, report, command))
     return report
+
+
+def _with_leading(report: GeneratorReport, checkpoint: GeneratorCheckpoint, images: torch.Tensor) -> GeneratorReport:
+    """``report`` with the leading counts chosen on ``images`` and what they give at each low-rate budget."""
+    counts = tuple(count for count in LEADING_CANDIDATES if count < checkpoint.config.latent_dim)
+    files = measure_leading(checkpoint, images, (None, *counts), LEADING_BITS)
+    side = images.shape[-1] * images.shape[-2]
+    budgets = tuple(int(bpp * side / 8) for bpp in LEADING_BUDGETS_BPP)
+    leading = choose_leading(files, budgets)
+    whole = [(None, precision) for precision in LEADING_BITS]
+    picked = [(count, precision) for count in (None, *leading) for precision in LEADING_BITS]
+    return replace(report, leading=leading, leading_budgets=tuple(
+        (budget, best_within(files, whole, budget), best_within(files, picked, budget)) for budget in budgets))
 
 
 def fit_command(options: Any, out: str | os.PathLike[str]) -> str:
@@ -275,10 +356,24 @@ def model_card(name: str, checkpoint: GeneratorCheckpoint, report: GeneratorRepo
              "| bits | SSIM | bytes | bpp |\n|---:|---:|---:|---:|\n")
     text += "".join(f"| {p.bits}{' (default)' if p.bits == report.bits else ''} | {p.ssim:.4f} | {p.bytes:.1f} | "
                     f"{p.bpp:.3f} |\n" for p in report.curve)
+    if report.leading:
+        text += (f"\n## Low rates\n\nTrained with nested dropout: files of the latent's first k coordinates decode "
+                 f"well. Rate control (`--target-bpp`, `--target-ssim`) also tries k = "
+                 f"{', '.join(map(str, report.leading))} (`leading_latents` in config.json), chosen on "
+                 f"{report.bits_chosen_on} as the counts that most raise the best latent file within "
+                 f"{', '.join(str(b) for b, _, _ in report.leading_budgets)} bytes at "
+                 f"{', '.join(map(str, LEADING_BITS))} bits:\n\n| budget | bpp | whole latent | with those k |\n"
+                 "|---:|---:|---:|---:|\n")
+        side = checkpoint.config.resolution ** 2
+        text += "".join(f"| {budget} B | {budget * 8 / side:.3f} | {whole:.4f} | {picked:.4f} |\n"
+                        for budget, whole, picked in report.leading_budgets)
+        text += "\nMean SSIM of the best latent file within the budget, 0 where none fits (no layers, no fallback).\n"
     text += ("\nOther rates: `ganrev compress --bits N`, or rate control (`--target-ssim`, `--target-bpp`), which "
              "adds a residual or modulation layer, or falls back to a classical file, where that is better.\n")
     return text
 
 
-__all__ = ["CANDIDATE_BITS", "CARD_FILE", "KNEE_GAIN", "BitsPoint", "GeneratorReport", "SetFigures", "choose_bits",
-           "compare_with_classical", "describe_generator", "evaluation_images", "fit_command", "model_card"]
+__all__ = ["CANDIDATE_BITS", "CARD_FILE", "KNEE_GAIN", "LEADING_BITS", "LEADING_BUDGETS_BPP", "LEADING_CANDIDATES",
+           "BitsPoint", "GeneratorReport", "LeadingFiles", "SetFigures", "best_within", "choose_bits", "choose_leading",
+           "compare_with_classical", "describe_generator", "evaluation_images", "fit_command", "measure_leading",
+           "model_card"]
