@@ -101,6 +101,24 @@ ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # after ~90). Chosen on validation emoji in experiments/ablation_init.py (see README): 0.7911 SSIM at 6 bits
 # in 0.56 s per image vs 0.7878 in 0.83 s for the earlier 100 iterations at lr 0.05 with 50 refinement steps.
 ENCODER_SEARCH = {"iters": 200, "restarts": 1, "lr": 0.3, "patience": 20}
+# ``--effort``: the speed/quality trade-off in one dial, as cwebp's -m, avifenc's --speed or zstd's levels. Each level
+# changes the start's default search (ENCODER_SEARCH for an encoder start, the SearchOptions defaults for a pool or
+# random start, both "prior" starts) by its overrides; options given explicitly change it further. 0 is no search at
+# all: the encoder alone, or the best pool sample (GanCodec then skips refinement too: milliseconds). DEFAULT_EFFORT
+# overrides nothing: the search before efforts existed. Levels between search fewer iterations with less patience;
+# higher ones search longer, then (5) from 4 times the starts (around E(x): ENCODER_NOISE offsets). A prior start's
+# level scales iterations, patience and restarts as the encoder start's does. Chosen, not tuned: experiments/effort.py
+# measures every level's SSIM, bytes and encoding time on the shipped generator's held-out images.
+EFFORTS: dict[int, dict[str, dict[str, int]]] = {
+    0: {"encoder": {"iters": 0}, "prior": {"iters": 0}},
+    1: {"encoder": {"iters": 25, "patience": 5}, "prior": {"iters": 125, "patience": 25}},
+    2: {"encoder": {"iters": 100, "patience": 10}, "prior": {"iters": 500, "patience": 50}},
+    3: {"encoder": {}, "prior": {}},
+    4: {"encoder": {"iters": 400, "patience": 40}, "prior": {"iters": 2000, "patience": 200}},
+    5: {"encoder": {"iters": 400, "patience": 40, "restarts": 4},
+        "prior": {"iters": 2000, "patience": 200, "restarts": 16}},
+}
+DEFAULT_EFFORT = 3
 # The search loss with the best held-out SSIM (and better PSNR and LPIPS than plain SSIM) in the loss study,
 # experiments/loss_study.py: 0.7832 vs 0.7818 for ``ssim`` on the shipped emoji64, same iterations.
 DEFAULT_SEARCH_LOSS = "ssim+l1"
@@ -143,14 +161,26 @@ class SearchOptions:
                 raise GanrevError(f"invalid --{name} {value!r}: must be {rule}")
 
 
-def default_search(has_encoder: bool, *, init: str | None = None, **given: object) -> SearchOptions:
-    """SearchOptions with the defaults that fit the start: ``init`` defaults to ``encoder`` when the checkpoint
-    has one (else ``pool``), and an encoder start searches ``ENCODER_SEARCH`` iterations/restarts unless
-    given. Arguments that are None take the default."""
+def check_effort(effort: int) -> None:
+    """Refuse an effort level that :data:`EFFORTS` does not define, as the CLI reports a bad option."""
+    if effort not in EFFORTS:
+        raise GanrevError(f"invalid --effort {effort!r}: must be a level from {min(EFFORTS)} to {max(EFFORTS)}")
+
+
+def default_search(has_encoder: bool, *, init: str | None = None, effort: int | None = None,
+                   **given: object) -> SearchOptions:
+    """SearchOptions with the defaults that fit the start at an ``effort`` level (:data:`EFFORTS`): ``init``
+    defaults to ``encoder`` when the checkpoint has one (else ``pool``), an encoder start searches
+    ``ENCODER_SEARCH`` and a pool or random start the SearchOptions defaults, each changed by the effort's
+    overrides, then by the options ``given``. Arguments that are None take the default (``effort``:
+    ``DEFAULT_EFFORT``)."""
+    effort = DEFAULT_EFFORT if effort is None else effort
+    check_effort(effort)
     init = init or ("encoder" if has_encoder else "pool")
     if init == "encoder" and not has_encoder:
         raise GanrevError("--init encoder: this generator checkpoint has no encoder (use --init pool)")
     base: dict[str, object] = dict(ENCODER_SEARCH) if init == "encoder" else {}
+    base |= EFFORTS[effort]["encoder" if init == "encoder" else "prior"]
     return SearchOptions(init=init, **(base | {key: value for key, value in given.items() if value is not None}))
 
 

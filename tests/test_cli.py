@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import subprocess
@@ -15,6 +16,9 @@ from skimage import data as skdata
 from typer.testing import CliRunner
 
 from ganrev.cli import app
+from ganrev.cli.codec import compress
+from ganrev.cli.table import table
+from ganrev.invert import DEFAULT_EFFORT
 from ganrev.io import load_image
 from ganrev.metrics import psnr, ssim
 from ganrev.models import save_generator, set_compress_bits
@@ -146,6 +150,33 @@ def test_compress_init_choices(workspace, with_encoder, tmp_path, init, iteratio
     invoke("decompress", str(tmp_path / "a.grv"), "-g", str(with_encoder), "-o", str(decoded))
     original = load_image(workspace / "images" / "astronaut.png")
     assert float(ssim(load_image(decoded)[None], original[None])[0]) == pytest.approx(row["ssim"], abs=1e-6)
+
+
+def test_compress_effort_0_is_the_encoder_alone_and_decompresses(workspace, with_encoder, tmp_path):
+    image = workspace / "images" / "astronaut.png"
+    args = ["compress", str(image), "-g", str(with_encoder), "-o", str(tmp_path / "a.grv"), "--json", "--effort", "0"]
+    row = json.loads(invoke(*args).stdout)[0]
+    assert row["iterations"] == 0  # no search, and no refinement: the file is E(x) rounded
+    assert row["ssim_refined"] == pytest.approx(row["ssim_quantized"], abs=1e-6)
+    invoke("decompress", str(tmp_path / "a.grv"), "-g", str(with_encoder), "-o", str(tmp_path / "a.png"))
+    decoded = load_image(tmp_path / "a.png")
+    assert float(ssim(decoded[None], load_image(image)[None])[0]) == pytest.approx(row["ssim"], abs=1e-6)
+    # an option given with --effort overrides the level's value
+    overridden = json.loads(invoke(*args, "--iters", "3", "--patience", "5", "--force").stdout)[0]
+    assert overridden["iterations"] == 3
+
+
+def test_compress_effort_0_without_an_encoder_keeps_the_best_pool_sample(workspace, tmp_path):
+    args = ["compress", str(workspace / "images" / "camera.png"), "-g", str(workspace / "gen"), "-o",
+            str(tmp_path / "c.grv"), "--json", "--effort", "0", "--pool", "8"]
+    row = json.loads(invoke(*args).stdout)[0]
+    assert row["iterations"] == 0 and row["ssim_refined"] == pytest.approx(row["ssim_quantized"], abs=1e-6)
+    invoke("decompress", str(tmp_path / "c.grv"), "-g", str(workspace / "gen"), "-o", str(tmp_path / "c.png"))
+
+
+def test_the_effort_help_names_the_default_effort():
+    for command, shown in ((compress, f"[{DEFAULT_EFFORT}: "), (table, f"[{DEFAULT_EFFORT}]")):
+        assert shown in inspect.signature(command).parameters["effort"].default.help
 
 
 def test_compress_without_an_encoder_starts_from_the_pool(workspace, tmp_path):

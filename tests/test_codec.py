@@ -393,11 +393,14 @@ def test_codec_starts_the_search_at_the_checkpoints_encoder(tmp_path):
 
 def test_refinement_length_defaults_by_search_start(tmp_path):
     """No refinement after an encoder start unless asked (the file is plain rounding of the search's
-    latent), 50 steps after a pool start; an explicit count wins either way."""
+    latent), 50 steps after a pool start, none after no search (--effort 0, also from the pool); an explicit count
+    wins either way."""
     checkpoint = checkpoint_with_encoder(tmp_path, seed=4)
     encoder_start = default_search(True, iters=3)
     assert GanCodec(checkpoint, search=encoder_start).refine_iters == REFINE_ITERS["encoder"] == 0
     assert GanCodec(checkpoint, search=default_search(True, init="pool")).refine_iters == REFINE_ITERS["pool"] == 50
+    assert GanCodec(checkpoint, search=default_search(True, init="pool", effort=0)).refine_iters == 0
+    assert GanCodec(checkpoint, search=default_search(True, init="pool", iters=0), refine_iters=5).refine_iters == 5
     assert GanCodec(checkpoint, search=encoder_start, refine_iters=7).refine_iters == 7
     [result] = GanCodec(checkpoint, bits=4, search=encoder_start).compress([torch.rand(3, 32, 32)])
     assert result.ssim_refined == pytest.approx(result.ssim_quantized, abs=1e-6)

@@ -45,6 +45,7 @@ from ganrev.evaluate import (
     summarise,
     write_table_grid,
 )
+from ganrev.invert import DEFAULT_EFFORT, default_search
 from ganrev.io import load_image, to_uint8
 from ganrev.models import load_generator, save_generator
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
@@ -358,3 +359,41 @@ def test_table_learned_option_is_checked_before_any_work(generator_dir, image_di
         result = CliRunner().invoke(app, ["table", "-g", str(generator_dir), "--images", str(image_dir),
                                           "--learned", spec, "--no-progress"])
         assert isinstance(result.exception, GanrevError) and message in str(result.exception)
+
+
+# --- `ganrev table --effort/--efforts` ------------------------------------------------------------------------
+
+
+def test_table_efforts_give_a_named_gan_row_each(generator_dir, image_dir, tmp_path):
+    """--efforts 0,1: two GAN-reversal rows, named with their effort, the first searched not at all (the best pool
+    sample, unrefined) and the one the rates are matched to."""
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(app, ["table", "-g", str(generator_dir), "--images", str(image_dir), "--limit", "2",
+                                      "--efforts", "0,1", "--restarts", "1", "--device", "cpu", "--learned", "none",
+                                      "--json", str(out), "--no-progress"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    table = json.loads(out.read_text())
+    names = [f"GAN reversal ({generator_dir.name}, effort {effort})" for effort in (0, 1)]
+    assert [row["scheme"] for row in table["summary"]][-2:] == names
+    iterations = {name: [r["iterations"] for r in table["per_image"] if r["scheme"] == name] for name in names}
+    assert iterations[names[0]] == [0, 0] and all(0 < n <= 125 for n in iterations[names[1]])
+    assert table["rate_match"]["gan_scheme"] == names[0] and list(table["metadata"]["settings"]["efforts"]) == [0, 1]
+    assert table["metadata"]["settings"]["search"]["iters"] == 0  # the first effort's search
+
+
+def test_table_effort_sets_every_gan_rows_search_and_keeps_its_name(generator_dir):
+    checkpoint = load_generator(generator_dir)
+    options = EvalOptions(efforts=(1,))
+    assert options.search_for(checkpoint) == default_search(False, effort=1)
+    assert options.gan_label(checkpoint, 1) == f"GAN reversal ({generator_dir.name})"
+    assert EvalOptions().efforts == (DEFAULT_EFFORT,)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--effort", "-1"], "invalid --effort -1"), (["--effort", "6"], "invalid --effort 6"),
+    (["--efforts", "0,6"], "invalid --effort 6"), (["--efforts", "0,x"], "invalid --efforts '0,x'"),
+    (["--efforts", "1,1"], "invalid --efforts '1,1'"), (["--effort", "1", "--efforts", "0,1"], "give one of them"),
+])
+def test_table_bad_efforts_are_one_line_errors_before_any_work(capsys, generator_dir, image_dir, no_table, args,
+                                                               fragment):
+    assert fragment in _table_error(capsys, generator_dir, image_dir, *args)

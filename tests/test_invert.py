@@ -7,7 +7,9 @@ import torch
 
 from ganrev.errors import GanrevError
 from ganrev.invert import (
+    DEFAULT_EFFORT,
     DEFAULT_SEARCH_LOSS,
+    EFFORTS,
     ENCODER_SEARCH,
     INITS,
     LOSSES,
@@ -199,6 +201,60 @@ def test_default_search_follows_the_checkpoint():
     assert default_search(True, restarts=None).restarts == ENCODER_SEARCH["restarts"]
     with pytest.raises(GanrevError, match="no encoder"):
         default_search(False, init="encoder")
+
+
+# --effort: (iters, restarts, patience) of each level, from an encoder start and from a prior (pool, random) one, as
+# EFFORTS documents them; lr stays the start's default (0.3 from E(x), 0.05 from the prior) at every level.
+DOCUMENTED_EFFORTS = {
+    0: ((0, 1, 20), (0, 4, 100)),
+    1: ((25, 1, 5), (125, 4, 25)),
+    2: ((100, 1, 10), (500, 4, 50)),
+    3: ((200, 1, 20), (1000, 4, 100)),
+    4: ((400, 1, 40), (2000, 4, 200)),
+    5: ((400, 4, 40), (2000, 16, 200)),
+}
+
+
+@pytest.mark.parametrize("effort", sorted(DOCUMENTED_EFFORTS))
+def test_effort_levels_map_to_the_documented_searches(effort):
+    assert sorted(EFFORTS) == sorted(DOCUMENTED_EFFORTS)
+    encoder, prior = DOCUMENTED_EFFORTS[effort]
+    for has_encoder, init, expected, lr in ((True, None, encoder, 0.3), (False, None, prior, 0.05),
+                                            (True, "random", prior, 0.05)):
+        search = default_search(has_encoder, init=init, effort=effort)
+        assert (search.iters, search.restarts, search.patience, search.lr) == (*expected, lr)
+        assert search.init == (init or ("encoder" if has_encoder else "pool"))
+
+
+def test_the_default_effort_is_the_default_search():
+    assert DEFAULT_EFFORT == 3 and EFFORTS[DEFAULT_EFFORT] == {"encoder": {}, "prior": {}}
+    for has_encoder in (True, False):
+        assert default_search(has_encoder, effort=DEFAULT_EFFORT) == default_search(has_encoder, effort=None)
+    assert default_search(True, effort=DEFAULT_EFFORT) == SearchOptions(init="encoder", **ENCODER_SEARCH)
+    assert default_search(False, effort=DEFAULT_EFFORT) == SearchOptions(init="pool")
+
+
+def test_options_given_override_the_effort():
+    assert default_search(True, effort=0, iters=7, restarts=None).iters == 7
+    search = default_search(True, effort=5, restarts=2, patience=3, lr=0.1)
+    assert (search.iters, search.restarts, search.patience, search.lr) == (400, 2, 3, 0.1)
+    assert default_search(False, effort=1, iters=60).patience == 25
+
+
+@pytest.mark.parametrize("effort", [-1, max(DOCUMENTED_EFFORTS) + 1])
+def test_an_effort_without_a_level_is_refused(effort):
+    with pytest.raises(GanrevError, match=f"invalid --effort {effort}: must be a level from 0 to 5"):
+        default_search(True, effort=effort)
+
+
+def test_effort_0_is_the_encoder_start_itself(generator, targets):
+    encoder = _encoder_for(generator)
+    search = default_search(True, effort=0)
+    result = invert(generator, targets, search, encoder=encoder)
+    with torch.no_grad():
+        codes = encoder(targets).clamp(-search.clip, search.clip)
+    assert (result.iterations == 0).all() and result.iterations.shape == (4, 1)
+    assert torch.equal(result.z, codes)
 
 
 @pytest.mark.parametrize("init", INITS)

@@ -34,8 +34,13 @@ def compress(
     generator: Optional[str] = GeneratorOption,
     init: Optional[str] = typer.Option(None, help="search start: encoder (E(x); default when the generator has "
                                        "an encoder), pool (best prior samples; the default otherwise), random"),
+    effort: Optional[int] = typer.Option(None, help="speed against quality in one option, 0-5 (as cwebp -m, avifenc "
+                                         "--speed or zstd levels): 0 is no search, the encoder alone (or the best "
+                                         "pool sample), in milliseconds; each level above searches longer, 5 from 4 "
+                                         "times the starts [3: the defaults below]; --iters, --restarts, --patience, "
+                                         "--lr and --refine-iters given with it override its values"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
-                                        "[200 with --init encoder, else 1000]"),
+                                        "[200 with --init encoder, else 1000; 0: no search]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [1 with --init encoder, else 4]"),
     bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [the "
                                        "generator's own: 4 for emoji64, 6 for the others; with a target the "
@@ -60,7 +65,7 @@ def compress(
     patience: Optional[int] = typer.Option(None, help="stop a row after this many iterations without improvement "
                                            "[20 with --init encoder, else 100]"),
     refine_iters: Optional[int] = typer.Option(None, help="quantizer-in-the-loop refinement steps (>= 0) [0 with "
-                                               "--init encoder, else 50]"),
+                                               "--init encoder or no search, else 50]"),
     batch_size: Optional[int] = typer.Option(None, help="latent rows optimised together (default: 64 on CPU, "
                                              "4096 on CUDA)"),
     device: str = DeviceOption,
@@ -89,10 +94,12 @@ def compress(
         torchrun_env,
     )
     from ganrev.codecs.gan import GanCodec
-    from ganrev.invert import chunk_rows, default_search
+    from ganrev.invert import check_effort, chunk_rows, default_search
     from ganrev.bitstream.ratecontrol import rate_target
 
     goal = rate_target(target_ssim, target_bpp, modulation_iters=modulation_iters, bits=bits, leading=leading)
+    if effort is not None:
+        check_effort(effort)
     require(bits is None or 2 <= bits <= 16, "--bits", bits, "between 2 and 16")
     require(refine_iters is None or refine_iters >= 0, "--refine-iters", refine_iters, ">= 0")
     check_seed(seed)
@@ -100,8 +107,9 @@ def compress(
     dev = device_for(device, local_rank)
     pairs = compress_targets(inputs, out, force)
     ckpt = load_named_generator(generator, dev)
-    search = default_search(ckpt.encoder is not None, init=init, iters=iters, restarts=restarts, loss=loss, lr=lr,
-                            seed=seed, pool=pool, patience=patience, batch_size=batch_size, leading=leading)
+    search = default_search(ckpt.encoder is not None, init=init, effort=effort, iters=iters, restarts=restarts,
+                            loss=loss, lr=lr, seed=seed, pool=pool, patience=patience, batch_size=batch_size,
+                            leading=leading)
     codec = GanCodec(ckpt, bits=ckpt.compress_bits if bits is None else bits, search=search, refine_iters=refine_iters,
                      progress=not as_json and rank == 0)
     group_size = max(1, chunk_rows(search, dev) // search.restarts)

@@ -28,6 +28,11 @@ def table(
                                                 "when the default generator is used]"),
     init: Optional[str] = typer.Option(None, help="search start for every generator (default: what compress "
                                        "does for each: encoder when it has one, else pool)"),
+    effort: Optional[int] = typer.Option(None, help="search effort of the GAN-reversal rows, 0-5 as compress's "
+                                         "--effort [3]; --init, --iters and --restarts override its values"),
+    efforts: Optional[str] = typer.Option(None, "--efforts", help="several efforts, comma-separated (e.g. 0,3,5): "
+                                          "a GAN-reversal row per generator and effort, named with it; the rates "
+                                          "are matched to the first, and the curves follow it"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations [compress's default for the start]"),
     restarts: Optional[int] = typer.Option(None, help="starting points per image [compress's default]"),
     bits: Optional[int] = typer.Option(None, help="bits per latent coordinate before entropy coding (2-16) [each "
@@ -62,19 +67,22 @@ def table(
     ComCNN/RecCNN) on a folder of images: the results table.
 
     Each scheme encodes every image to real file bytes and decodes them; bpp counts every byte.
-    One GAN-reversal row per generator (--generator, then each --compare). WebP, WebP of the image
-    downscaled 2x or 4x, and AVIF run at the quality (and scale) whose mean bpp is closest to the first
-    generator's.
+    One GAN-reversal row per generator (--generator, then each --compare) and effort (--efforts). WebP, WebP of
+    the image downscaled 2x or 4x, and AVIF run at the quality (and scale) whose mean bpp is closest to the first
+    GAN-reversal row's.
     """
     from ganrev.codecs.specs import parse_learned_specs
     from ganrev.evaluate import EvalOptions, run_table
     from ganrev.evaluate.outputs import TableOutputs
+    from ganrev.invert import DEFAULT_EFFORT
     from ganrev.pretrained import default_comparisons, resolve_generator_path
 
     device_for(device)
     if grid is None and grid_images is not None:
         raise GanrevError("--grid-images needs --grid FILE.png")
     require(grid_images is None or grid_images >= 1, "--grid-images", grid_images, ">= 1")
+    if effort is not None and efforts is not None:
+        raise GanrevError("--effort and --efforts: give one of them")
     outputs = TableOutputs(json=json_out, csv=csv_out, markdown=md_out, grid=grid,
                            curves=curves_out if curves_out is not None else (Path("curves.png") if curves else None))
     outputs.check(force)
@@ -85,8 +93,10 @@ def table(
     overrides = tuple((key, value) for key, value in
                       (("init", init), ("iters", iters), ("restarts", restarts), ("seed", seed)) if value is not None)
     shown = 0 if grid is None else (TABLE_GRID_IMAGES if grid_images is None else grid_images)
-    options = EvalOptions(search_overrides=overrides, bits=bits, limit=limit, seed=seed, device=device, progress=progress,
-                          lpips_weights=lpips_weights, compare=compared, grid_images=shown, learned=learned_specs)
+    levels = _effort_levels(efforts) if efforts is not None else (DEFAULT_EFFORT if effort is None else effort,)
+    options = EvalOptions(search_overrides=overrides, efforts=levels, bits=bits, limit=limit, seed=seed, device=device,
+                          progress=progress, lpips_weights=lpips_weights, compare=compared, grid_images=shown,
+                          learned=learned_specs)
     result = run_table(path, images, options)
     typer.echo(result.markdown())
     typer.echo(result.matched_rate_line())
@@ -96,3 +106,11 @@ def table(
         typer.echo(f"LPIPS n/a: {meta['lpips']['reason']}")
     for target in outputs.write(result, path, images, options):
         typer.echo(f"wrote {target}")
+
+
+def _effort_levels(text: str) -> tuple[int, ...]:
+    """``--efforts 0,3,5`` as levels; EvalOptions checks that each is one (ganrev.invert.EFFORTS), once."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise GanrevError(f"invalid --efforts {text!r}: must be comma-separated effort levels, e.g. 0,3,5") from None

@@ -40,6 +40,8 @@ from ganrev.bitstream.quantize import Quantizer, refine_quantized
 # experiments/ablation_init.py; +0.001 at 4 bits in a library run on the same images), so that start skips
 # them; after the pool and random starts' small final steps refinement recovers most of the rounding loss.
 REFINE_ITERS = {"encoder": 0, "pool": 50, "random": 50}
+# A search of 0 iterations (``--iters 0``, ``--effort 0``) is not refined either: it asks for its starting point as it
+# is (E(x), or the best pool sample), in milliseconds, and refinement is a search of its own.
 MODULATION_CLIP = 3.0  # modulation values are quantized over [-3, 3] (fitted ones have std ~1)
 RESIDUAL_MID = 128 / 255  # a zero residual, exactly representable in 8 bits
 
@@ -74,11 +76,13 @@ class GanCodec:
     def __init__(self, checkpoint: GeneratorCheckpoint, *, bits: int = 8, search: SearchOptions = SearchOptions(),
                  refine_iters: int | None = None, device: str | torch.device | None = None,
                  progress: bool = False) -> None:
-        """``refine_iters``: quantizer-in-the-loop refinement steps; None: ``REFINE_ITERS`` for the search's start."""
+        """``refine_iters``: quantizer-in-the-loop refinement steps; None: ``REFINE_ITERS`` for the search's start,
+        0 after no search (``search.iters`` 0)."""
         self.checkpoint = checkpoint
         self.quantizer = Quantizer(bits, search.clip)
         self.search = search
-        self.refine_iters = REFINE_ITERS[search.init] if refine_iters is None else refine_iters
+        default_refine = REFINE_ITERS[search.init] if search.iters else 0
+        self.refine_iters = default_refine if refine_iters is None else refine_iters
         self.device = torch.device(device) if device is not None else next(checkpoint.generator.parameters()).device
         self.generator = checkpoint.generator.to(self.device).eval().requires_grad_(False)
         self.progress = progress

@@ -26,7 +26,13 @@ from ganrev.codecs.gan import GanCodec
 from ganrev.codecs.learned import default_table_specs
 from ganrev.errors import GanrevError
 from ganrev.evaluate.records import GAN_SCHEME
-from ganrev.invert import InversionResult, SearchOptions, default_search
+from ganrev.invert import (
+    DEFAULT_EFFORT,
+    InversionResult,
+    SearchOptions,
+    check_effort,
+    default_search,
+)
 from ganrev.io import list_images, load_image
 from ganrev.metrics import lpips_status
 from ganrev.models import GeneratorCheckpoint, load_generator
@@ -68,13 +74,15 @@ class EvalOptions:
     object from the CLI (or a script) down.
 
     Each generator is searched with the CLI's own defaults for it (:func:`ganrev.invert.default_search`: an
-    encoder start when the checkpoint has an encoder, else the best-of-pool start), changed by
-    ``search_overrides`` (e.g. ``(("iters", 500),)``), so the table measures what ``ganrev compress`` does.
-    ``compare`` names further generator checkpoints, each a GAN-reversal row
-    on the same images (the rate matching follows the first generator).
+    encoder start when the checkpoint has an encoder, else the best-of-pool start) at each of ``efforts``,
+    changed by ``search_overrides`` (e.g. ``(("iters", 500),)``), so the table measures what ``ganrev compress
+    --effort N`` does. ``compare`` names further generator checkpoints; every generator gets a GAN-reversal row
+    per effort on the same images (the rate matching and the curves follow the first generator's first effort).
     """
 
     search_overrides: tuple[tuple[str, Any], ...] = ()  # SearchOptions fields changed from compress's defaults
+    # --effort levels (ganrev.invert.EFFORTS), each a GAN-reversal row per generator; several: rows named with theirs
+    efforts: tuple[int, ...] = (DEFAULT_EFFORT,)
     bits: int | None = None  # None: each generator's own (GeneratorCheckpoint.compress_bits), what compress uses
     refine_iters: int | None = None  # None: compress's default for the search's start (codec.REFINE_ITERS)
     limit: int | None = None
@@ -107,6 +115,10 @@ class EvalOptions:
         refine_ok = self.refine_iters is None or self.refine_iters >= 0
         if not refine_ok or self.kmeans_k < 1 or self.rate_step < 1 or self.grid_images < 0:
             raise GanrevError("refine_iters and grid_images must be >= 0, kmeans_k and rate_step >= 1")
+        if not self.efforts or len(set(self.efforts)) < len(self.efforts):
+            raise GanrevError(f"invalid --efforts {','.join(map(str, self.efforts))!r}: must name levels, each once")
+        for effort in self.efforts:
+            check_effort(effort)
         if self.limit is not None and self.limit < 1:
             raise GanrevError(f"invalid --limit {self.limit}: must be >= 1")
         if any(not (math.isfinite(bpp) and bpp > 0) for bpp in self.reference_bpp):
@@ -116,9 +128,16 @@ class EvalOptions:
         """The bits per latent coordinate of ``checkpoint``'s GAN-reversal rows."""
         return checkpoint.compress_bits if self.bits is None else self.bits
 
-    def search_for(self, checkpoint: GeneratorCheckpoint) -> SearchOptions:
-        """Compress's defaults for this checkpoint with ``search_overrides`` applied."""
-        return default_search(checkpoint.encoder is not None, **dict(self.search_overrides))
+    def search_for(self, checkpoint: GeneratorCheckpoint, effort: int | None = None) -> SearchOptions:
+        """Compress's defaults for this checkpoint at ``effort`` (None: the first of ``efforts``) with
+        ``search_overrides`` applied."""
+        return default_search(checkpoint.encoder is not None, effort=self.efforts[0] if effort is None else effort,
+                              **dict(self.search_overrides))
+
+    def gan_label(self, checkpoint: GeneratorCheckpoint, effort: int) -> str:
+        """The scheme name of ``checkpoint``'s GAN-reversal row at ``effort``: :func:`generator_label`, with the
+        effort where the rows have several."""
+        return generator_label(checkpoint, effort if len(self.efforts) > 1 else None)
 
 
 def display_path(path: str | os.PathLike[str] | None) -> str | None:
@@ -132,9 +151,13 @@ def display_path(path: str | os.PathLike[str] | None) -> str | None:
         return str(path)
 
 
-def generator_label(checkpoint: GeneratorCheckpoint) -> str:
-    """A GAN-reversal row's scheme name: ``GAN reversal (<checkpoint directory name>)``."""
-    return f"{GAN_SCHEME} ({checkpoint.path.name})" if checkpoint.path is not None else GAN_SCHEME
+def generator_label(checkpoint: GeneratorCheckpoint, effort: int | None = None) -> str:
+    """A GAN-reversal row's scheme name: ``GAN reversal (<checkpoint directory name>)``, or with an ``effort``
+    ``GAN reversal (<checkpoint directory name>, effort <N>)``."""
+    parts = [checkpoint.path.name] if checkpoint.path is not None else []
+    if effort is not None:
+        parts.append(f"effort {effort}")
+    return f"{GAN_SCHEME} ({', '.join(parts)})" if parts else GAN_SCHEME
 
 
 def load_image_folder(folder: str | os.PathLike[str], limit: int | None = None) -> tuple[list[str], list[torch.Tensor]]:
@@ -227,7 +250,7 @@ def resolve_images_dir(checkpoint: GeneratorCheckpoint, images_dir: str | os.Pat
 def settings_record(options: EvalOptions, checkpoint: GeneratorCheckpoint) -> dict[str, Any]:
     """The options as recorded in results files (JSON-ready; paths relative to the repository)."""
     settings = asdict(options)
-    settings["search"] = asdict(options.search_for(checkpoint))
+    settings["search"] = asdict(options.search_for(checkpoint))  # at the first effort, the rate-matched row's
     settings["bits"] = options.bits_for(checkpoint)
     settings["search_overrides"] = dict(options.search_overrides)
     settings["device"] = str(options.device)

@@ -3,7 +3,8 @@
 The table (:func:`run_table`) has one row per scheme, in this order: PNG, K-means (K=4), JPEG (10%),
 JPEG (1%), the learned baselines (JPEG 10% and 1% + ARCNN-ASPP, ComCNN/RecCNN at JPEG 10: the shipped models
 trained on the generator's data set, :mod:`ganrev.codecs.learned`), WebP at the GAN's rate, WebP of the image
-downscaled 2x or 4x at the GAN's rate, AVIF at the GAN's rate (only where Pillow writes AVIF), GAN reversal.
+downscaled 2x or 4x at the GAN's rate, AVIF at the GAN's rate (only where Pillow writes AVIF), GAN reversal
+(one row per generator and ``--effort`` level).
 "At the GAN's rate" is the quality whose mean bpp over the images is closest to GAN reversal's mean bpp; it
 is found by a sweep over the codec's qualities (see :func:`ganrev.evaluate.records.match_rate`), which is
 recorded. For downscaled WebP each scale is swept and the scale whose matched rate is closest wins (ties: the
@@ -58,7 +59,6 @@ from ganrev.evaluate.runs import (
     EvalOptions,
     display_path,
     dump_json,
-    generator_label,
     load_image_folder,
     resolve_checkpoint,
     resolve_images_dir,
@@ -128,8 +128,9 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     """The comparison table on the images in ``images_dir`` (default: ``<generator>/heldout``).
 
     Rows: PNG, K-means, JPEG 10% and 1%, WebP, downscaled WebP and AVIF at the GAN's rate, then one
-    GAN-reversal row per generator (``generator`` first, then ``options.compare``), each searched with
-    ``options.search_for``. With ``options.grid_images`` the result keeps those first images' decodings.
+    GAN-reversal row per generator (``generator`` first, then ``options.compare``) and effort (in the order of
+    ``options.efforts``), each searched with ``options.search_for``; the rates are matched to the first of these
+    rows. With ``options.grid_images`` the result keeps those first images' decodings.
     """
     started = time.perf_counter()
     checkpoint, dev = resolve_checkpoint(generator, options.device)
@@ -149,12 +150,13 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     compared = [resolve_checkpoint(path, dev)[0] for path in options.compare]
     gan_rows, searches = [], []
     for ckpt in [checkpoint] + compared:
-        gan = GanCodec(ckpt, bits=options.bits_for(ckpt), search=options.search_for(ckpt),
-                       refine_iters=options.refine_iters, device=dev, progress=options.progress)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # resize notes are kept per image in the records
-            searches.append(search_latents(gan, images))
-        gan_rows.append(evaluate(images, [(generator_label(ckpt), gan)], gan_search=searches[-1], **kw))
+        for effort in options.efforts:
+            gan = GanCodec(ckpt, bits=options.bits_for(ckpt), search=options.search_for(ckpt, effort),
+                           refine_iters=options.refine_iters, device=dev, progress=options.progress)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # resize notes are kept per image in the records
+                searches.append(search_latents(gan, images))
+            gan_rows.append(evaluate(images, [(options.gan_label(ckpt, effort), gan)], gan_search=searches[-1], **kw))
     result = searches[0]
     target = mean_or_none([r["bpp"] for r in gan_rows[0]])
     gan_ssim = mean_or_none([r["ssim"] for r in gan_rows[0]])
@@ -179,7 +181,8 @@ def run_table(generator: str | os.PathLike[str] | GeneratorCheckpoint,
     rows = (baseline_rows + learned_rows + matched_rows["webp"] + downscaled_rows + matched_rows.get("avif", [])
             + [r for g in gan_rows for r in g])
     summary = summarise(rows)
-    rate_match: dict[str, Any] = {"target_bpp": target, "gan_ssim": gan_ssim, "gan_scheme": generator_label(checkpoint)}
+    rate_match: dict[str, Any] = {"target_bpp": target, "gan_ssim": gan_ssim,
+                                  "gan_scheme": options.gan_label(checkpoint, options.efforts[0])}
     for key, m in matches.items():
         ssim_value = mean_or_none([r["ssim"] for r in matched_rows[key]])
         rate_match[key] = {**m.to_dict(), "scheme": matched_rows[key][0]["scheme"], "ssim": ssim_value,
@@ -257,10 +260,13 @@ def write_table_csv(records: Iterable[dict[str, Any]], path: str | os.PathLike[s
 def write_table_markdown(result: TableResult, path: str | os.PathLike[str]) -> None:
     """The Markdown table, the matched-rate line and a short provenance note, atomically."""
     meta = result.metadata
-    search = meta["settings"]["search"]
+    search, efforts = meta["settings"]["search"], meta["settings"]["efforts"]
+    searched = f"{search['iters']} search iterations, {search['restarts']} restarts"
+    if len(efforts) > 1:  # settings["search"] is the first effort's
+        searched = f"efforts {', '.join(map(str, efforts))} (the first: {searched})"
     note = (f"{meta['images']} images from `{meta['images_dir']}`; generator `{meta['generator']['path']}` "
-            f"(fingerprint {meta['generator']['fingerprint'][:12]}); {search['iters']} search iterations, "
-            f"{search['restarts']} restarts, {meta['settings']['bits']} bits; {meta['device']}; "
+            f"(fingerprint {meta['generator']['fingerprint'][:12]}); {searched}, "
+            f"{meta['settings']['bits']} bits; {meta['device']}; "
             f"torch {meta['versions']['torch']}, ganrev {meta['versions']['ganrev']}; {meta['wall_s']:.0f} s. "
             f"LPIPS: {meta['lpips']['reason'] if not meta['lpips']['available'] else 'AlexNet'}.")
     atomic_write_text(path, result.markdown() + "\n" + result.matched_rate_line() + "\n\n" + note + "\n")

@@ -1,0 +1,103 @@
+"""The `ganrev compress --effort` levels measured: SSIM, bytes and encoding time of each on the same images.
+
+    python experiments/effort.py [-g pretrained/emoji64] [--count 48] [--threads 2] [--out DIR]
+
+Images: the first ``--count`` of the generator's heldout/ (sorted by name; for emoji64, Google's renderings of test
+groups: never trained on). Every level of :data:`ganrev.invert.EFFORTS` runs in this one process, on the same images
+with the same ``--threads`` torch threads on the CPU, as ``ganrev compress --effort N`` runs it (the generator's
+own bits). Per level: the mean SSIM of the decoded files against the originals, the mean bytes per file, the
+encoding seconds per image of one batched ``GanCodec.compress`` call on all the images (timed after a warm-up call on
+2 of them, so that no level pays first-call costs), and the image-iterations its search ran (generator passes, the
+unit of experiments/bench_invert.py). Writes OUT/effort.{json,md} [experiments/results/effort] with the device and
+the command that made them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ganrev.codecs.gan import GanCodec  # noqa: E402
+from ganrev.evaluate.runs import HELDOUT_DIR, load_image_folder  # noqa: E402
+from ganrev.invert import DEFAULT_EFFORT, EFFORTS, default_search  # noqa: E402
+from ganrev.io import atomic_write_text  # noqa: E402
+from ganrev.metrics import ssim  # noqa: E402
+from ganrev.models import load_generator  # noqa: E402
+from ganrev.training.common import cpu_model  # noqa: E402
+
+WARM_UP_IMAGES = 2
+DEFAULT_OUT = ROOT / "experiments" / "results" / "effort"
+
+
+def measure_level(codec: GanCodec, images: list[torch.Tensor]) -> dict[str, float]:
+    """SSIM of the decoded files, bytes, encoding seconds per image and image-iterations of one batched compress."""
+    codec.compress(images[:WARM_UP_IMAGES])
+    started = time.perf_counter()
+    results = codec.compress(images)
+    seconds = time.perf_counter() - started
+    scores = [float(ssim(codec.decode(result.data)[None], image[None])[0]) for result, image in zip(results, images)]
+    n = len(images)
+    return {"ssim": sum(scores) / n, "bytes": sum(len(result.data) for result in results) / n,
+            "bpp": sum(len(r.data) * 8 / (image.shape[1] * image.shape[2]) for r, image in zip(results, images)) / n,
+            "encode_s_per_image": seconds / n, "image_iterations": sum(result.iterations for result in results)}
+
+
+def markdown(rows: list[dict]) -> list[str]:
+    lines = ["| effort | iterations, patience, restarts | SSIM | bytes | bpp | encode s/image | image-iterations |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        search = row["search"]
+        level = f"{row['effort']}" + (" (default)" if row["effort"] == DEFAULT_EFFORT else "")
+        lines.append(f"| {level} | {search['iters']}, {search['patience']}, {search['restarts']} | {row['ssim']:.4f} "
+                     f"| {row['bytes']:.1f} | {row['bpp']:.4f} | {row['encode_s_per_image']:.4f} "
+                     f"| {row['image_iterations']} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
+    parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    checkpoint = load_generator(args.generator)
+    names, images = load_image_folder(args.generator / HELDOUT_DIR, args.count)
+    rows = []
+    for effort in sorted(EFFORTS):
+        search = default_search(checkpoint.encoder is not None, effort=effort)
+        codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=search, device="cpu")
+        rows.append({"effort": effort, "search": asdict(search), "refine_iters": codec.refine_iters,
+                     **measure_level(codec, images)})
+        print(json.dumps({key: value for key, value in rows[-1].items() if key != "search"}), flush=True)
+    device = f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
+    shown = args.generator.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else Path(shown.name)
+    out = args.out.resolve()
+    command = (f"python experiments/effort.py -g {shown} --count {args.count} --threads {args.threads}"
+               + ("" if out == DEFAULT_OUT else f" --out {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"))
+    atomic_write_text(args.out / "effort.json", json.dumps(
+        {"generator": args.generator.resolve().name, "fingerprint": checkpoint.fingerprint, "bits":
+         checkpoint.compress_bits, "images": names, "device": device, "command": command, "rows": rows},
+        indent=2) + "\n")
+    lines = markdown(rows)
+    lines.append(f"\n`{args.generator.resolve().name}` at {checkpoint.compress_bits} bits, the first {len(images)} "
+                 f"images of its {HELDOUT_DIR}/, each level encoding all of them in one batched call; {device}; made "
+                 f"by `{command}`.")
+    atomic_write_text(args.out / "effort.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
