@@ -5,6 +5,11 @@ with the same generator, loss, iterations and restarts, early stopping off (so b
 B * iters generator passes). Reports image-iterations per second and the speed-up, and writes
 experiments/results/bench_invert_<device>.json.
 
+Against the machine: the floating-point work of one image-iteration (G forward and backward and the loss, counted
+by torch.utils.flop_counter: multiply-adds count 2) turns each throughput into GFLOP/s, set beside the peak this
+process reaches on the same threads in a large fp32 matrix product (torch.mm of 2048x2048 matrices, the best of
+several): the fraction of that peak the search uses.
+
     python experiments/bench_invert.py                      # CPU here; CUDA when present
     python experiments/bench_invert.py --batch-sizes 1 8 64 --iters 50 --device cpu
 """
@@ -19,9 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import ganrev
-from ganrev.invert import SearchOptions, invert
+from ganrev.invert import SearchOptions, invert, per_image_loss
 from ganrev.io import atomic_write_text, list_images, load_image
 from ganrev.evaluate import display_path
 from ganrev.models import load_generator
@@ -46,6 +52,24 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def flops_per_image_iteration(generator: torch.nn.Module, images: torch.Tensor, loss: str) -> float:
+    """Floating-point operations of one search iteration of one image: G forward, the loss, and the gradient to
+    z (counted on a batch of ``len(images)`` and divided by it)."""
+    loss_fn = per_image_loss(loss)
+    z = torch.zeros(len(images), generator.config.latent_dim, device=images.device, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(generator.images(z), images).sum().backward()
+    return counter.get_total_flops() / len(images)
+
+
+def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The best GFLOP/s of an fp32 ``size`` x ``size`` matrix product on this device and thread count."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    torch.mm(a, b)  # warm-up
+    best = min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default=str(ROOT / "pretrained" / "emoji64"))
@@ -62,6 +86,10 @@ def main() -> None:
     options = SearchOptions(iters=args.iters, restarts=1, loss=args.loss, pool=0, patience=10**9,
                             batch_size=max(args.batch_sizes))
     invert(checkpoint.generator, torch.stack(pool[:2]).to(device), SearchOptions(iters=3, restarts=1, pool=0))  # warm-up
+    flops = flops_per_image_iteration(checkpoint.generator.eval().requires_grad_(False),
+                                      torch.stack(pool[:8]).to(device), args.loss)
+    peak = matmul_peak_gflops(device)
+    print(f"{flops / 1e9:.3f} GFLOP per image-iteration; fp32 matmul peak {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for batch in args.batch_sizes:
         images = torch.stack([pool[k % len(pool)] for k in range(batch)])
@@ -71,15 +99,19 @@ def main() -> None:
         work = batch * args.iters
         row = {"batch": batch, "image_iterations": work, "batched_s": round(batched_s, 3), "loop_s": round(loop_s, 3),
                "batched_it_per_s": round(work / batched_s, 1), "loop_it_per_s": round(work / loop_s, 1),
-               "speedup": round(loop_s / batched_s, 2)}
+               "speedup": round(loop_s / batched_s, 2),
+               "batched_gflops": round(work / batched_s * flops / 1e9, 1),
+               "peak_fraction": round(work / batched_s * flops / 1e9 / peak, 3)}
         rows.append(row)
-        print(f"batch {batch:4d}: batched {row['batched_it_per_s']:9.1f} img-it/s   loop {row['loop_it_per_s']:9.1f} "
-              f"img-it/s   speed-up {row['speedup']:.2f}x", flush=True)
+        print(f"batch {batch:4d}: batched {row['batched_it_per_s']:9.1f} img-it/s ({row['batched_gflops']} GFLOP/s, "
+              f"{row['peak_fraction']:.0%} of the matmul peak)   loop {row['loop_it_per_s']:9.1f} img-it/s   "
+              f"speed-up {row['speedup']:.2f}x", flush=True)
     result = {
         "benchmark": "bench_invert", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device), "torch": torch.__version__, "ganrev": ganrev.__version__,
         "generator": display_path(args.generator), "fingerprint": checkpoint.fingerprint, "loss": args.loss,
-        "iters": args.iters, "restarts": 1, "early_stopping": False, "rows": rows,
+        "iters": args.iters, "restarts": 1, "early_stopping": False,
+        "gflop_per_image_iteration": round(flops / 1e9, 4), "matmul_peak_gflops": round(peak, 1), "rows": rows,
         "command": "python experiments/bench_invert.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else display_path(v) if k == 'generator' else v}"
             for k, v in vars(args).items() if v is not None and k != "out"),
