@@ -1,10 +1,10 @@
 """The lowest rates: `ganrev compress --target-bpp B` on held-out emoji, every file beside the best classical file
 within its bytes.
 
-    python experiments/low_rate.py [-g pretrained/emoji64] [--bpp 0.1] [--count 64] [--out DIR]
+    python experiments/low_rate.py [-g pretrained/emoji64] [--images DIR] [--bpp 0.1] [--count 64] [--out DIR]
 
 Images: the generator's heldout/ (for emoji64, Google's renderings of test groups: never trained on, in any
-style). Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
+style), or ``--images`` (e.g. a training run measured on the shipped generator's held-out emoji). Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
 its mode, bytes and SSIM of its decode, and the best classical file of at most as many bytes
 (:func:`ganrev.reference.best_file_within`). Writes OUT/low_rate.{json,md} [experiments/results/low_rate-NAME].
 """
@@ -25,14 +25,27 @@ from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_text, load_image  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
-from ganrev.bitstream.ratecontrol import DEFAULT_BITS, RateTarget, budget_bytes, compress_to_target  # noqa: E402
+from ganrev.bitstream.ratecontrol import (  # noqa: E402
+    DEFAULT_BITS,
+    RateTarget,
+    budget_bytes,
+    compress_to_target,
+    leading_counts,
+)
 from ganrev.reference import best_file_within  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
+
+
+def shown(path: Path) -> str:
+    """A path as the results print it: relative to the repository, never a machine path."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
+    parser.add_argument("--images", type=Path, default=None, help="folder of images [the generator's heldout/]")
     parser.add_argument("--bpp", type=float, default=0.1)
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None)
@@ -40,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.generator.resolve().name
     out = args.out or ROOT / "experiments" / "results" / f"low_rate-{name}"
     checkpoint = load_generator(args.generator)
-    paths = sorted((args.generator / "heldout").glob("*.png"))[:args.count]
+    folder = args.images or args.generator / "heldout"
+    paths = sorted(folder.glob("*.png"))[:args.count]
     images = [load_image(p) for p in paths]
     target = RateTarget(bpp=args.bpp)
     codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=default_search(checkpoint.encoder is not None))
@@ -48,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path, image, rated in zip(paths, images, files):
         classical = best_file_within(image, len(rated.data))
-        rows.append({"image": path.name, "mode": rated.mode, "bits": rated.bits, "bytes": len(rated.data),
+        rows.append({"image": path.name, "mode": rated.mode, "bits": rated.bits, "leading": rated.leading,
+                     "bytes": len(rated.data),
                      "bpp": len(rated.data) * 8 / (image.shape[1] * image.shape[2]), "ssim": rated.ssim,
                      "classical": None if classical is None else {"family": classical.family,
                                                                   "quality": classical.quality,
@@ -56,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(rows)
     budget = budget_bytes(target, images[0].shape[2], images[0].shape[1])
     summary = {"generator": name, "fingerprint": checkpoint.fingerprint, "bpp_target": args.bpp, "images": n,
-               "budget_bytes": budget, "bits_tried": list(DEFAULT_BITS),
+               "budget_bytes": budget, "bits_tried": list(DEFAULT_BITS), "leading_tried": list(leading_counts(codec, target)),
+               "leading_files": sum(r["leading"] is not None for r in rows),
                "within_budget": sum(r["bytes"] <= budget for r in rows),
                "modes": {m: sum(r["mode"] == m for r in rows) for m in sorted({r["mode"] for r in rows})},
                "ssim": sum(r["ssim"] for r in rows) / n, "bytes": sum(r["bytes"] for r in rows) / n,
@@ -72,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{m} {k}" for m, k in summary["modes"].items())
           + f" | {summary['ssim']:.4f} | {summary['bytes']:.1f} | {summary['bpp']:.3f} | "
           f"{summary['classical_ssim']:.4f} | {summary['gan_minus_classical']:+.4f} |",
-          "", f"Held-out images of `{name}` (`heldout/`); {summary['device']}; an image with no classical file that "
+          "", f"Leading coordinates tried (`leading_latents`): {summary['leading_tried'] or 'none'}; files of leading "
+          f"coordinates chosen: {summary['leading_files']}.",
+          "", f"Images: `{shown(folder)}`; {summary['device']}; an image with no classical file that "
           f"small counts as SSIM 0 ({summary['images_without_classical_file']} here). Made by "
-          f"`python experiments/low_rate.py -g {args.generator.resolve().relative_to(ROOT)} --bpp {args.bpp} "
-          f"--count {args.count}`."]
+          f"`python experiments/low_rate.py -g {shown(args.generator)}"
+          + (f" --images {shown(folder)}" if args.images else "") + f" --bpp {args.bpp} --count {args.count}"
+          + (f" --out {shown(out)}" if args.out else "") + "`."]
     atomic_write_text(out / "low_rate.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
