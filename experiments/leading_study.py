@@ -2,7 +2,7 @@
 should try (config.json's ``leading_latents``).
 
     python experiments/leading_study.py runs/gen-nd pretrained/emoji64 [--count 32] [--set validation]
-        [--leading 24,32,48,64,96,128] [--bits 2,3,4,5] [--out DIR]
+        [--leading 32,48,64,80,96,128] [--bits 2,3,4] [--out DIR] [--write-config]
 
 For every checkpoint and every fetched emoji vendor, ``--count`` images of ``--set`` (``validation``: groups carved
 from the training side, what chooses settings; ``test`` for published figures only), one per base emoji. For each
@@ -10,8 +10,10 @@ leading count k (and the whole latent) one default search (:class:`ganrev.invert
 then each ``--bits``: the file's bytes and the SSIM of what it decodes to (:meth:`GanCodec.compress_latents`).
 Then, per image and byte budget (0.06-0.17 bpp of a 64x64 image), the best latent file within the budget: from the
 whole latent alone, from every count, and from the few counts :func:`ganrev.evaluate.card.choose_leading` picks on
-these images (what a run trained with nested dropout records as ``leading_latents``). Latent files only (no layers, no fallback): what the generator
-alone gives. Writes OUT/leading.{json,md} [experiments/results/leading-study].
+these images (what a run trained with nested dropout records as ``leading_latents``). Latent files only (no layers, no
+fallback): what the generator alone gives. ``--write-config`` (validation set only) records each checkpoint's pick
+as its config.json's ``leading_latents``, for a generator trained without nested dropout whose run could not.
+Writes OUT/leading.{json,md} [experiments/results/leading-study].
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from ganrev.data import emoji_vendors  # noqa: E402
-from ganrev.evaluate.card import LEADING_BUDGETS_BPP, LEADING_CHOSEN, best_within, choose_leading, measure_leading  # noqa: E402
+from ganrev.evaluate.card import (  # noqa: E402
+    LEADING_BITS,
+    LEADING_BUDGETS_BPP,
+    LEADING_CANDIDATES,
+    LEADING_CHOSEN,
+    best_within,
+    choose_leading,
+    measure_leading,
+)
 from ganrev.io import atomic_write_text  # noqa: E402
-from ganrev.models import load_generator  # noqa: E402
+from ganrev.models import load_generator, update_config  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
 from ship_generator import vendor_images  # noqa: E402
 
@@ -47,10 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--count", type=int, default=32)
     parser.add_argument("--set", default="validation", choices=("seen", "validation", "test"))
-    parser.add_argument("--leading", default="24,32,48,64,96,128")
-    parser.add_argument("--bits", default="2,3,4,5")
+    parser.add_argument("--leading", default=",".join(map(str, LEADING_CANDIDATES)))
+    parser.add_argument("--bits", default=",".join(map(str, LEADING_BITS)))
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "leading-study")
+    parser.add_argument("--write-config", action="store_true", help="record each checkpoint's chosen counts as its "
+                        "config.json's leading_latents (validation set only)")
     args = parser.parse_args(argv)
+    if args.write_config and args.set != "validation":
+        parser.error("--write-config chooses on the validation set only")
     counts = [int(k) for k in args.leading.split(",")]
     bits = [int(b) for b in args.bits.split(",")]
     vendors = emoji_vendors("emoji")
@@ -86,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             budgets[str(bpp)] = {"bytes": budget, "whole": best_within(pooled, whole, budget),
                                  "every": best_within(pooled, every, budget),
                                  "chosen": best_within(pooled, picked, budget)}
+        if args.write_config:
+            update_config(run, {"leading_latents": list(chosen)})
         report["runs"].append({"run": _shown(run), "fingerprint": checkpoint.fingerprint, "latent_dim": latent_dim,
                                "per_vendor": per_vendor, "chosen_leading": chosen, "budgets": budgets})
         md += [f"### `{_shown(run)}` (latent {latent_dim})", "",
@@ -105,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['chosen']:.4f} |")
         md.append("")
     md.append(f"Made by `python experiments/leading_study.py {' '.join(_shown(r) for r in args.runs)} --count "
-              f"{args.count} --set {args.set} --leading {args.leading} --bits {args.bits}`.")
+              f"{args.count} --set {args.set} --leading {args.leading} --bits {args.bits}"
+              + (" --write-config" if args.write_config else "") + "`.")
     atomic_write_text(args.out / "leading.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(args.out / "leading.md", "\n".join(md) + "\n")
     print("\n".join(md))
