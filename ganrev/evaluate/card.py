@@ -177,18 +177,17 @@ def _bpp(size: float, image: torch.Tensor) -> float:
 
 
 def _measure_bits(checkpoint: GeneratorCheckpoint, images: torch.Tensor,
-                  bits_tried: tuple[int, ...]) -> tuple[list[BitsPoint], dict[int, list[bytes]]]:
-    """One default search, packed at every precision: the curve and each precision's files."""
-    search = default_search(checkpoint.encoder is not None)
-    codec = GanCodec(checkpoint, bits=bits_tried[0], search=search)
-    result = codec.search_latents(list(images))
-    curve, files = [], {}
+                  bits_tried: tuple[int, ...]) -> tuple[list[BitsPoint], dict[int, list[int]]]:
+    """One default search, packed at every precision (:func:`measure_leading` of the whole latent): the curve and
+    each precision's file sizes."""
+    files = measure_leading(checkpoint, images, (None,), bits_tried)
+    curve, sizes = [], {}
     for bits in bits_tried:
-        packed = GanCodec(checkpoint, bits=bits, search=search).compress_latents(list(images), result)
-        files[bits] = [r.data for r in packed]
-        size = sum(len(d) for d in files[bits]) / len(packed)
-        curve.append(BitsPoint(bits, sum(r.ssim_refined for r in packed) / len(packed), size, _bpp(size, images)))
-    return curve, files
+        sizes[bits] = [size for size, _ in files[None, bits]]
+        size = sum(sizes[bits]) / len(sizes[bits])
+        score = sum(value for _, value in files[None, bits]) / len(sizes[bits])
+        curve.append(BitsPoint(bits, score, size, _bpp(size, images)))
+    return curve, sizes
 
 
 def _encoder_ssim(checkpoint: GeneratorCheckpoint, images: torch.Tensor) -> float | None:
@@ -198,20 +197,21 @@ def _encoder_ssim(checkpoint: GeneratorCheckpoint, images: torch.Tensor) -> floa
         return float(ssim(checkpoint.generator.images(checkpoint.encoder(images)).clamp(0, 1), images).mean())
 
 
-def _classical_beside(images: torch.Tensor, files: list[bytes]) -> tuple[float, int]:
+def _classical_beside(images: torch.Tensor, sizes: list[int]) -> tuple[float, int]:
     """Mean SSIM of the best classical file within each file's bytes, and how many images had none that small."""
     scores, missing = [], 0
-    for image, data in zip(images, files):
-        best = best_file_within(image, len(data))
+    for image, size in zip(images, sizes):
+        best = best_file_within(image, size)
         missing += best is None
         scores.append(best.ssim if best is not None else 0.0)
     return sum(scores) / len(scores), missing
 
 
 def _set_figures(checkpoint: GeneratorCheckpoint, name: str, images: torch.Tensor, point: BitsPoint,
-                 files: list[bytes], classical: bool) -> SetFigures:
-    """One set's figures at ``point``'s precision (``files``: its files), beside the classical files if asked."""
-    versus = _classical_beside(images, files) if classical else (None, 0)
+                 sizes: list[int], classical: bool) -> SetFigures:
+    """One set's figures at ``point``'s precision (``sizes``: its files' bytes), beside the classical files if
+    asked."""
+    versus = _classical_beside(images, sizes) if classical else (None, 0)
     return SetFigures(name, len(images), _encoder_ssim(checkpoint, images), point.ssim, point.bytes, point.bpp,
                       versus[0], versus[1])
 
@@ -221,8 +221,8 @@ def compare_with_classical(checkpoint: GeneratorCheckpoint, images: torch.Tensor
     """``images`` compressed by the default search at ``bits`` (the generator's own when None), each file beside
     the best classical file within its bytes (when ``classical``)."""
     bits = checkpoint.compress_bits if bits is None else bits
-    (point,), files = _measure_bits(checkpoint, images, (bits,))
-    return _set_figures(checkpoint, name, images, point, files[bits], classical)
+    (point,), sizes = _measure_bits(checkpoint, images, (bits,))
+    return _set_figures(checkpoint, name, images, point, sizes[bits], classical)
 
 
 def evaluation_images(source: str, resolution: int, channels: int, count: int) -> dict[str, torch.Tensor]:
