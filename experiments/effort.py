@@ -25,6 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.evaluate.runs import HELDOUT_DIR, load_image_folder  # noqa: E402
@@ -33,6 +34,7 @@ from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
+from vendor_figures import shown  # noqa: E402
 
 WARM_UP_IMAGES = 2
 DEFAULT_OUT = ROOT / "experiments" / "results" / "effort"
@@ -81,11 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                      **measure_level(codec, images)})
         print(json.dumps({key: value for key, value in rows[-1].items() if key != "search"}), flush=True)
     device = f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
-    shown = args.generator.resolve()
-    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else Path(shown.name)
-    out = args.out.resolve()
-    command = (f"python experiments/effort.py -g {shown} --count {args.count} --threads {args.threads}"
-               + ("" if out == DEFAULT_OUT else f" --out {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"))
+    command = (f"python experiments/effort.py -g {shown(args.generator)} --count {args.count} --threads {args.threads}"
+               + ("" if args.out.resolve() == DEFAULT_OUT else f" --out {shown(args.out)}"))
     atomic_write_text(args.out / "effort.json", json.dumps(
         {"generator": args.generator.resolve().name, "fingerprint": checkpoint.fingerprint, "bits":
          checkpoint.compress_bits, "images": names, "device": device, "command": command, "rows": rows},

@@ -43,13 +43,9 @@ from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.models import load_generator, update_config  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
 from ship_generator import vendor_images  # noqa: E402
+from vendor_figures import shown  # noqa: E402
 
 BUDGET_BPP = (*LEADING_BUDGETS_BPP, 0.17)  # the low rates leading counts serve, and the default rate
-
-
-def _shown(path: Path) -> str:
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             per_vendor[vendor] = {f"{k or latent_dim}x{b}": {"bytes": sum(r[0] for r in rows) / len(rows),
                                                             "ssim": sum(r[1] for r in rows) / len(rows)}
                                   for (k, b), rows in files.items()}
-            print(f"{_shown(run)} {vendor}: " + ", ".join(f"{key} {v['ssim']:.3f}@{v['bytes']:.0f}B"
+            print(f"{shown(run)} {vendor}: " + ", ".join(f"{key} {v['ssim']:.3f}@{v['bytes']:.0f}B"
                                                           for key, v in per_vendor[vendor].items()), flush=True)
         n = len(next(iter(pooled.values())))
         chosen = choose_leading(pooled, tuple(int(bpp * 4096 / 8) for bpp in LEADING_BUDGETS_BPP))
@@ -102,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "chosen": best_within(pooled, picked, budget)}
         if args.write_config:
             update_config(run, {"leading_latents": list(chosen)})
-        report["runs"].append({"run": _shown(run), "fingerprint": checkpoint.fingerprint, "latent_dim": latent_dim,
+        report["runs"].append({"run": shown(run), "fingerprint": checkpoint.fingerprint, "latent_dim": latent_dim,
                                "per_vendor": per_vendor, "chosen_leading": chosen, "budgets": budgets})
-        md += [f"### `{_shown(run)}` (latent {latent_dim})", "",
+        md += [f"### `{shown(run)}` (latent {latent_dim})", "",
                "Mean SSIM @ bytes, all vendors pooled, by leading coordinates k (rows) and bits (columns):", "",
                "| k | " + " | ".join(f"{b} bits" for b in bits) + " |", "|---:|" + "---:|" * len(bits)]
         for k in [*run_counts, None]:
@@ -120,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             md.append(f"| {bpp} bpp ({row['bytes']} B) | {row['whole']:.4f} | {row['every']:.4f} | "
                       f"{row['chosen']:.4f} |")
         md.append("")
-    md.append(f"Made by `python experiments/leading_study.py {' '.join(_shown(r) for r in args.runs)} --count "
+    md.append(f"Made by `python experiments/leading_study.py {' '.join(shown(r) for r in args.runs)} --count "
               f"{args.count} --set {args.set} --leading {args.leading} --bits {args.bits}"
               + (" --write-config" if args.write_config else "") + "`.")
     atomic_write_text(args.out / "leading.json", json.dumps(report, indent=2) + "\n")

@@ -20,6 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
@@ -34,12 +35,7 @@ from ganrev.bitstream.ratecontrol import (  # noqa: E402
 )
 from ganrev.reference import best_file_within  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
-
-
-def shown(path: Path) -> str:
-    """A path as the results print it: relative to the repository, never a machine path."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
+from vendor_figures import shown  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,9 @@ SETS = ("seen", "validation", "test")
 DEFAULT_OUT = ROOT / "experiments" / "results" / "vendors"
 
 
-def _shown(path: Path) -> str:
-    """A path as the footer prints it: relative to the repository, never a machine path."""
+def shown(path: Path) -> str:
+    """A path as the experiments' footers print it: relative to the repository, never a machine path (outside
+    it, the name alone)."""
     resolved = path.resolve()
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"\n{args.count} images per vendor and set, one per base emoji; {device}; made by "
                  f"`python experiments/vendor_figures.py {' '.join(str(r) for r in args.runs)} --count {args.count} "
                  f"--sets {','.join(sets)}" + ("" if args.bits is None else f" --bits {args.bits}")
-                 + ("" if args.out == DEFAULT_OUT else f" --out {_shown(args.out)}") + "`.")
+                 + ("" if args.out == DEFAULT_OUT else f" --out {shown(args.out)}") + "`.")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
