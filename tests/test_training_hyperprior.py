@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 pytest.importorskip("compressai")
 
@@ -15,8 +16,12 @@ from ganrev.training.common import BEST_DIR, STATE_FILE  # noqa: E402
 from ganrev.training.hyperprior import (  # noqa: E402
     HyperpriorTrainOptions,
     RateDistortionLoss,
+    _optimizers,
     fit_hyperprior,
+    train_step,
 )
+from ganrev.nets.hyperprior import build_model  # noqa: E402
+from ganrev.io import list_images, load_image  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,16 +49,50 @@ def test_one_epoch_writes_a_checkpoint_with_real_file_figures(tmp_path: Path, mo
 
 
 def test_resume_continues_exactly_where_a_straight_run_would_be(tmp_path: Path) -> None:
-    straight = fit_hyperprior(_options(epochs=2), tmp_path / "straight", device="cpu", progress=False)
-    fit_hyperprior(_options(epochs=1), tmp_path / "split", device="cpu", progress=False)
+    options = dict(loss="ssim", lmbda=0.5)
+    straight = fit_hyperprior(_options(epochs=2, **options), tmp_path / "straight", device="cpu", progress=False)
+    fit_hyperprior(_options(epochs=1, **options), tmp_path / "split", device="cpu", progress=False)
     resumed = fit_hyperprior(_options(epochs=2, lmbda=99.0), tmp_path / "split", resume=True, device="cpu",
                              progress=False)
     assert [r["epoch"] for r in resumed["history"]] == [1, 2]
-    assert resumed["history"][1]["loss"] == pytest.approx(straight["history"][1]["loss"], rel=1e-5)
+    assert resumed["history"] == straight["history"]
+    weights = [load_file(tmp_path / run / "model.safetensors") for run in ("straight", "split")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
     meta = json.loads((tmp_path / "split" / "config.json").read_text())
-    assert meta["codec"]["lmbda"] == 0.01  # the saved run's options, except epochs
+    assert meta["codec"]["lmbda"] == 0.5  # the saved run's options, except epochs
     with pytest.raises(GanrevError, match="no training state|train_state"):
         fit_hyperprior(_options(), tmp_path / "nothing", resume=True, device="cpu", progress=False)
+
+
+def test_a_step_ignores_the_gradient_the_last_auxiliary_step_left() -> None:
+    """The clip sees the main loss's gradient alone: a leftover quantile gradient (a straight run has one from its
+    last auxiliary step, a resumed run's first step none) changes nothing."""
+    options = _options(loss="ssim", lmbda=0.5)
+    images = torch.stack([load_image(path, "rgb") for path in list_images(HELDOUT)[:4]])
+    steps = []
+    for leftover in (None, 1000.0):
+        torch.manual_seed(0)
+        model = build_model(options.net_config)
+        optimizers = _optimizers(model, options)
+        if leftover is not None:
+            quantiles = model.entropy_bottleneck.quantiles
+            quantiles.grad = torch.full_like(quantiles, leftover)
+        torch.manual_seed(1)  # the training noise
+        parts, aux = train_step(model, optimizers, RateDistortionLoss(options.lmbda, options.loss), images)
+        steps.append({name: value.detach().clone() for name, value in model.state_dict().items()})
+    changed = [name for name in steps[0] if not torch.equal(steps[0][name], steps[1][name])]
+    assert changed == []
+    assert parts["loss"] > 0 and aux > 0
+
+
+def test_resume_refuses_a_state_from_before_the_clip_saw_the_main_gradient_alone(tmp_path: Path) -> None:
+    fit_hyperprior(_options(), tmp_path, device="cpu", progress=False)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    del state["clip"]  # what every train_state.pt written before the fix holds
+    torch.save(state, tmp_path / STATE_FILE)
+    with pytest.raises(GanrevError, match="start a new run"):
+        fit_hyperprior(_options(epochs=2), tmp_path, resume=True, device="cpu", progress=False)
 
 
 def test_the_loss_is_lambda_distortion_plus_rate() -> None:

@@ -60,6 +60,7 @@ from ganrev.training.common import (
 DISTORTIONS = ("mse", *LOSSES)
 VALIDATION_FILES = 64  # validation images coded to real files each epoch (all of them would cost a minute)
 CLIP_MAX_NORM = 1.0  # CompressAI's examples/train.py default
+CLIP_SCOPE = "main"  # train_state.pt's mark of a run whose clip saw the main loss's gradient alone (see the loop)
 
 
 @dataclass
@@ -130,6 +131,27 @@ def _optimizers(model: torch.nn.Module, options: HyperpriorTrainOptions) -> dict
     return {"main": torch.optim.Adam(main, lr=options.lr), "aux": torch.optim.Adam(aux, lr=options.aux_lr)}
 
 
+def train_step(model: Any, optimizers: dict[str, torch.optim.Optimizer], criterion: RateDistortionLoss,
+               real: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One step on a batch: the rate-distortion loss moves the main parameters (gradient clipped to
+    :data:`CLIP_MAX_NORM`), then the auxiliary loss the entropy bottleneck's quantiles. Returns the loss's parts
+    and the auxiliary loss."""
+    parts = criterion(model(real), real)
+    # Both optimisers' gradients go first, as in CompressAI's examples/train.py: the clip must see the main loss's
+    # gradient alone. Left over from the last auxiliary step, the quantiles' gradient (norm ~100 once the aux loss
+    # is large) made every clip scale the main gradient by ~1/100; Adam hid that while it lasted, but a resumed
+    # run's first step, with no leftover, then moved every weight by ~3 lr and the loss jumped back to epoch 1's.
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_MAX_NORM)
+    optimizers["main"].step()
+    aux = model.aux_loss()
+    aux.backward()
+    optimizers["aux"].step()
+    return parts, aux
+
+
 @torch.no_grad()
 def validate(model: Any, images: torch.Tensor, criterion: RateDistortionLoss, device: torch.device,
              batch: int = 64) -> dict[str, float]:
@@ -175,6 +197,10 @@ def fit_hyperprior(options: HyperpriorTrainOptions, out_dir: str | os.PathLike[s
         state = read_train_state(out)
         if state["options"].get("model") not in MODELS or "lmbda" not in state["options"]:
             raise GanrevError(f"--resume: {out} holds a {state['options'].get('model')!r} run, not a CompressAI one")
+        if state.get("clip") != CLIP_SCOPE:
+            raise GanrevError(f"--resume: {out} was trained before ganrev's CompressAI runs clipped the main "
+                              "gradient alone; its optimiser state does not fit these steps (the loss would jump "
+                              "back to its first epochs' level): start a new run")
         options = resumed_options(options, state["options"], changes=("epochs",))
 
     torch.manual_seed(options.seed)
@@ -211,16 +237,7 @@ def fit_hyperprior(options: HyperpriorTrainOptions, out_dir: str | os.PathLike[s
             if options.hflip:
                 flip = (torch.rand(len(real), generator=rng) < 0.5).view(-1, 1, 1, 1)
                 real = torch.where(flip, real.flip(-1), real)
-            real = real.to(dev)
-            parts = criterion(model(real), real)
-            optimizers["main"].zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_MAX_NORM)
-            optimizers["main"].step()
-            aux = model.aux_loss()
-            optimizers["aux"].zero_grad(set_to_none=True)
-            aux.backward()
-            optimizers["aux"].step()
+            parts, aux = train_step(model, optimizers, criterion, real.to(dev))
             for key in ("loss", "bpp", "distortion"):
                 sums[key] += parts[key].item()
             sums["aux"] += aux.item()
@@ -263,4 +280,4 @@ def _save_epoch(out: Path, model: Any, optimizers: dict[str, torch.optim.Optimiz
 
     save_latest_and_best(out, metadata, history, save, figure="val_loss", lower_is_better=True)
     write_train_state(out, options, epoch, history, wall_s, model=model.state_dict(),
-                      optimizers={k: v.state_dict() for k, v in optimizers.items()})
+                      optimizers={k: v.state_dict() for k, v in optimizers.items()}, clip=CLIP_SCOPE)
