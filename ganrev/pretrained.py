@@ -35,7 +35,7 @@ PACKAGED_DIR = Path(__file__).resolve().parent / "_shipped"  # a wheel's pretrai
 MODELS_ENV = "GANREV_MODELS"
 DEFAULT_GENERATOR = "emoji64"
 COMPARE_GENERATORS = (  # table rows beside the default generator
-    "emoji64-google",  # the previous default: latent 100, Google's emoji only, 49 epochs on one fp32 thread
+    "emoji64-google-twitter",  # the previous default: Google and Twemoji, no nested dropout
     "emoji64-gan",  # the seed's purely adversarial generator
 )
 GENERATOR_ENV = "GANREV_GENERATOR"

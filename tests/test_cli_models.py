@@ -39,8 +39,9 @@ def test_models_lists_the_shipped_generators_with_latent_and_bits(capsys, monkey
     listed = rows(out)
     assert out.splitlines()[0].split() == ["name", "where", "domain", "resolution", "latent", "x", "bits", "headline"]
     emoji64 = [cell.strip() for cell in listed["emoji64"]]
-    assert emoji64[:5] == ["emoji64", "checkout", "emoji:google,twitter", "64x64", "160 x 4"]
+    assert emoji64[:5] == ["emoji64", "checkout", "emoji:google,twitter,fluent", "64x64", "160 x 4"]
     assert [cell.strip() for cell in listed["emoji64-google"]][4] == "100 x 6"  # no compress_bits: the default 6
+    assert [cell.strip() for cell in listed["emoji64-google-twitter"]][2] == "emoji:google,twitter"  # the previous default
     assert sorted(listed) == SHIPPED
     assert f"$GANREV_MODELS (not set); checkout {ROOT / 'pretrained'}" in out.splitlines()[-1]
 

@@ -169,13 +169,13 @@ def test_the_damaged_file_is_refused_with_a_one_line_error(name):
         unpack_file(data_of(name))
     assert str(caught.value) == entry["expected_error"]
     with pytest.raises(GanrevError, match="CRC-24 mismatch"):
-        GanCodec(checkpoint("pretrained/emoji64")).decode(data_of(name))
+        GanCodec(checkpoint("pretrained/emoji64-google-twitter")).decode(data_of(name))
 
 
 @pytest.mark.parametrize("name", GOOD)
 def test_each_file_decodes_to_the_pixels_the_manifest_describes(name):
     entry = VECTORS[name]
-    decoded = GanCodec(checkpoint(entry["generator"] or "pretrained/emoji64")).decode(data_of(name))
+    decoded = GanCodec(checkpoint(entry["generator"] or "pretrained/emoji64-google-twitter")).decode(data_of(name))
     size = entry["decoded"]
     assert tuple(decoded.shape) == (size["channels"], size["height"], size["width"])
     assert size["channels"] == (1 if entry["header"]["gray"] else 3)

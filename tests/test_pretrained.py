@@ -27,7 +27,7 @@ def test_the_default_is_the_shipped_generator(monkeypatch) -> None:
     monkeypatch.delenv("GANREV_GENERATOR", raising=False)
     assert resolve_generator_path(None) == pretrained.PRETRAINED_DIR / DEFAULT_GENERATOR
     assert (resolve_generator_path(None) / "config.json").is_file()
-    assert default_comparisons(None) == ["emoji64-google", "emoji64-gan"]  # the previous default, the seed's GAN
+    assert default_comparisons(None) == ["emoji64-google-twitter", "emoji64-gan"]  # the previous default, the seed's GAN
 
 
 def test_a_path_beats_a_name_and_the_environment_beats_the_default(tmp_path: Path, monkeypatch) -> None:

@@ -77,8 +77,9 @@ def fit_generator_command(
                                              "term [10; with --resume: the saved run's]"),
     prior_weight: float = typer.Option(0.1, help="aegan: weight of the penalty keeping E(x) ~ N(0, I)"),
     latent_noise: float = typer.Option(0.2, help="aegan: std of the noise added to E(x) before G in training"),
-    nested_dropout: float = typer.Option(0.0, help="aegan: share of each batch decoded from only its first k latent "
-                                         "coordinates (the rest 0), so that files can code fewer of them"),
+    nested_dropout: Optional[float] = typer.Option(None, help="aegan: share of each batch decoded from only its "
+                                                   "first k latent coordinates (the rest 0), so that files can code "
+                                                   "fewer of them [0.5; 0: off]"),
     ema: float = typer.Option(0.995, help="aegan: decay of the weight average of G and E that is saved"),
     validation: bool = typer.Option(True, help="aegan: hold back 10% of training groups to pick the best epoch "
                                     "(OUT/best/)"),
