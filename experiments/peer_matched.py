@@ -44,6 +44,7 @@ from ganrev.models import load_generator  # noqa: E402
 from ganrev.bitstream.ratecontrol import RateTarget, compress_to_targets  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
 from ship_peer import image_sets  # noqa: E402
+from vendor_figures import shown  # noqa: E402
 
 PEER = "compressai-mean"
 
@@ -136,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     summaries = set_summaries(rows)
     device = f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
     results = {"device": device, "machine": platform.machine(), "torch": torch.__version__,
-               "generator": {"path": str(args.generator.resolve().relative_to(ROOT))
-                             if args.generator.resolve().is_relative_to(ROOT) else args.generator.name,
-                             "fingerprint": checkpoint.fingerprint},
+               "generator": {"path": shown(args.generator), "fingerprint": checkpoint.fingerprint},
                "count": args.count, "effort": args.effort, "rows": rows, "sets": summaries,
                "wall_s": round(time.perf_counter() - started, 1)}
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(results, indent=2) + "\n")

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             bits = checkpoint.compress_bits if args.bits is None else args.bits
             figures = reconstruction_figures(checkpoint, batch, bits)
-            rows.append({"run": str(run.relative_to(ROOT) if run.is_absolute() and run.is_relative_to(ROOT) else run),
+            rows.append({"run": shown(run),
                          "fingerprint": checkpoint.fingerprint, "trained_on": trained_on,
                          "epochs": training["epochs"], "train_wall_s": training.get("wall_s"),
                          "latent_dim": checkpoint.config.latent_dim, "bits": bits,
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['vendor']} ({r['style']}) | "
                      f"{r['set']} | {r['encoder_ssim']:.4f} | {r['ssim']:.4f} | {r['bytes']:.1f} | {r['bpp']:.3f} |")
     lines.append(f"\n{args.count} images per vendor and set, one per base emoji; {device}; made by "
-                 f"`python experiments/vendor_figures.py {' '.join(str(r) for r in args.runs)} --count {args.count} "
+                 f"`python experiments/vendor_figures.py {' '.join(shown(r) for r in args.runs)} --count {args.count} "
                  f"--sets {','.join(sets)}" + ("" if args.bits is None else f" --bits {args.bits}")
                  + ("" if args.out == DEFAULT_OUT else f" --out {shown(args.out)}") + "`.")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
