@@ -100,6 +100,25 @@ def _fit_window(win_size: int, height: int, width: int) -> int:
     return side if side % 2 == 1 else side - 1
 
 
+def _band_matrix(window: torch.Tensor, size: int) -> torch.Tensor:
+    """``[size - taps + 1, size]``: row i holds the window's taps at columns i ... i + taps - 1, so that a product
+    with it filters a ``size``-long axis without padding ("valid")."""
+    taps = window.numel()
+    outputs = size - taps + 1
+    columns = torch.arange(outputs, device=window.device)[:, None] + torch.arange(taps, device=window.device)
+    band = torch.zeros(outputs, size, dtype=window.dtype, device=window.device)
+    return band.scatter_(1, columns, window.expand(outputs, taps))
+
+
+def _filter_valid(maps: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Gaussian-filter ``[N, C, H, W]`` maps along both axes without padding, to ``[N, C, H - taps + 1, W - taps + 1]``.
+
+    Two products with banded matrices rather than a grouped convolution: the same sums, but matrix products run
+    about twice as fast on CPU, forward and backward (the SSIM loss was a third of a search iteration's time).
+    """
+    return _band_matrix(window, maps.shape[-2]) @ maps @ _band_matrix(window, maps.shape[-1]).T
+
+
 def _ssim_and_cs(
     x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float, k1: float, k2: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,12 +128,10 @@ def _ssim_and_cs(
     the image contribute; scikit-image crops its reflect-padded result to the same pixels.
     """
     channels = x.shape[1]
-    # One grouped convolution filters all five local statistics of every channel at once.
-    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    taps = window.numel()
-    stats = F.conv2d(stats, window.view(1, 1, taps, 1).expand(5 * channels, 1, taps, 1), groups=5 * channels)
-    stats = F.conv2d(stats, window.view(1, 1, 1, taps).expand(5 * channels, 1, 1, taps), groups=5 * channels)
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(channels, dim=1)
+    # The statistics that involve x are filtered apart from y's own: where only x needs a gradient (the latent
+    # search's output against its fixed target), the backward pass then filters 3 maps per channel, not 5.
+    mu_x, e_xx, e_xy = _filter_valid(torch.cat([x, x * x, x * y], dim=1), window).split(channels, dim=1)
+    mu_y, e_yy = _filter_valid(torch.cat([y, y * y], dim=1), window).split(channels, dim=1)
 
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
