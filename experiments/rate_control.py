@@ -4,7 +4,7 @@
                                                   # and rate_control-compressai/ (the curves, CompressAI's layout)
     python experiments/rate_control.py --limit 6 --out /tmp/rate_control   # a quick check: 6 emoji, 6 photos
 
-Image sets: the 64 held-out emoji shipped with the default generator (pretrained/emoji64/heldout) and 64x64
+Image sets: the 64 held-out emoji shipped with the generator (``-g``, default pretrained/emoji64: its heldout/) and 64x64
 photo crops from scikit-image's bundled photos (no download). Every engine file is made by the CLI
 (``ganrev compress --target-ssim 0.8``, ``0.9``, ``--target-bpp 0.25``), decoded by ``ganrev decompress``, and
 the decoded PNG is measured against the original.
@@ -38,6 +38,7 @@ from skimage import data as skdata
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "experiments"))
 
 from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.evaluate import CurvesResult, load_image_folder, write_compressai_results  # noqa: E402
@@ -55,8 +56,9 @@ from ganrev.reference import (  # noqa: E402
     reference_ssim,
     skipped_families,
 )
+from vendor_figures import shown  # noqa: E402
 
-GENERATOR = REPO / "pretrained" / "emoji64"
+DEFAULT_GENERATOR = REPO / "pretrained" / "emoji64"
 RESULTS = REPO / "experiments" / "results"
 TARGETS = (("--target-ssim", 0.8), ("--target-ssim", 0.9), ("--target-bpp", 0.25))
 GOALS = {0.8: 0.5, 0.9: 0.7}  # Done-when: engine bytes <= this x the reference's on held-out emoji
@@ -109,14 +111,14 @@ def ganrev(*args: str) -> str:
     return done.stdout
 
 
-def run_engine(images_dir: Path, work: Path, flag: str, value: float) -> list[dict]:
+def run_engine(generator: Path, images_dir: Path, work: Path, flag: str, value: float) -> list[dict]:
     """compress with the CLI, decompress with the CLI, measure each decoded PNG; one row per image."""
     grv, decoded = work / "grv", work / "decoded"
     started = time.perf_counter()
-    rows = json.loads(ganrev("compress", str(images_dir), "-o", str(grv), "-g", str(GENERATOR), "--json", "--force",
+    rows = json.loads(ganrev("compress", str(images_dir), "-o", str(grv), "-g", str(generator), "--json", "--force",
                              flag, str(value)))
     compress_s = time.perf_counter() - started
-    ganrev("decompress", *sorted(str(p) for p in grv.glob("*.grv")), "-o", str(decoded), "-g", str(GENERATOR),
+    ganrev("decompress", *sorted(str(p) for p in grv.glob("*.grv")), "-o", str(decoded), "-g", str(generator),
            "--force")
     for row in rows:
         original = load_image(row["input"])
@@ -157,9 +159,9 @@ def summarise(rows: list[dict], points: dict[str, ClassicalFiles], flag: str, va
     return out
 
 
-def engine_curve(images_dir: Path, limit: int | None) -> list[dict]:
+def engine_curve(generator: Path, images_dir: Path, limit: int | None) -> list[dict]:
     """The engine at each of CURVE_BPP (library: one rate control for all points, one search)."""
-    checkpoint = load_generator(GENERATOR)
+    checkpoint = load_generator(generator)
     codec = GanCodec(checkpoint, search=default_search(checkpoint.encoder is not None))
     _, images = load_image_folder(images_dir, limit)
     curve = []
@@ -198,8 +200,8 @@ def compressai_curves(engine: list[dict], classical: dict[str, list[dict]], meta
                  for name, points in classical.items()}}
     points = [{"series": name, "parameter": parameter, "value": point[parameter], "bpp": point["bpp"],
                "ssim": point["ssim"]} for name, (parameter, curve) in series.items() for point in curve]
-    return CurvesResult(points, {"images": meta["curve_images"], "images_dir": "pretrained/emoji64/heldout",
-                                 "device": meta["device"], "generator": {"path": "pretrained/emoji64"}})
+    return CurvesResult(points, {"images": meta["curve_images"], "images_dir": f"{meta['generator']}/heldout",
+                                 "device": meta["device"], "generator": {"path": meta["generator"]}})
 
 
 def plot(engine: list[dict], classical: dict[str, list[dict]], path: Path) -> None:
@@ -248,6 +250,8 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-g", "--generator", type=Path, default=DEFAULT_GENERATOR, help="generator checkpoint "
+                        "directory; its heldout/ is the emoji set [pretrained/emoji64]")
     parser.add_argument("--out", type=Path, default=RESULTS / "rate_control")
     parser.add_argument("--limit", type=positive, default=None, help="images per set, spread over it, for a quick "
                         "check [all: 64 emoji, 30 photo crops]")
@@ -263,7 +267,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="ganrev-rate-control-"))
-    sets = {"emoji": GENERATOR / "heldout", "photos": work / "photo_crops"}
+    sets = {"emoji": args.generator / "heldout", "photos": work / "photo_crops"}
     sets = {name: folder for name, folder in sets.items() if name in chosen}
     if "photos" in sets:
         photo_crops(sets["photos"])
@@ -278,18 +282,21 @@ def main() -> None:
     for name, folder in sets.items():
         for flag, value in TARGETS:
             key = f"{name}|{flag}|{value}"
-            rows[key] = run_engine(folder, work / name / f"{flag.strip('-')}-{value}", flag, value)
+            rows[key] = run_engine(args.generator, folder, work / name / f"{flag.strip('-')}-{value}", flag, value)
             summary[key] = summarise(rows[key], points, flag, value)
             print(key, json.dumps(summary[key]), flush=True)
-    curve = engine_curve(sets["emoji"], args.curve_images)
+    curve = engine_curve(args.generator, sets["emoji"], args.curve_images)
     emoji_names = [p.stem for p in sorted(sets["emoji"].glob("*.png"))][:args.curve_images]
     classical = classical_curves(points, emoji_names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(curve, classical, args.out.with_suffix(".png"))
-    command = "python experiments/rate_control.py" + (f" --limit {args.limit}" if args.limit else "") + (
+    generator = shown(args.generator)
+    command = "python experiments/rate_control.py" + (
+        "" if args.generator.resolve() == DEFAULT_GENERATOR else f" -g {generator}") + (
+        f" --limit {args.limit}" if args.limit else "") + (
         "" if "photos" in sets else " --sets emoji") + (
-        "" if args.out == RESULTS / "rate_control" else f" --out {args.out.resolve().relative_to(REPO)}")
-    meta = {"command": command, "device": f"CPU ({platform.machine()}, "
+        "" if args.out == RESULTS / "rate_control" else f" --out {shown(args.out)}")
+    meta = {"command": command, "generator": generator, "device": f"CPU ({platform.machine()}, "
             f"{torch.get_num_threads()} thread, torch {torch.__version__})", "wall_s": time.perf_counter() - started,
             "photos": list(PHOTOS), "crops_per_photo": CROPS_PER_PHOTO, "limit": args.limit,
             "curve_images": len(emoji_names), "reference_skipped": skipped_families()}
