@@ -53,7 +53,7 @@ def image_dir(tmp_path_factory) -> Path:
 @dataclass(frozen=True)
 class TableRun:
     output: str  # what the command printed
-    out: Path  # the folder of its output files: t.json, t.csv, t.md, grid.png, curves.png, curves-compressai/...
+    out: Path  # the folder of its output files: t.json, t.csv, t.md, grid.png, speed.png, curves.png, curves-compressai/...
     grid_images: int
 
 
@@ -67,7 +67,8 @@ def table_run(generator_dir, image_dir, tmp_path_factory) -> TableRun:
     args = ["table", "--generator", str(generator_dir), "--images", str(image_dir), "--limit", "4", "--iters", "50",
             "--restarts", "2", "--bits", "6", "--seed", "0", "--device", "cpu", "--json", str(out / "t.json"),
             "--csv", str(out / "t.csv"), "--md", str(out / "t.md"), "--curves-out", str(out / "curves.png"),
-            "--grid", str(out / "grid.png"), "--grid-images", str(grid_images), "--force", "--no-progress"]
+            "--grid", str(out / "grid.png"), "--grid-images", str(grid_images), "--speed", str(out / "speed.png"),
+            "--force", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
     return TableRun(result.output, out, grid_images)

@@ -49,12 +49,15 @@ def table(
     curves_out: Optional[Path] = typer.Option(None, "--curves-out", help="PNG for the curves, points beside it "
                                               "as .json and in CompressAI's results layout in <name>-compressai/ "
                                               "(implies --curves; default: curves.png)"),
+    speed: Optional[Path] = typer.Option(None, "--speed", help="write a .png of every lossy row's SSIM against its "
+                                         "encode and decode time per image, a generator's --efforts joined "
+                                         "beside the learned peer's levels, each point labelled with its bpp"),
     grid: Optional[Path] = typer.Option(None, "--grid", help="write a .png of the first images as every scheme "
                                         "decoded them, each tile captioned with bytes and SSIM"),
     grid_images: Optional[int] = typer.Option(None, "--grid-images", help="images (columns) in --grid "
                                                f"(default: {TABLE_GRID_IMAGES})"),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite output files (--json, --csv, --md, --grid, "
-                               "--curves-out and its -compressai/ files) that exist"),
+                               "--speed, --curves-out and its -compressai/ files) that exist"),
     lpips_weights: Optional[Path] = typer.Option(None, help="LPIPS weights: an AlexNet backbone .pth or a whole "
                                                  "LPIPS .safetensors (default: $GANREV_LPIPS_WEIGHTS, else the "
                                                  "shipped pretrained/lpips/)"),
@@ -83,7 +86,7 @@ def table(
     require(grid_images is None or grid_images >= 1, "--grid-images", grid_images, ">= 1")
     if effort is not None and efforts is not None:
         raise GanrevError("--effort and --efforts: give one of them")
-    outputs = TableOutputs(json=json_out, csv=csv_out, markdown=md_out, grid=grid,
+    outputs = TableOutputs(json=json_out, csv=csv_out, markdown=md_out, grid=grid, speed=speed,
                            curves=curves_out if curves_out is not None else (Path("curves.png") if curves else None))
     outputs.check(force)
     learned_specs = parse_learned_specs(learned)

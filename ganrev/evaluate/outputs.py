@@ -16,6 +16,7 @@ from ganrev.evaluate.curves import (
     write_curves_markdown,
 )
 from ganrev.evaluate.runs import EvalOptions
+from ganrev.evaluate.speed import write_speed_plot
 from ganrev.evaluate.table import (
     TableResult,
     write_table_csv,
@@ -28,13 +29,15 @@ from ganrev.evaluate.table import (
 @dataclass(frozen=True)
 class TableOutputs:
     """Where a table run's results go; None: not written. ``curves`` is the curves' PNG: its points go beside
-    it as ``.json`` and in CompressAI's results layout in ``<name>-compressai/``."""
+    it as ``.json`` and in CompressAI's results layout in ``<name>-compressai/``. ``speed``: the speed plot's PNG
+    (:mod:`ganrev.evaluate.speed`)."""
 
     json: Path | None = None
     csv: Path | None = None
     markdown: Path | None = None
     grid: Path | None = None
     curves: Path | None = None
+    speed: Path | None = None
 
     @property
     def compressai_dir(self) -> Path | None:
@@ -42,14 +45,16 @@ class TableOutputs:
 
     def files(self) -> list[Path]:
         """Every file named up front (the CompressAI folder's files are named by the curves' series)."""
-        named = [path for path in (self.json, self.csv, self.markdown, self.grid, self.curves) if path is not None]
+        named = [path for path in (self.json, self.csv, self.markdown, self.grid, self.curves, self.speed)
+                 if path is not None]
         return named + ([self.curves.with_suffix(".json"), self.curves.with_suffix(".md")]
                         if self.curves is not None else [])
 
     def check(self, force: bool) -> None:
         """Refuse now rather than after minutes of searching: names, existing files (without ``force``), folders."""
-        if self.grid is not None and self.grid.suffix.lower() != ".png":
-            raise GanrevError(f"--grid {self.grid}: the grid is written as PNG, so its name must end in .png")
+        for option, path in (("--grid", self.grid), ("--speed", self.speed)):
+            if path is not None and path.suffix.lower() != ".png":
+                raise GanrevError(f"{option} {path}: it is written as PNG, so its name must end in .png")
         check_outputs([(None, path) for path in self.files()], force, "table")
         folder = self.compressai_dir
         if folder is None:
@@ -69,6 +74,11 @@ class TableOutputs:
             if path is not None:
                 write(result, path)
                 written.append(path)
+        if self.speed is not None:
+            meta = result.metadata
+            write_speed_plot(result.summary, self.speed, f"Speed against quality on {meta['images']} images "
+                             f"({meta['images_dir']}), one table run; {meta['device']}")
+            written.append(self.speed)
         if self.curves is not None and self.compressai_dir is not None:
             points = run_curves(generator, images_dir, options, search=result.search)
             plot_curves(points, self.curves)
