@@ -26,7 +26,7 @@ HELDOUT = Path(__file__).resolve().parent.parent / "pretrained" / "emoji64" / "h
 
 def _checkpoint(path: Path, model: str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    config = HyperpriorConfig(model=model, n=16, m=24)
+    config = HyperpriorConfig(model=model, n=16, m=16 if model == "cheng2020-anchor" else 24)
     net = build_model(config)
     net.update(force=True)
     save_baseline(path, ARCHITECTURE, vars(config).copy(), {"model": net},
@@ -34,7 +34,7 @@ def _checkpoint(path: Path, model: str, seed: int = 0) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=["factorized", "mean"])
+@pytest.fixture(scope="module", params=["factorized", "mean", "joint", "cheng2020-anchor"])
 def codec(request, tmp_path_factory) -> HyperpriorCodec:
     return HyperpriorCodec.load(_checkpoint(tmp_path_factory.mktemp(request.param), request.param))
 

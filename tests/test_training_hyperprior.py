@@ -13,6 +13,7 @@ pytest.importorskip("compressai")
 
 from ganrev.errors import GanrevError  # noqa: E402
 from ganrev.training.common import BEST_DIR, STATE_FILE  # noqa: E402
+from ganrev.training.baselines import options_for  # noqa: E402
 from ganrev.training.hyperprior import (  # noqa: E402
     HyperpriorTrainOptions,
     RateDistortionLoss,
@@ -34,16 +35,18 @@ def _options(**changes) -> HyperpriorTrainOptions:
     return HyperpriorTrainOptions(**(base | changes))
 
 
-@pytest.mark.parametrize("model", ["factorized", "hyperprior", "mean"])
+@pytest.mark.parametrize("model", ["factorized", "hyperprior", "mean", "joint", "cheng2020-anchor"])
 def test_one_epoch_writes_a_checkpoint_with_real_file_figures(tmp_path: Path, model: str) -> None:
     out = tmp_path / model
-    (record,) = fit_hyperprior(_options(model=model), out, device="cpu", progress=False)["history"]
+    channels = {"latent_channels": 16} if model == "cheng2020-anchor" else {}
+    (record,) = fit_hyperprior(_options(model=model, **channels), out, device="cpu", progress=False)["history"]
     assert record["bpp"] > 0 and record["val_loss"] > 0 and record["aux"] > 0
     assert record["val_file_bpp"] > 0 and 0 < record["val_file_ssim"] <= 1
     meta = json.loads((out / "config.json").read_text())
     assert meta["architecture"] == "compressai" and meta["net"]["model"] == model
     assert meta["codec"] == {"name": {"factorized": "bmshj2018-factorized", "hyperprior": "bmshj2018-hyperprior",
-                                      "mean": "mbt2018-mean"}[model], "lmbda": 0.01, "loss": "mse"}
+                                      "mean": "mbt2018-mean", "joint": "mbt2018",
+                                      "cheng2020-anchor": "cheng2020-anchor"}[model], "lmbda": 0.01, "loss": "mse"}
     assert (out / STATE_FILE).is_file() and (out / BEST_DIR / "config.json").is_file()
     assert (out / "samples" / "epoch_0001.png").is_file()
 
@@ -105,7 +108,8 @@ def test_the_loss_is_lambda_distortion_plus_rate() -> None:
 
 
 @pytest.mark.parametrize("change, message", [({"model": "cheng2020"}, "--model"), ({"lmbda": 0.0}, "--lmbda"),
-                                             ({"loss": "psnr"}, "--loss"), ({"hidden_channels": 4}, "8-512")])
+                                             ({"loss": "psnr"}, "--loss"), ({"hidden_channels": 4}, "8-512"),
+                                             ({"model": "cheng2020-anchor"}, "M must equal N")])
 def test_bad_options_are_refused_before_any_data_loads(change: dict, message: str) -> None:
     with pytest.raises(GanrevError, match=message):
         _options(**change)
@@ -127,3 +131,9 @@ def test_cli_trains_a_compressai_model_and_refuses_the_jpeg_options(tmp_path: Pa
     refused = CliRunner().invoke(app, [*args[:2], "--quality", "10", "--out", str(tmp_path / "q")])
     assert refused.exit_code != 0 and "--lmbda" in str(refused.exception)
     assert not (tmp_path / "q").exists()
+
+
+def test_the_latent_channels_default_to_n_for_a_model_of_one_channel_count() -> None:
+    assert options_for("compressai", compressai_model="cheng2020-anchor", hidden_channels=32).latent_channels == 32
+    assert options_for("compressai", compressai_model="joint", hidden_channels=32).latent_channels == 96
+    assert options_for("compressai", compressai_model="mean", latent_channels=40).latent_channels == 40

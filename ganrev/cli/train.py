@@ -153,11 +153,13 @@ def fit_baseline_command(
                                           "one drawn per batch): arcnn restores it [10; several: a blind model]; "
                                           "comcnn stores its compact image at it [5,10,20,30,50]"),
     compressai_model: str = typer.Option("mean", "--model", help="compressai: factorized (bmshj2018-factorized), "
-                                         "hyperprior (bmshj2018-hyperprior) or mean (mbt2018-mean)"),
+                                         "hyperprior (bmshj2018-hyperprior), mean (mbt2018-mean), joint (mbt2018, "
+                                         "with the context model) or cheng2020-anchor"),
     lmbda: Optional[float] = typer.Option(None, help="compressai: the rate-distortion trade-off, loss = λ·D + bpp "
                                           "(D of --loss; mse is 255²·MSE as in CompressAI) [0.01]"),
     hidden_channels: int = typer.Option(64, help="compressai: N, the hidden and hyper-latent channels"),
-    latent_channels: int = typer.Option(96, help="compressai: M, the latent channels"),
+    latent_channels: Optional[int] = typer.Option(None, help="compressai: M, the latent channels [96; "
+                                                  "cheng2020-anchor: N, its only channel count]"),
     loss: str = typer.Option("ssim+l1", help="ssim+l1 (0.84 (1-SSIM) + 0.16 L1), l2 (MSE, the seeds' loss), ssim, "
                              "ms-ssim, l1, ms-ssim+l1, ...; compressai also mse (255²·MSE)"),
     epochs: int = typer.Option(10, help="total epochs (with --resume: the new total)"),

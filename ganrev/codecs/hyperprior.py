@@ -3,11 +3,11 @@
 The file holds everything a decoder needs besides the model, and every byte counts in bpp::
 
     byte 0        format version (high 4 bits), gray flag (bit 3), model (low 3 bits: factorized,
-                  hyperprior, mean)
+                  hyperprior, mean, joint, cheng2020-anchor)
     bytes 1-2     the first two bytes of the model's weights fingerprint (a file decoded by another model
                   is refused, not decoded to noise)
     varint        image width; varint: image height
-    varint        length of the first rANS string (y), for the hyperprior models; the hyper-latent z's
+    varint        length of the first rANS string (y), for the models with a hyper-latent; z's
                   string is what follows, up to the check
     ...           CompressAI's rANS strings, as ``model.compress`` returns them
     3 bytes       CRC-24 (:func:`ganrev.bitstream.container.crc24`) of everything before it

@@ -164,7 +164,7 @@ def shipped_compressai_levels(name: str) -> list[int]:
 def learned_codec_from_spec(name: str, quality: int | None) -> ArcnnCodec | ComCnnCodec | HyperpriorCodec:
     """``arcnn:Q`` (the shipped ARCNN for JPEG quality Q), ``arcnn-blind:Q`` (the shipped blind ARCNN at one of
     its qualities), ``comcnn:Q`` (shipped ComCNN/RecCNN, JPEG at Q) or ``compressai-MODEL:L`` (the shipped
-    CompressAI model at rate level L, MODEL one of factorized, hyperprior, mean)."""
+    CompressAI model at rate level L, MODEL one of :data:`ganrev.nets.hyperprior.MODELS`)."""
     if name in COMPRESSAI_SPECS:
         levels = shipped_compressai_levels(name)
         if quality not in levels:

@@ -19,6 +19,7 @@ from ganrev.codecs.classical import (
     WebPLosslessCodec,
 )
 from ganrev.errors import GanrevError
+from ganrev.nets.hyperprior import MODELS as COMPRESSAI_MODELS
 
 __all__ = ["DEFAULT_SPECS", "LEARNED", "baseline_codecs", "codec_from_spec"]
 
@@ -34,7 +35,7 @@ _FACTORIES: dict[str, tuple[Callable[[int], ImageCodec] | None, int | None]] = {
     **{f"webp-down{scale}": (functools.partial(DownscaledWebPCodec, scale=scale), 80) for scale in DOWNSCALE_FACTORS},
 }
 _ALIASES = {"jpg": "jpeg", "k-means": "kmeans"}
-LEARNED = ("arcnn", "arcnn-blind", "comcnn", "compressai-factorized", "compressai-hyperprior", "compressai-mean")
+LEARNED = ("arcnn", "arcnn-blind", "comcnn", *(f"compressai-{model}" for model in COMPRESSAI_MODELS))
 """Trained models on shipped weights: :mod:`ganrev.codecs.learned`."""
 
 DEFAULT_SPECS = ("png", "jpeg:10", "webp:10", "avif:10", "kmeans:4")
@@ -47,7 +48,8 @@ def codec_from_spec(spec: str) -> ImageCodec:
     ``"webp-lossless:STEP"``, posterized first, :class:`WebPLosslessCodec`); the learned ``"arcnn:Q"`` (JPEG
     at Q restored by the shipped AR-CNN + ASPP for Q; ``"arcnn-blind:Q"``: by the shipped blind one) and
     ``"comcnn:Q"`` (shipped ComCNN/RecCNN, JPEG at Q), and ``"compressai-mean:L"`` (the shipped CompressAI
-    model at rate level L; also ``compressai-hyperprior``, ``compressai-factorized``), :mod:`ganrev.codecs.learned`.
+    model at rate level L; also ``compressai-MODEL:L`` for every other of :data:`ganrev.nets.hyperprior.MODELS`),
+    :mod:`ganrev.codecs.learned`.
 
     The number is the quality (0-100), the palette size K for k-means, the step for WebP lossless. Without
     it the defaults are JPEG 75, WebP 80 (also downscaled), AVIF 75 (Pillow's), K = 4 and step 1. Unknown or

@@ -42,6 +42,7 @@ from ganrev.io import save_image
 from ganrev.metrics import ssim
 from ganrev.nets import arcnn, comcnn
 from ganrev.nets.checkpoint import save_baseline
+from ganrev.nets.hyperprior import latent_channels_for
 from ganrev.progress import progress_bar
 from ganrev.training.common import (
     TimeBudget,
@@ -300,7 +301,7 @@ def _save_epoch(out: Path, nets: _Nets, options: BaselineTrainOptions, history: 
 
 
 def options_for(model: str, *, quality: str | None = None, lr: float | None = None, lmbda: float | None = None,
-                compressai_model: str = "mean", hidden_channels: int = 64, latent_channels: int = 96,
+                compressai_model: str = "mean", hidden_channels: int = 64, latent_channels: int | None = None,
                 channels: int = 3, **common: Any) -> BaselineTrainOptions | HyperpriorTrainOptions:
     """``fit-baseline MODEL``'s options, checked: the options one kind of model takes are refused for the other.
 
@@ -315,7 +316,9 @@ def options_for(model: str, *, quality: str | None = None, lr: float | None = No
         if channels != 3:
             raise GanrevError(f"invalid --channels {channels}: CompressAI's models code RGB images")
         return HyperpriorTrainOptions(model=compressai_model, lmbda=0.01 if lmbda is None else lmbda,
-                                      hidden_channels=hidden_channels, latent_channels=latent_channels,
+                                      hidden_channels=hidden_channels,
+                                      latent_channels=latent_channels_for(compressai_model, latent_channels,
+                                                                          hidden_channels),
                                       lr=1e-4 if lr is None else lr, **common)
     if lmbda is not None:
         raise GanrevError(f"--lmbda is for compressai models: {model} is trained at a JPEG --quality")
