@@ -50,6 +50,7 @@ def write_speed_plot(summary: list[dict[str, Any]], path: str | os.PathLike[str]
     :func:`speed_series`: series of several points as lines, single rows as grey points; PNG, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     figure = Figure(figsize=(12, 5), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
@@ -68,6 +69,9 @@ def write_speed_plot(summary: list[dict[str, Any]], path: str | os.PathLike[str]
                             xytext=(3, 2), textcoords="offset points", color=colour)
     for ax, label in zip(axes, ("encode", "decode")):
         ax.set_xscale("log")
+        # plain numbers, and none on the minor ticks: a log axis spanning less than a decade crowds them otherwise
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{label} time per image (ms, log scale)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("SSIM")
