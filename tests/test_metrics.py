@@ -125,7 +125,8 @@ def test_ssim_matches_skimage_on_random_images(channels: int, height: int, width
 def test_the_window_filter_matches_scipys_gaussian_filter_where_the_window_fits() -> None:
     # SSIM's local statistics come from this filter (banded matrix products); scipy pads, so compare inside.
     maps = torch.rand(2, 3, 19, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    filtered = metrics._filter_valid(maps, metrics._gaussian_window(11, 1.5, maps))
+    window = metrics._gaussian_window(11, 1.5, maps)
+    filtered = metrics._filter_valid(maps, metrics._band_matrix(window, 19), metrics._band_matrix(window, 30))
     expected = ndimage.gaussian_filter(maps.numpy(), sigma=(0, 0, 1.5, 1.5), truncate=3.5)[..., 5:-5, 5:-5]
 
     assert filtered.shape == (2, 3, 9, 20)
