@@ -37,6 +37,7 @@ MODEL_IDS = {name: index for index, name in enumerate(MODELS)}
 MAX_SIDE = 4096  # the largest side a file may claim: bounds the decoder's memory (and its padding, below)
 CHECK_BYTES = 3
 WHAT = "CompressAI file"  # how errors name the file
+NAME_PREFIX = "CompressAI "  # every model's codec name starts so: the table's peer rows and the curves' series
 
 
 class HyperpriorCodec:
@@ -49,7 +50,7 @@ class HyperpriorCodec:
         self.model, self.config, self.path, self.lmbda = model, config, path, lmbda
         self.device = next(model.parameters()).device
         self.fingerprint = bytes.fromhex(fingerprint)[:2]
-        self.name = f"CompressAI {config.name}" + (f" (λ={lmbda:g})" if lmbda is not None else "")
+        self.name = f"{NAME_PREFIX}{config.name}" + (f" (λ={lmbda:g})" if lmbda is not None else "")
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> HyperpriorCodec:

@@ -24,7 +24,7 @@ import torch
 
 from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import JPEGCodec
-from ganrev.codecs.hyperprior import HyperpriorCodec
+from ganrev.codecs.hyperprior import NAME_PREFIX, HyperpriorCodec
 from ganrev.data import emoji_vendors, heldout_vendor, is_emoji_source, saved_source
 from ganrev.errors import GanrevError
 from ganrev.nets import arcnn, comcnn
@@ -254,6 +254,6 @@ def default_curve_sweeps(dataset: str | None) -> list[LearnedSweep]:
     for name in COMPRESSAI_SPECS:  # one series per CompressAI model, a point per shipped rate level
         levels = [level for spec, level in _compressai_for(dataset) if spec == name]
         if levels:
-            sweeps.append((f"CompressAI {COMPRESSAI_MODELS[name.removeprefix('compressai-')]}",
+            sweeps.append((f"{NAME_PREFIX}{COMPRESSAI_MODELS[name.removeprefix('compressai-')]}",
                            functools.partial(learned_codec_from_spec, name), levels))
     return sweeps

@@ -21,6 +21,7 @@ import torch
 from ganrev.codecs.base import ImageCodec
 from ganrev.codecs.classical import AVIFCodec, JPEGCodec, WebPCodec, avif_available
 from ganrev.codecs.gan import GanCodec
+from ganrev.codecs.hyperprior import NAME_PREFIX as PEER_PREFIX  # the learned peer's series (default_curve_sweeps)
 from ganrev.codecs.learned import default_curve_sweeps
 from ganrev.errors import GanrevError
 from ganrev.evaluate.bdrate import bd_rate
@@ -54,8 +55,6 @@ __all__ = [
 ]
 
 BEST_CLASSICAL_SERIES = "Best classical per image"
-# The learned peer's series are named "CompressAI <model>" (ganrev.codecs.learned.default_curve_sweeps)
-_PEER_PREFIX = "CompressAI "
 # The metrics BD-rate is given in: point field -> name in the Markdown
 BD_RATE_METRICS = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "psnr": "PSNR"}
 
@@ -82,7 +81,7 @@ class CurvesResult:
         """
         curves = {name: {metric: [(p["bpp"], p[metric]) for p in points if p.get(metric) is not None]
                          for metric in BD_RATE_METRICS} for name, points in self.series().items()}
-        references = sorted((name for name in curves if name == BEST_CLASSICAL_SERIES or name.startswith(_PEER_PREFIX)),
+        references = sorted((name for name in curves if name == BEST_CLASSICAL_SERIES or name.startswith(PEER_PREFIX)),
                             key=lambda name: name != BEST_CLASSICAL_SERIES)  # the classical bound first
         return {name: {reference: {metric: bd_rate(curves[reference][metric], curve[metric])
                                    for metric in BD_RATE_METRICS if curves[reference][metric] and curve[metric]}

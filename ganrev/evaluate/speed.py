@@ -13,8 +13,8 @@ import os
 import re
 from typing import Any
 
+from ganrev.codecs.hyperprior import NAME_PREFIX as PEER_PREFIX
 from ganrev.evaluate.records import GAN_SCHEME
-from ganrev.evaluate.table import PEER_PREFIX
 from ganrev.io import atomic_writer
 
 # "GAN reversal", "GAN reversal (emoji64)" or "GAN reversal (emoji64, effort 3)" (ganrev.evaluate.runs.generator_label)

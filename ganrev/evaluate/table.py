@@ -42,6 +42,7 @@ from ganrev.codecs.classical import (
     avif_available,
 )
 from ganrev.codecs.gan import GanCodec
+from ganrev.codecs.hyperprior import NAME_PREFIX as PEER_PREFIX  # the learned-codec peer's rows
 from ganrev.codecs.specs import codec_from_spec
 from ganrev.errors import GanrevError
 from ganrev.evaluate.records import (
@@ -221,9 +222,6 @@ def _match_downscaled_webp(images: list[torch.Tensor], target: float, options: E
             evaluated[scale] = evaluate(images, [(f"{codec.name} at GAN rate", codec)], **kw)
     scale = max(evaluated, key=lambda s: mean_or_none([r["ssim"] for r in evaluated[s]]))
     return scale, by_scale, evaluated[scale]
-
-
-PEER_PREFIX = "CompressAI "  # the learned-codec peer's rows (ganrev.codecs.hyperprior)
 
 
 def _nearest_learned(rows: list[dict[str, Any]], target: float | None, prefix: str) -> dict[str, Any] | None:
