@@ -41,7 +41,7 @@ class HyperpriorConfig:
 
     model: str = "mean"
     n: int = 64
-    m: int = 96
+    m: int = DEFAULT_LATENT_CHANNELS
     channels: int = 3
 
     def __post_init__(self) -> None:

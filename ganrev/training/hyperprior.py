@@ -38,7 +38,7 @@ from ganrev.io import save_image
 from ganrev.metrics import ssim
 from ganrev.models import weights_fingerprint
 from ganrev.nets.checkpoint import save_baseline
-from ganrev.nets.hyperprior import ARCHITECTURE, MODELS, HyperpriorConfig, build_model
+from ganrev.nets.hyperprior import ARCHITECTURE, DEFAULT_LATENT_CHANNELS, MODELS, HyperpriorConfig, build_model
 from ganrev.progress import progress_bar
 from ganrev.training.common import (
     TimeBudget,
@@ -71,7 +71,7 @@ class HyperpriorTrainOptions:
     lmbda: float = 0.01
     loss: str = "mse"
     hidden_channels: int = 64
-    latent_channels: int = 96
+    latent_channels: int = DEFAULT_LATENT_CHANNELS
     data: str = "emoji"
     resolution: int = 64
     epochs: int = 10
