@@ -54,10 +54,15 @@ VENDOR_LICENCES = {  # emoji vendors: what each set is, where it comes from, its
     "openmoji": "OpenMoji images rendered from npm `openmoji` 17.0.0, CC-BY-SA-4.0 (https://openmoji.org)",
     "fluent": "Microsoft Fluent Emoji (flat) rendered from npm `@iconify-json/fluent-emoji-flat` 1.2.6, MIT, "
               "copyright Microsoft Corporation (https://github.com/microsoft/fluentui-emoji)",
+    "emojione": "EmojiOne 2 images rendered from npm `@iconify-json/emojione` 1.2.3, CC-BY-4.0, emoji artwork "
+                "provided by EmojiOne (https://github.com/EmojiTwo/emojitwo)",
+    "noto-v1": "Noto Emoji's earlier style rendered from npm `@iconify-json/noto-v1` 1.2.5, Apache-2.0, copyright "
+               "Google Inc (https://github.com/googlefonts/noto-emoji)",
 }
 PREPARE = {"emoji": "ganrev fetch emoji", "fashion-mnist": "apt-get install dataset-fashion-mnist"}
 WEIGHT_TERMS = {  # what a vendor's licence means for weights trained on its images
     "twitter": "The weights are trained on CC-BY-4.0 images: whoever shares them passes on the attribution above.",
+    "emojione": "The weights are trained on CC-BY-4.0 images: whoever shares them passes on the attribution above.",
     "openmoji": "The weights are trained on CC-BY-SA-4.0 images: as an adaptation they would have to be shared "
                 "under the same licence.",
     "fluent": "The weights are trained on MIT-licensed images: whoever shares them keeps Microsoft's copyright and "

@@ -5,8 +5,9 @@ Sources (``open_dataset(source, ...)``):
 - ``emoji``: openly licensed emoji sets from npm, fetched once with ``ganrev fetch emoji`` (``npm pack``: uses
   only the npm registry): Google/Noto (``emoji-datasource-google`` 16.0.0, Apache-2.0) and Twemoji
   (``emoji-datasource-twitter`` 16.0.0, CC-BY-4.0), 3,786 colour 64x64 PNGs each, and OpenMoji (``openmoji``
-  17.0.0, CC-BY-SA-4.0) and Microsoft's Fluent Emoji Flat (``@iconify-json/fluent-emoji-flat`` 1.2.6, MIT),
-  whose SVGs are rendered to 64x64 PNGs in the same layout when fetched.
+  17.0.0, CC-BY-SA-4.0), Microsoft's Fluent Emoji Flat (``@iconify-json/fluent-emoji-flat`` 1.2.6, MIT),
+  EmojiOne 2 (``@iconify-json/emojione`` 1.2.3, CC-BY-4.0) and Noto's earlier style (``@iconify-json/noto-v1``
+  1.2.5, Apache-2.0), whose SVGs are rendered to 64x64 PNGs in the same layout when fetched.
   ``emoji`` is every fetched vendor, ``emoji:google,twitter`` names them;
 - ``fashion-mnist``: Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
   the official 60k/10k train/test split is kept;
@@ -172,11 +173,17 @@ EMOJI_VENDORS: dict[str, str] = {
     # Microsoft Fluent Emoji (flat), MIT: an Iconify icon set (one icons.json of SVG bodies and chars.json, the
     # code-point map the base-emoji split needs), rendered to 64x64 PNGs when fetched
     "fluent": "@iconify-json/fluent-emoji-flat@1.2.6",
+    # EmojiOne 2, CC-BY-4.0, and Google's earlier Noto ("blob") style, Apache-2.0: Iconify sets whose chars.json is
+    # empty, so their icons get code points by name from ICONIFY_NAME_MAP's
+    "emojione": "@iconify-json/emojione@1.2.3",
+    "noto-v1": "@iconify-json/noto-v1@1.2.5",
 }
-EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0", "openmoji": "CC-BY-SA-4.0", "fluent": "MIT"}
-ICONIFY_VENDORS = {"fluent"}  # vendors packaged as Iconify JSON (icons.json + chars.json)
-# EmojiOne 2 (@iconify-json/emojione, CC-BY-4.0) is not listed: its package's chars.json is empty, so its icons
-# have names but no code points, and the base-emoji split (which must hold for every vendor) cannot place them.
+EMOJI_LICENCES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0", "openmoji": "CC-BY-SA-4.0", "fluent": "MIT",
+                  "emojione": "CC-BY-4.0", "noto-v1": "Apache-2.0"}
+ICONIFY_VENDORS = {"fluent", "emojione", "noto-v1"}  # vendors packaged as Iconify JSON (icons.json + chars.json)
+# Iconify names its emoji icons after the Unicode (CLDR) names in every set, so one set's chars.json (code point ->
+# name) places another set's icons by name: Twemoji's, the most complete, is fetched for that and nothing else.
+ICONIFY_NAME_MAP = "@iconify-json/twemoji@1.2.5"
 OPENMOJI_SKIPPED_GROUPS = {"extras-openmoji", "extras-unicode"}  # OpenMoji's own additions: not Unicode emoji
 # Apple's and Facebook's sets in the same family are not licensed for training: never listed here.
 
@@ -239,30 +246,38 @@ def fetch_emoji(dest: Path | None = None, vendor: str = "google") -> Path:
     dest = dest or emoji_dir(vendor)
     if (dest / "emoji.json").is_file():
         return dest
-    npm = shutil.which("npm")
-    if npm is None:
-        raise GanrevError("fetching emoji needs npm (Node.js); install it, or unpack "
-                          f"`npm pack {package}` into {dest} yourself")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            out = subprocess.run([npm, "pack", package, "--silent"], cwd=tmp, check=True,
-                                 capture_output=True, text=True, timeout=900)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            detail = getattr(exc, "stderr", "") or ""
-            raise GanrevError(f"npm pack {package} failed (offline?): {detail.strip()[:400]}") from exc
-        tarball = Path(tmp) / out.stdout.strip().splitlines()[-1]
-        staging = Path(tmp) / "unpacked"
-        with tarfile.open(tarball) as tar:
-            tar.extractall(staging, filter="data")
+        root = npm_unpack(package, Path(tmp) / "vendor")
         if vendor == "openmoji":
-            render_openmoji(staging / "package")
+            render_openmoji(root)
         elif vendor in ICONIFY_VENDORS:
-            render_iconify(staging / "package", vendor)
+            chars = json.loads((root / "chars.json").read_text())
+            if not chars:  # a set without its own code-point map: place its icons by name
+                name_map = json.loads((npm_unpack(ICONIFY_NAME_MAP, Path(tmp) / "names") / "chars.json").read_text())
+                chars = code_points_by_name(json.loads((root / "icons.json").read_text()), name_map)
+            render_iconify(root, vendor, chars=chars)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.move(str(staging / "package"), dest)
+        shutil.move(str(root), dest)
     return dest
+
+
+def npm_unpack(package: str, staging: Path) -> Path:
+    """``npm pack`` one package (npm registry only) and unpack it under ``staging``; returns its ``package/``."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GanrevError(f"fetching emoji needs npm (Node.js); install it, or unpack `npm pack {package}` yourself")
+    staging.mkdir(parents=True)
+    try:
+        out = subprocess.run([npm, "pack", package, "--silent"], cwd=staging, check=True,
+                             capture_output=True, text=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        raise GanrevError(f"npm pack {package} failed (offline?): {detail.strip()[:400]}") from exc
+    with tarfile.open(staging / out.stdout.strip().splitlines()[-1]) as tar:
+        tar.extractall(staging / "unpacked", filter="data")
+    return staging / "unpacked" / "package"
 
 
 def render_openmoji(root: Path, size: int = 64) -> int:
@@ -311,13 +326,34 @@ def render_svg(svg: str, size: int) -> bytes:
     return bytes(resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size))
 
 
-def render_iconify(root: Path, vendor: str, size: int = 64) -> int:
+def code_points_by_name(icon_set: dict[str, Any], name_map: dict[str, str]) -> dict[str, str]:
+    """A ``chars.json`` (code point -> icon name) for an Iconify set that has none, from another set's
+    ``name_map``: an icon gets the code point of its own name, else of a plain alias of it (one with no
+    transformation). Each icon and each code point is used once, so no image appears under two code points
+    (which could put one drawing on both sides of the split)."""
+    code_of = {name: code for code, name in name_map.items()}
+    chars: dict[str, str] = {}
+    named = [(name, name) for name in sorted(icon_set["icons"])]
+    named += [(alias, entry["parent"]) for alias, entry in sorted(icon_set.get("aliases", {}).items())
+              if set(entry) == {"parent"} and entry["parent"] in icon_set["icons"]]
+    placed: set[str] = set()
+    for name, icon in named:
+        code = code_of.get(name)
+        if code is not None and icon not in placed and code not in chars:
+            chars[code] = icon
+            placed.add(icon)
+    return chars
+
+
+def render_iconify(root: Path, vendor: str, size: int = 64, chars: dict[str, str] | None = None) -> int:
     """Give an unpacked Iconify icon-set package (``@iconify-json/*``) the emoji-datasource layout: every icon
-    that ``chars.json`` maps to a code point is rendered (:func:`icon_svg`, :func:`render_svg`) to
-    ``img/<vendor>/<size>/<code>.png`` and listed in an ``emoji.json``. Icons with no code point are skipped
-    (the split needs one). Returns the number of images. Needs ``resvg-py``."""
+    that ``chars`` (code point -> icon name; the package's own ``chars.json`` by default) maps to a code point is
+    rendered (:func:`icon_svg`, :func:`render_svg`) to ``img/<vendor>/<size>/<code>.png`` and listed in an
+    ``emoji.json``. Icons with no code point are skipped (the split needs one). Returns the number of images.
+    Needs ``resvg-py``."""
     icon_set = json.loads((root / "icons.json").read_text())
-    chars: dict[str, str] = json.loads((root / "chars.json").read_text())
+    if chars is None:
+        chars = json.loads((root / "chars.json").read_text())
     out_dir = root / "img" / vendor / str(size)
     out_dir.mkdir(parents=True, exist_ok=True)
     listed = []

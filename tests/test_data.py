@@ -676,6 +676,49 @@ def test_iconify_icon_sets_are_rendered_into_the_emoji_layout(tmp_path: Path,
     assert len(open_dataset("emoji:fluent", "all", resolution=16)) == 3
 
 
+def test_iconify_sets_without_code_points_are_placed_by_name() -> None:
+    disc = {"body": "<circle/>"}
+    icon_set = {"icons": {"grinning-face": disc, "bear-face": disc, "waving-hand": disc, "smiling-face": disc,
+                          "own-drawing": disc},
+                "aliases": {"bear": {"parent": "bear-face"},  # the map knows the alias, not the icon's own name
+                            "waving-hand-left": {"parent": "waving-hand", "hFlip": True},  # another drawing
+                            "grinning": {"parent": "grinning-face"},  # a second name of an icon already placed
+                            "smiley": {"parent": "smiling-face"},  # two aliases the map knows: the first
+                            "happy": {"parent": "smiling-face"},  # in name order places the icon
+                            "ghost": {"parent": "not-in-the-set"}}}
+    name_map = {"1f600": "grinning-face", "1f43b": "bear", "1f91a": "waving-hand-left", "1f642": "grinning",
+                "1f60a": "smiley", "263a": "happy", "1f47b": "ghost", "1f44b": "waving-hand"}
+    assert gdata.code_points_by_name(icon_set, name_map) == {
+        "1f600": "grinning-face", "1f43b": "bear-face", "1f44b": "waving-hand", "263a": "smiling-face"}
+
+
+def test_fetching_an_iconify_set_without_code_points_uses_the_name_map(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("resvg_py")
+    disc = {"body": '<circle cx="8" cy="8" r="4" fill="#fcea2b"/>'}
+    packages = {gdata.EMOJI_VENDORS["emojione"]: ({"icons": {"grinning-face": disc, "unknown-name": disc}}, {}),
+                gdata.ICONIFY_NAME_MAP: ({"icons": {}}, {"1f600": "grinning-face", "1f44b": "waving-hand"})}
+    unpacked = []
+
+    def fake_npm_unpack(package: str, staging: Path) -> Path:
+        unpacked.append(package)
+        root = staging / "unpacked" / "package"
+        root.mkdir(parents=True)
+        icons, chars = packages[package]
+        (root / "icons.json").write_text(json.dumps(icons))
+        (root / "chars.json").write_text(json.dumps(chars))
+        return root
+
+    monkeypatch.setattr(gdata, "npm_unpack", fake_npm_unpack)
+    monkeypatch.setenv("GANREV_DATA", str(tmp_path))
+    root = gdata.fetch_emoji(vendor="emojione")
+    assert unpacked == [gdata.EMOJI_VENDORS["emojione"], gdata.ICONIFY_NAME_MAP]
+    assert root == gdata.emoji_dir("emojione") and root.parent == tmp_path
+    assert [(p.name, key) for p, key in emoji_index(root, "emojione")] == [("1f600.png", "1F600")]
+    gdata.fetch_emoji(vendor="emojione")  # already there: nothing is fetched again
+    assert len(unpacked) == 2
+
+
 def test_every_emoji_vendor_has_a_folder_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # fetch replaces a vendor's folder wholesale: it must never be the data home, nor another vendor's
     monkeypatch.setenv("GANREV_DATA", str(tmp_path))

@@ -530,7 +530,8 @@ def test_cli_fetch_fashion_mnist_reports_location(tmp_path: Path, monkeypatch: p
 
 def test_cli_fetch_emoji_already_present_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     roots = [tmp_path / name for name in ("emoji-datasource-google", "emoji-datasource-twitter", "openmoji",
-                                          "iconify-json-fluent-emoji-flat")]
+                                          "iconify-json-fluent-emoji-flat", "iconify-json-emojione",
+                                          "iconify-json-noto-v1")]
     for root in roots:
         root.mkdir()
         (root / "emoji.json").write_text("[]")
