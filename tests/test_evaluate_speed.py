@@ -9,7 +9,7 @@ from PIL import Image
 
 from ganrev.errors import GanrevError
 from ganrev.evaluate.outputs import TableOutputs
-from ganrev.evaluate.speed import speed_series
+from ganrev.evaluate.speed import speed_figure, speed_series
 
 
 def _row(scheme: str, ssim: float, bpp: float, encode_s: float | None, role: str = "row") -> dict:
@@ -52,3 +52,17 @@ def test_the_speed_plot_must_be_a_png(tmp_path) -> None:
     with pytest.raises(GanrevError, match="--speed .*must end in .png"):
         TableOutputs(speed=tmp_path / "speed.svg").check(force=False)
     assert TableOutputs(speed=tmp_path / "speed.png").files() == [tmp_path / "speed.png"]
+
+
+def test_labels_of_coinciding_points_do_not_overlap() -> None:
+    # two generators' efforts land on the same points, and two classical rows nearly so
+    summary = [_row(f"GAN reversal ({name}, effort {effort})", ssim, 0.153, encode_s)
+               for name in ("emoji64", "emoji64-google-twitter")
+               for effort, ssim, encode_s in ((0, 0.717, 0.0033), (1, 0.835, 0.025), (3, 0.857, 0.116))]
+    summary += [_row("JPEG (10%)", 0.746, 1.039, 0.0005), _row("JPEG (10%) + ARCNN-ASPP", 0.747, 1.039, 0.00052)]
+    figure = speed_figure(summary, "title")
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        boxes = [text.get_window_extent(renderer) for text in ax.texts]
+        assert len(boxes) == 8
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

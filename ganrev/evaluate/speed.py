@@ -45,9 +45,16 @@ def speed_series(summary: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
     return series
 
 
-def write_speed_plot(summary: list[dict[str, Any]], path: str | os.PathLike[str], title: str) -> None:
+# Where a point's label may go, in points from the point, tried in order until it overlaps no label placed before
+# it: right of the point, then alternately lower and higher. Rows often coincide (two generators' effort 0, the
+# same setting at two rates), and their labels would print on top of each other.
+LABEL_OFFSETS = [(3, 2)] + [(3, 2 + sign * 8 * step) for step in range(1, 6) for sign in (-1, 1)]
+
+
+def speed_figure(summary: list[dict[str, Any]], title: str) -> Any:
     """Two panels, SSIM against encode and against decode milliseconds per image (log-x), of
-    :func:`speed_series`: series of several points as lines, single rows as grey points; PNG, atomically."""
+    :func:`speed_series`: series of several points as lines, single rows as grey points, each point labelled
+    where its label overlaps none placed before it (:data:`LABEL_OFFSETS`). A matplotlib ``Figure``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -57,16 +64,16 @@ def write_speed_plot(summary: list[dict[str, Any]], path: str | os.PathLike[str]
     axes = figure.subplots(1, 2, sharey=True)
     gan_colours = iter(["tab:red", "tab:orange", "tab:purple", "tab:pink", "tab:olive"])  # warm: ganrev
     other_colours = iter(["tab:blue", "tab:green", "tab:brown", "tab:cyan"])  # cool: the peer
+    labels: list[tuple[int, str, float, float, str]] = []  # (panel, text, x, y, colour)
     for name, points in speed_series(summary).items():
         joined = len(points) > 1 or name.startswith(GAN_SCHEME)
         colour = next(gan_colours if name.startswith(GAN_SCHEME) else other_colours, None) if joined else "0.55"
-        for ax, key in zip(axes, ("encode_ms", "decode_ms")):
+        for panel, (ax, key) in enumerate(zip(axes, ("encode_ms", "decode_ms"))):
             ax.plot([p[key] for p in points], [p["ssim"] for p in points], marker="o" if joined else ".",
                     color=colour, markersize=5 if joined else 6, linewidth=1.4 if joined else 0,
                     label=name if joined else None)
-            for p in points:
-                ax.annotate(p["label"] if joined else f"{name}, {p['label']}", (p[key], p["ssim"]), fontsize=6,
-                            xytext=(3, 2), textcoords="offset points", color=colour)
+            labels += [(panel, p["label"] if joined else f"{name}, {p['label']}", p[key], p["ssim"], colour)
+                       for p in points]
     for ax, label in zip(axes, ("encode", "decode")):
         ax.set_xscale("log")
         # plain numbers, and none on the minor ticks: a log axis spanning less than a decade crowds them otherwise
@@ -77,5 +84,23 @@ def write_speed_plot(summary: list[dict[str, Any]], path: str | os.PathLike[str]
     axes[0].set_ylabel("SSIM")
     axes[0].legend(fontsize=8, loc="lower right")
     figure.suptitle(title, fontsize=9)
+    figure.canvas.draw()  # lay the axes out first: label boxes are measured where they will be drawn
+    renderer = figure.canvas.get_renderer()
+    placed: list[list[Any]] = [[], []]
+    for panel, text, x, y, colour in labels:
+        annotation = axes[panel].annotate(text, (x, y), fontsize=6, textcoords="offset points", color=colour,
+                                          xytext=LABEL_OFFSETS[0])
+        for offset in LABEL_OFFSETS:
+            annotation.xyann = offset
+            box = annotation.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed[panel]):
+                break
+        placed[panel].append(box)
+    return figure
+
+
+def write_speed_plot(summary: list[dict[str, Any]], path: str | os.PathLike[str], title: str) -> None:
+    """:func:`speed_figure` as a PNG, written atomically."""
+    figure = speed_figure(summary, title)
     with atomic_writer(path) as handle:
         figure.savefig(handle, format="png")
