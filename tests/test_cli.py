@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ganrev.cli import app
 from ganrev.cli.codec import compress
 from ganrev.cli.table import table
-from ganrev.invert import DEFAULT_EFFORT
+from ganrev.invert import DEFAULT_EFFORT, EFFORTS
 from ganrev.io import load_image
 from ganrev.metrics import psnr, ssim
 from ganrev.models import save_generator, set_compress_bits
@@ -174,9 +174,11 @@ def test_compress_effort_0_without_an_encoder_keeps_the_best_pool_sample(workspa
     invoke("decompress", str(tmp_path / "c.grv"), "-g", str(workspace / "gen"), "-o", str(tmp_path / "c.png"))
 
 
-def test_the_effort_help_names_the_default_effort():
+def test_the_effort_help_names_the_default_effort_and_the_levels():
+    # written out, not formatted from ganrev.invert: the CLI's modules do not import torch
     for command, shown in ((compress, f"[{DEFAULT_EFFORT}: "), (table, f"[{DEFAULT_EFFORT}]")):
         assert shown in inspect.signature(command).parameters["effort"].default.help
+        assert f"0-{max(EFFORTS)} " in inspect.signature(command).parameters["effort"].default.help
 
 
 def test_compress_without_an_encoder_starts_from_the_pool(workspace, tmp_path):

@@ -256,7 +256,7 @@ def test_compress_o_dir_keeps_the_folder_layout(capsys, tmp_path, gen):
     ("--bits", "1"), ("--bits", "17"), ("--refine-iters", "-1"), ("--iters", "-1"), ("--restarts", "0"),
     ("--lr", "nan"), ("--lr", "inf"), ("--lr", "-1"), ("--pool", "-1"), ("--patience", "0"),
     ("--batch-size", "0"), ("--seed", str(2**64)), ("--loss", "psnr"), ("--init", "magic"), ("--effort", "-1"),
-    ("--effort", "6"),
+    ("--effort", "7"),
 ])
 def test_compress_numeric_and_choice_options_are_validated(capsys, tmp_path, gen, no_search, option, value):
     image = make_image(tmp_path / "a.png")

@@ -207,11 +207,12 @@ def test_default_search_follows_the_checkpoint():
 # EFFORTS documents them; lr stays the start's default (0.3 from E(x), 0.05 from the prior) at every level.
 DOCUMENTED_EFFORTS = {
     0: ((0, 1, 20), (0, 4, 100)),
-    1: ((25, 1, 5), (125, 4, 25)),
-    2: ((100, 1, 10), (500, 4, 50)),
-    3: ((200, 1, 20), (1000, 4, 100)),
-    4: ((400, 1, 40), (2000, 4, 200)),
-    5: ((400, 4, 40), (2000, 16, 200)),
+    1: ((6, 1, 6), (30, 4, 30)),
+    2: ((25, 1, 5), (125, 4, 25)),
+    3: ((100, 1, 10), (500, 4, 50)),
+    4: ((200, 1, 20), (1000, 4, 100)),
+    5: ((400, 1, 40), (2000, 4, 200)),
+    6: ((400, 4, 40), (2000, 16, 200)),
 }
 
 
@@ -227,7 +228,7 @@ def test_effort_levels_map_to_the_documented_searches(effort):
 
 
 def test_the_default_effort_is_the_default_search():
-    assert DEFAULT_EFFORT == 3 and EFFORTS[DEFAULT_EFFORT] == {"encoder": {}, "prior": {}}
+    assert DEFAULT_EFFORT == 4 and EFFORTS[DEFAULT_EFFORT] == {"encoder": {}, "prior": {}}
     for has_encoder in (True, False):
         assert default_search(has_encoder, effort=DEFAULT_EFFORT) == default_search(has_encoder, effort=None)
     assert default_search(True, effort=DEFAULT_EFFORT) == SearchOptions(init="encoder", **ENCODER_SEARCH)
@@ -236,14 +237,14 @@ def test_the_default_effort_is_the_default_search():
 
 def test_options_given_override_the_effort():
     assert default_search(True, effort=0, iters=7, restarts=None).iters == 7
-    search = default_search(True, effort=5, restarts=2, patience=3, lr=0.1)
+    search = default_search(True, effort=6, restarts=2, patience=3, lr=0.1)
     assert (search.iters, search.restarts, search.patience, search.lr) == (400, 2, 3, 0.1)
-    assert default_search(False, effort=1, iters=60).patience == 25
+    assert default_search(False, effort=2, iters=60).patience == 25
 
 
 @pytest.mark.parametrize("effort", [-1, max(DOCUMENTED_EFFORTS) + 1])
 def test_an_effort_without_a_level_is_refused(effort):
-    with pytest.raises(GanrevError, match=f"invalid --effort {effort}: must be a level from 0 to 5"):
+    with pytest.raises(GanrevError, match=f"invalid --effort {effort}: must be a level from 0 to 6"):
         default_search(True, effort=effort)
 
 

@@ -34,10 +34,10 @@ def compress(
     generator: Optional[str] = GeneratorOption,
     init: Optional[str] = typer.Option(None, help="search start: encoder (E(x); default when the generator has "
                                        "an encoder), pool (best prior samples; the default otherwise), random"),
-    effort: Optional[int] = typer.Option(None, help="speed against quality in one option, 0-5 (as cwebp -m, avifenc "
+    effort: Optional[int] = typer.Option(None, help="speed against quality in one option, 0-6 (as cwebp -m, avifenc "
                                          "--speed or zstd levels): 0 is no search, the encoder alone (or the best "
-                                         "pool sample), in milliseconds; each level above searches longer, 5 from 4 "
-                                         "times the starts [3: the defaults below]; --iters, --restarts, --patience, "
+                                         "pool sample), in milliseconds; each level above searches longer, 6 from 4 "
+                                         "times the starts [4: the defaults below]; --iters, --restarts, --patience, "
                                          "--lr and --refine-iters given with it override its values"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations, an upper bound: rows stop early "
                                         "[200 with --init encoder, else 1000; 0: no search]"),

@@ -28,9 +28,9 @@ def table(
                                                 "when the default generator is used]"),
     init: Optional[str] = typer.Option(None, help="search start for every generator (default: what compress "
                                        "does for each: encoder when it has one, else pool)"),
-    effort: Optional[int] = typer.Option(None, help="search effort of the GAN-reversal rows, 0-5 as compress's "
-                                         "--effort [3]; --init, --iters and --restarts override its values"),
-    efforts: Optional[str] = typer.Option(None, "--efforts", help="several efforts, comma-separated (e.g. 0,3,5): "
+    effort: Optional[int] = typer.Option(None, help="search effort of the GAN-reversal rows, 0-6 as compress's "
+                                         "--effort [4]; --init, --iters and --restarts override its values"),
+    efforts: Optional[str] = typer.Option(None, "--efforts", help="several efforts, comma-separated (e.g. 0,2,4): "
                                           "a GAN-reversal row per generator and effort, named with it; the rates "
                                           "are matched to the first, and the curves follow it"),
     iters: Optional[int] = typer.Option(None, help="latent-search iterations [compress's default for the start]"),
@@ -112,8 +112,8 @@ def table(
 
 
 def _effort_levels(text: str) -> tuple[int, ...]:
-    """``--efforts 0,3,5`` as levels; EvalOptions checks that each is one (ganrev.invert.EFFORTS), once."""
+    """``--efforts 0,2,4`` as levels; EvalOptions checks that each is one (ganrev.invert.EFFORTS), once."""
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise GanrevError(f"invalid --efforts {text!r}: must be comma-separated effort levels, e.g. 0,3,5") from None
+        raise GanrevError(f"invalid --efforts {text!r}: must be comma-separated effort levels, e.g. 0,2,4") from None
