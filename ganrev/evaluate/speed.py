@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganrev.codecs.hyperprior import NAME_PREFIX as PEER_PREFIX
 from ganrev.evaluate.records import GAN_SCHEME
 from ganrev.io import atomic_writer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # "GAN reversal", "GAN reversal (emoji64)" or "GAN reversal (emoji64, effort 3)" (ganrev.evaluate.runs.generator_label)
 _GAN_ROW = re.compile(rf"^{re.escape(GAN_SCHEME)}(?: \((?P<generator>.+?)(?:, effort (?P<effort>\d+))?\))?$")
@@ -51,7 +54,7 @@ def speed_series(summary: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
 LABEL_OFFSETS = [(3, 2)] + [(3, 2 + sign * 8 * step) for step in range(1, 6) for sign in (-1, 1)]
 
 
-def speed_figure(summary: list[dict[str, Any]], title: str) -> Any:
+def speed_figure(summary: list[dict[str, Any]], title: str) -> Figure:
     """Two panels, SSIM against encode and against decode milliseconds per image (log-x), of
     :func:`speed_series`: series of several points as lines, single rows as grey points, each point labelled
     where its label overlaps none placed before it (:data:`LABEL_OFFSETS`). A matplotlib ``Figure``."""
