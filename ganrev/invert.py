@@ -105,13 +105,13 @@ ENCODER_SEARCH = {"iters": 200, "restarts": 1, "lr": 0.3, "patience": 20}
 # changes the start's default search (ENCODER_SEARCH for an encoder start, the SearchOptions defaults for a pool or
 # random start, both "prior" starts) by its overrides; options given explicitly change it further. 0 is no search at
 # all: the encoder alone, or the best pool sample (GanCodec then skips refinement too: milliseconds). DEFAULT_EFFORT
-# overrides nothing: the search before efforts existed. Levels between search fewer iterations with less patience,
-# each about 3 times the time of the one below (1: six steps, whose cosine schedule has decayed by the last; on 64
-# validation Google emoji they lift E(x)'s SSIM by more than half of what 25 do, in a third of the time: 0.798 ->
-# 0.843, against 0.877); higher ones search longer, then (6) from 4 times the starts (around E(x): ENCODER_NOISE
-# offsets). A prior start's level scales iterations, patience and restarts as the encoder start's does. Chosen, not
-# tuned: experiments/effort.py measures every level's SSIM, bytes and encoding time on the shipped generator's
-# held-out images.
+# overrides nothing: the search before efforts existed. Levels between search fewer iterations with less patience, each
+# 1.6 to 4 times the time of the one below on experiments/effort.py's run (1: six steps, whose cosine schedule has
+# decayed by the last; on 64 validation Google emoji they lift E(x)'s SSIM by more than half of what 25 do, in a third
+# of the time: 0.798 -> 0.843, against 0.877); higher ones search longer, then (6) from 4 times the starts (around E(x):
+# ENCODER_NOISE offsets). A prior start's level scales iterations, patience and restarts as the encoder start's does.
+# Chosen, not tuned: experiments/effort.py measures every level's SSIM, bytes and encoding time on the shipped
+# generator's held-out images.
 EFFORTS: dict[int, dict[str, dict[str, int]]] = {
     0: {"encoder": {"iters": 0}, "prior": {"iters": 0}},
     1: {"encoder": {"iters": 6, "patience": 6}, "prior": {"iters": 30, "patience": 30}},
