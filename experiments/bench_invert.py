@@ -7,20 +7,21 @@ experiments/results/bench_invert_<device>.json.
 
 Against the machine: the generator's floating-point work in one image-iteration (its forward pass and the gradient
 to z, counted by torch.utils.flop_counter: multiply-adds count 2) turns each throughput into GFLOP/s, set beside the
-peak this process reaches on the same threads in a large fp32 matrix product (torch.mm of 2048x2048 matrices, the
-best of several): the fraction of that peak the search spends on the generator. The loss is left out of the count:
+peak this process reaches on the same threads in a large matrix product in the search's precision (torch.mm of
+2048x2048 matrices, the best of several): the fraction of that peak the search spends on the generator. The search
+runs the generator folded (``Generator.folded``) in ``--precision`` fp32 or bf16 (AMX or AVX-512 BF16 on CPU). The loss is left out of the count:
 its Gaussian filters run as banded matrix products (ganrev.metrics), whose multiplications by the bands' zeros a
 counter would take for work, and its useful work is a few per cent of the generator's; so the fraction is a floor.
 
     python experiments/bench_invert.py                      # CPU here; CUDA when present
     python experiments/bench_invert.py --batch-sizes 1 8 64 --iters 50 --device cpu
+    python experiments/bench_invert.py --precision bf16 --out experiments/results/bench_invert_cpu-bf16.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,11 +30,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import ganrev
-from ganrev.invert import SearchOptions, invert
+from ganrev.invert import SEARCH_DTYPES, SearchOptions, invert
 from ganrev.io import atomic_write_text, list_images, load_image
 from ganrev.evaluate import display_path
 from ganrev.models import load_generator
-from ganrev.training.common import choose_device
+from ganrev.training.common import choose_device, cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    return f"CPU {cpu_model()} x{torch.get_num_threads()} threads"
 
 
 def timed(fn) -> float:
@@ -63,9 +64,9 @@ def generator_flops_per_image_iteration(generator: torch.nn.Module, rows: int, d
     return counter.get_total_flops() / rows
 
 
-def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """The best GFLOP/s of an fp32 ``size`` x ``size`` matrix product on this device and thread count."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """The best GFLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` on this device and thread count."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     torch.mm(a, b)  # warm-up
     best = min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--loss", default="ssim")
+    parser.add_argument("--precision", default="fp32", choices=sorted(SEARCH_DTYPES))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="JSON file [default: experiments/results/bench_invert_<device>.json]")
     args = parser.parse_args()
@@ -85,11 +87,12 @@ def main() -> None:
     checkpoint = load_generator(args.generator, device)
     pool = [load_image(p) for p in list_images(Path(args.generator) / "heldout")]
     options = SearchOptions(iters=args.iters, restarts=1, loss=args.loss, pool=0, patience=10**9,
-                            batch_size=max(args.batch_sizes))
+                            batch_size=max(args.batch_sizes), precision=args.precision)
     invert(checkpoint.generator, torch.stack(pool[:2]).to(device), SearchOptions(iters=3, restarts=1, pool=0))  # warm-up
     flops = generator_flops_per_image_iteration(checkpoint.generator.eval().requires_grad_(False), 8, device)
-    peak = matmul_peak_gflops(device)
-    print(f"{flops / 1e9:.3f} generator GFLOP per image-iteration; fp32 matmul peak {peak:.1f} GFLOP/s", flush=True)
+    peak = matmul_peak_gflops(device, SEARCH_DTYPES[args.precision])
+    print(f"{flops / 1e9:.3f} generator GFLOP per image-iteration; {args.precision} matmul peak {peak:.1f} GFLOP/s",
+          flush=True)
     rows = []
     for batch in args.batch_sizes:
         images = torch.stack([pool[k % len(pool)] for k in range(batch)])
@@ -110,7 +113,7 @@ def main() -> None:
         "benchmark": "bench_invert", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device), "torch": torch.__version__, "ganrev": ganrev.__version__,
         "generator": display_path(args.generator), "fingerprint": checkpoint.fingerprint, "loss": args.loss,
-        "iters": args.iters, "restarts": 1, "early_stopping": False,
+        "iters": args.iters, "restarts": 1, "early_stopping": False, "precision": args.precision,
         "generator_gflop_per_image_iteration": round(flops / 1e9, 4), "matmul_peak_gflops": round(peak, 1), "rows": rows,
         "command": "python experiments/bench_invert.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else display_path(v) if k == 'generator' else v}"

@@ -1,6 +1,6 @@
 """The `ganrev compress --effort` levels measured: SSIM, bytes and encoding time of each on the same images.
 
-    python experiments/effort.py [-g pretrained/emoji64] [--count 48] [--threads 2] [--out DIR]
+    python experiments/effort.py [-g pretrained/emoji64] [--count 48] [--threads 2] [--precisions fp32,bf16] [--out DIR]
 
 Images: the first ``--count`` of the generator's heldout/ (sorted by name; for emoji64, Google's renderings of test
 groups: never trained on). Every level of :data:`ganrev.invert.EFFORTS` runs in this one process, on the same images
@@ -8,7 +8,8 @@ with the same ``--threads`` torch threads on the CPU, as ``ganrev compress --eff
 own bits). Per level: the mean SSIM of the decoded files against the originals, the mean bytes per file, the
 encoding seconds per image of one batched ``GanCodec.compress`` call on all the images (timed after a warm-up call on
 2 of them, so that no level pays first-call costs), and the image-iterations its search ran (generator passes, the
-unit of experiments/bench_invert.py). Writes OUT/effort.{json,md} [experiments/results/effort] with the device and
+unit of experiments/bench_invert.py). With ``--precisions fp32,bf16`` every level runs in each precision of the
+search's generator (``compress --precision``), side by side in the same process. Writes OUT/effort.{json,md} [experiments/results/effort] with the device and
 the command that made them.
 """
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.evaluate.runs import HELDOUT_DIR, load_image_folder  # noqa: E402
-from ganrev.invert import DEFAULT_EFFORT, EFFORTS, default_search  # noqa: E402
+from ganrev.invert import DEFAULT_EFFORT, EFFORTS, SEARCH_DTYPES, default_search  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
@@ -54,12 +55,13 @@ def measure_level(codec: GanCodec, images: list[torch.Tensor]) -> dict[str, floa
 
 
 def markdown(rows: list[dict]) -> list[str]:
-    lines = ["| effort | iterations, patience, restarts | SSIM | bytes | bpp | encode s/image | image-iterations |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| effort | precision | iterations, patience, restarts | SSIM | bytes | bpp | encode s/image | "
+             "image-iterations |", "|---:|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         search = row["search"]
         level = f"{row['effort']}" + (" (default)" if row["effort"] == DEFAULT_EFFORT else "")
-        lines.append(f"| {level} | {search['iters']}, {search['patience']}, {search['restarts']} | {row['ssim']:.4f} "
+        lines.append(f"| {level} | {search['precision']} | {search['iters']}, {search['patience']}, {search['restarts']} "
+                     f"| {row['ssim']:.4f} "
                      f"| {row['bytes']:.1f} | {row['bpp']:.4f} | {row['encode_s_per_image']:.4f} "
                      f"| {row['image_iterations']} |")
     return lines
@@ -70,20 +72,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32", help=f"comma-separated, of {', '.join(SEARCH_DTYPES)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    precisions = [p for p in args.precisions.split(",") if p]
+    if not precisions or set(precisions) - set(SEARCH_DTYPES):
+        parser.error(f"--precisions: comma-separated names of {', '.join(SEARCH_DTYPES)}")
     torch.set_num_threads(args.threads)
     checkpoint = load_generator(args.generator)
     names, images = load_image_folder(args.generator / HELDOUT_DIR, args.count)
     rows = []
     for effort in sorted(EFFORTS):
-        search = default_search(checkpoint.encoder is not None, effort=effort)
-        codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=search, device="cpu")
-        rows.append({"effort": effort, "search": asdict(search), "refine_iters": codec.refine_iters,
-                     **measure_level(codec, images)})
-        print(json.dumps({key: value for key, value in rows[-1].items() if key != "search"}), flush=True)
+        for precision in precisions:
+            search = default_search(checkpoint.encoder is not None, effort=effort, precision=precision)
+            codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=search, device="cpu")
+            rows.append({"effort": effort, "precision": precision, "search": asdict(search),
+                         "refine_iters": codec.refine_iters, **measure_level(codec, images)})
+            print(json.dumps({key: value for key, value in rows[-1].items() if key != "search"}), flush=True)
     device = f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
     command = (f"python experiments/effort.py -g {shown(args.generator)} --count {args.count} --threads {args.threads}"
+               + ("" if precisions == ["fp32"] else f" --precisions {','.join(precisions)}")
                + ("" if args.out.resolve() == DEFAULT_OUT else f" --out {shown(args.out)}"))
     atomic_write_text(args.out / "effort.json", json.dumps(
         {"generator": args.generator.resolve().name, "fingerprint": checkpoint.fingerprint, "bits":

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim
-from ganrev.nets.dcgan import Encoder, Generator
+from ganrev.nets.dcgan import Encoder, FoldedGenerator, Generator
 from ganrev.progress import progress_bar
 
 LossName = Literal["ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix"]
@@ -95,6 +95,7 @@ class InversionResult:
 
 
 INITS: tuple[str, ...] = ("encoder", "pool", "random")
+SEARCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # --precision: the generator's arithmetic
 ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # The search after an encoder start (the pool start keeps the dataclass defaults): E(x) is already close, so
 # a short search with a large step gets the gain, and a row stops once it stalls for 20 iterations (on average
@@ -146,6 +147,11 @@ class SearchOptions:
     # Search only the latent's first k coordinates, the others held at the prior's mean 0: the latent of a file
     # that codes k leading coordinates (a generator trained with nested dropout); None: all of them.
     leading: int | None = None
+    # The generator's arithmetic in the search (the loss stays fp32; files always decode in fp32). bf16 is a speed
+    # option, not the default: on a Xeon with AMX-BF16 (one thread, 64 validation emoji, default search) it ran
+    # 1.36x as fast for 0.0009 lower SSIM, its noisier gradients taking 17 % more iterations, and without AMX it is
+    # no faster (measured on an AMD EPYC with AVX-512 BF16).
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         problems = {
@@ -154,12 +160,13 @@ class SearchOptions:
             "lr": math.isfinite(self.lr) and self.lr > 0, "clip": math.isfinite(self.clip) and self.clip > 0,
             "min-delta": math.isfinite(self.min_delta) and self.min_delta >= 0,
             "loss": self.loss in LOSSES, "init": self.init in INITS,
-            "leading": self.leading is None or self.leading >= 1,
+            "leading": self.leading is None or self.leading >= 1, "precision": self.precision in SEARCH_DTYPES,
         }
         for name, ok in problems.items():
             if not ok:
                 value = getattr(self, name.replace("-", "_"))
                 rule = {"loss": f"one of {', '.join(LOSSES)}", "init": f"one of {', '.join(INITS)}",
+                        "precision": f"one of {', '.join(SEARCH_DTYPES)}",
                         "pool": ">= 0", "iters": ">= 0", "min-delta": "finite and >= 0", "lr": "finite and > 0",
                         "clip": "finite and > 0"}.get(name, ">= 1")
                 raise GanrevError(f"invalid --{name} {value!r}: must be {rule}")
@@ -236,7 +243,9 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     Rows (image, restart) run in chunks of ``options.batch_size``; a row stops early once its loss has
     not improved by ``min_delta`` for ``patience`` iterations. The step size follows a cosine decay from
     ``lr`` to ``lr / 10``. With ``options.leading`` only the leading coordinates move (their gradient alone is
-    followed); the others stay 0. Deterministic for a fixed seed on a given device.
+    followed); the others stay 0. The search runs ``generator.folded()`` (batch norms folded into the
+    convolutions, in ``options.precision``): the same function, faster. Deterministic for a fixed seed on a given
+    device.
     """
     cfg = generator.config
     if images.ndim != 4 or images.shape[1:] != (cfg.channels, cfg.resolution, cfg.resolution):
@@ -251,6 +260,7 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
         encoder = encoder.to(dev).eval().requires_grad_(False)
     keep = leading_mask(cfg.latent_dim, options.leading).to(dev)
     z0 = starting_points(generator, images, options, dev, encoder)
+    search_net = generator.folded(SEARCH_DTYPES[options.precision])
     best_z = torch.empty_like(z0)
     best_loss = torch.empty(n * r)
     iterations = torch.empty(n * r, dtype=torch.long)
@@ -258,7 +268,7 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     for first in range(0, n * r, chunk):
         rows = slice(first, min(first + chunk, n * r))
         image_index = torch.arange(rows.start, rows.stop) // r
-        z, loss, its = _search_rows(generator, images[image_index].to(dev), z0[rows].to(dev), loss_fn, options,
+        z, loss, its = _search_rows(search_net, images[image_index].to(dev), z0[rows].to(dev), loss_fn, options,
                                     keep, progress, desc=f"search rows {rows.start + 1}-{rows.stop}/{n * r}")
         best_z[rows], best_loss[rows], iterations[rows] = z.cpu(), loss.cpu(), its.cpu()
     restart_loss = best_loss.view(n, r)
@@ -287,7 +297,7 @@ class Adam:
             self.param.addcdiv_(self.exp_avg, denom, value=-lr / (1 - beta1**self.steps))
 
 
-def _search_rows(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
+def _search_rows(generator: FoldedGenerator, targets: torch.Tensor, z: torch.Tensor,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], options: SearchOptions,
                  keep: torch.Tensor, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Row-wise Adam with early stopping and active-set compaction, moving only the coordinates ``keep`` marks;

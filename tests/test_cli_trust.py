@@ -250,13 +250,23 @@ def test_compress_o_dir_keeps_the_folder_layout(capsys, tmp_path, gen):
     assert len(json.loads(out)) == 2
 
 
+
+def test_compress_in_bf16_writes_a_file_that_decodes(capsys, tmp_path, gen):
+    image = make_image(tmp_path / "a.png")
+    code, out, err = run(capsys, "compress", image, "-g", gen, "--json", "--precision", "bf16", *TINY)
+    assert code == 0, err
+    code, _, err = run(capsys, "decompress", tmp_path / "a.grv", "-g", gen, "-o", tmp_path / "b.png")
+    assert code == 0, err
+    with Image.open(tmp_path / "b.png") as img:
+        assert img.size == Image.open(image).size
+
 # --- errors are one line, exit 2, before any search, nothing written ---------------------------------
 
 @pytest.mark.parametrize("option,value", [
     ("--bits", "1"), ("--bits", "17"), ("--refine-iters", "-1"), ("--iters", "-1"), ("--restarts", "0"),
     ("--lr", "nan"), ("--lr", "inf"), ("--lr", "-1"), ("--pool", "-1"), ("--patience", "0"),
     ("--batch-size", "0"), ("--seed", str(2**64)), ("--loss", "psnr"), ("--init", "magic"), ("--effort", "-1"),
-    ("--effort", "7"),
+    ("--effort", "7"), ("--precision", "fp16"),
 ])
 def test_compress_numeric_and_choice_options_are_validated(capsys, tmp_path, gen, no_search, option, value):
     image = make_image(tmp_path / "a.png")

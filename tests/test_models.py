@@ -86,6 +86,50 @@ def test_generator_outputs_differ_for_different_latents() -> None:
     assert not torch.allclose(out[0], out[1])
 
 
+def _trained_looking_generator(channels: int) -> Generator:
+    """A generator whose batch norms hold statistics and affine parameters far from the identity, as a trained one's
+    do, so that folding them has something to get wrong."""
+    torch.manual_seed(5)
+    gen = Generator(GeneratorConfig(latent_dim=12, channels=channels, resolution=32, width=8))
+    gen.apply(init_weights)
+    for module in gen.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.2, 3.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    return gen.eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_folded_generator_computes_the_eval_generator(channels: int) -> None:
+    gen = _trained_looking_generator(channels)
+    folded = gen.folded()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    z = torch.randn(6, 12, requires_grad=True)
+    want = gen.images(z)
+    got = folded.images(z)
+    assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    (grad_want,) = torch.autograd.grad(want.square().sum(), z)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), z)
+    assert torch.allclose(grad_got, grad_want, atol=1e-4, rtol=1e-4)
+    assert not any(p.requires_grad for p in folded.parameters())
+
+
+def test_folded_generator_in_bf16_is_close_and_leaves_the_original_alone() -> None:
+    gen = _trained_looking_generator(3)
+    before = {name: value.clone() for name, value in gen.state_dict().items()}
+    folded = gen.folded(torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in folded.parameters())
+    z = torch.randn(6, 12)
+    with torch.no_grad():
+        got, want = folded.images(z), gen.images(z)
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max() < 0.05  # bf16 keeps 8 significant bits
+    assert all(torch.equal(gen.state_dict()[name], value) for name, value in before.items())
+
+
 @pytest.mark.parametrize("resolution", [8, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_discriminator_one_logit_per_image(resolution: int, channels: int) -> None:

@@ -83,6 +83,53 @@ class Generator(nn.Module):
         :class:`Modulation` can scale and shift."""
         return [module.num_features for module in self.main if isinstance(module, nn.BatchNorm2d)]
 
+    def folded(self, dtype: torch.dtype = torch.float32) -> FoldedGenerator:
+        """A frozen copy of this generator in eval mode for the latent search: see :class:`FoldedGenerator`."""
+        return FoldedGenerator(self, dtype)
+
+
+class FoldedGenerator(nn.Module):
+    """The generator as eval mode computes it, with each batch norm folded into the transposed convolution
+    before it (scale into its weights, shift into a bias), weights in ``dtype`` and activations channels-last.
+
+    The same function as ``generator.images`` (to float rounding in fp32), only faster: no batch-norm passes
+    forward or backward, and channels-last is the layout oneDNN's bf16 convolutions run fastest in (measured on
+    one thread of a Xeon with AMX-BF16, 64 rows of emoji64, forward and gradient to z: 0.55 ms per image in bf16
+    channels-last, 0.73 in bf16 contiguous, 1.50 in fp32 channels-last, 1.63 in fp32 contiguous). No modulation
+    and no parameter gradients: a search moves z only. Outputs are fp32 images in [0, 1], whatever ``dtype``.
+    """
+
+    def __init__(self, generator: Generator, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.config, self.dtype = generator.config, dtype
+        layers: list[nn.Module] = []
+        modules = list(generator.main)
+        for index, module in enumerate(modules):
+            if not isinstance(module, nn.ConvTranspose2d):
+                if not isinstance(module, nn.BatchNorm2d):
+                    layers.append(module)  # ReLU, Tanh
+                continue
+            weight = module.weight.detach()
+            bias = torch.zeros(module.out_channels)
+            following = modules[index + 1] if index + 1 < len(modules) else None
+            if isinstance(following, nn.BatchNorm2d):
+                scale = following.weight.detach() / (following.running_var + following.eps).sqrt()
+                weight = weight * scale[None, :, None, None]  # ConvTranspose2d weights are [in, out, kh, kw]
+                bias = following.bias.detach() - following.running_mean * scale
+            conv = nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                                      module.padding, bias=True)
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
+            layers.append(conv)
+        self.main = nn.Sequential(*layers).to(device=generator.main[0].weight.device, dtype=dtype)
+        self.main.to(memory_format=torch.channels_last).eval().requires_grad_(False)
+
+    def images(self, z: torch.Tensor) -> torch.Tensor:
+        """``[N, latent_dim]`` -> fp32 images ``[N, C, R, R]`` in [0, 1] (contiguous)."""
+        h = z.to(self.dtype).view(z.shape[0], -1, 1, 1).contiguous(memory_format=torch.channels_last)
+        return ((self.main(h).float() + 1.0) * 0.5).contiguous()
+
 
 @dataclass(frozen=True)
 class Modulation:
