@@ -9,9 +9,10 @@ Against the machine: the generator's floating-point work in one image-iteration 
 to z, counted by torch.utils.flop_counter: multiply-adds count 2) turns each throughput into GFLOP/s, set beside the
 peak this process reaches on the same threads in a large matrix product in the search's precision (torch.mm of
 2048x2048 matrices, the best of several): the fraction of that peak the search spends on the generator. The search
-runs the generator folded (``Generator.folded``) in ``--precision`` fp32 or bf16 (AMX or AVX-512 BF16 on CPU). The loss is left out of the count:
-its Gaussian filters run as banded matrix products (ganrev.metrics), whose multiplications by the bands' zeros a
-counter would take for work, and its useful work is a few per cent of the generator's; so the fraction is a floor.
+runs the generator folded (``Generator.folded``) in ``--precision`` fp32 or bf16 (AMX or AVX-512 BF16 on CPU). The
+loss is left out of the count: its Gaussian filters run as banded matrix products (ganrev.metrics), whose
+multiplications by the bands' zeros a counter would take for work, and its useful work is a few per cent of the
+generator's; so the fraction is a floor.
 
     python experiments/bench_invert.py                      # CPU here; CUDA when present
     python experiments/bench_invert.py --batch-sizes 1 8 64 --iters 50 --device cpu

@@ -1,6 +1,7 @@
 """The `ganrev compress --effort` levels measured: SSIM, bytes and encoding time of each on the same images.
 
-    python experiments/effort.py [-g pretrained/emoji64] [--count 48] [--threads 2] [--precisions fp32,bf16] [--out DIR]
+    python experiments/effort.py [-g pretrained/emoji64] [--count 48] [--threads 2] [--precisions fp32,bf16]
+                                 [--out DIR]
 
 Images: the first ``--count`` of the generator's heldout/ (sorted by name; for emoji64, Google's renderings of test
 groups: never trained on). Every level of :data:`ganrev.invert.EFFORTS` runs in this one process, on the same images
@@ -9,8 +10,8 @@ own bits). Per level: the mean SSIM of the decoded files against the originals, 
 encoding seconds per image of one batched ``GanCodec.compress`` call on all the images (timed after a warm-up call on
 2 of them, so that no level pays first-call costs), and the image-iterations its search ran (generator passes, the
 unit of experiments/bench_invert.py). With ``--precisions fp32,bf16`` every level runs in each precision of the
-search's generator (``compress --precision``), side by side in the same process. Writes OUT/effort.{json,md} [experiments/results/effort] with the device and
-the command that made them.
+search's generator (``compress --precision``), side by side in the same process. Writes OUT/effort.{json,md}
+[experiments/results/effort] with the device and the command that made them.
 """
 
 from __future__ import annotations
@@ -60,10 +61,9 @@ def markdown(rows: list[dict]) -> list[str]:
     for row in rows:
         search = row["search"]
         level = f"{row['effort']}" + (" (default)" if row["effort"] == DEFAULT_EFFORT else "")
-        lines.append(f"| {level} | {search['precision']} | {search['iters']}, {search['patience']}, {search['restarts']} "
-                     f"| {row['ssim']:.4f} "
-                     f"| {row['bytes']:.1f} | {row['bpp']:.4f} | {row['encode_s_per_image']:.4f} "
-                     f"| {row['image_iterations']} |")
+        lines.append(f"| {level} | {search['precision']} | {search['iters']}, {search['patience']}, "
+                     f"{search['restarts']} | {row['ssim']:.4f} | {row['bytes']:.1f} | {row['bpp']:.4f} | "
+                     f"{row['encode_s_per_image']:.4f} | {row['image_iterations']} |")
     return lines
 
 
