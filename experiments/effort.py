@@ -31,7 +31,13 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.evaluate.runs import HELDOUT_DIR, load_image_folder  # noqa: E402
-from ganrev.invert import DEFAULT_EFFORT, EFFORTS, SEARCH_DTYPES, default_search  # noqa: E402
+from ganrev.invert import (  # noqa: E402
+    DEFAULT_EFFORT,
+    EFFORTS,
+    SEARCH_PRECISIONS,
+    default_search,
+    resolve_search_precision,
+)
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
@@ -61,7 +67,7 @@ def markdown(rows: list[dict]) -> list[str]:
     for row in rows:
         search = row["search"]
         level = f"{row['effort']}" + (" (default)" if row["effort"] == DEFAULT_EFFORT else "")
-        lines.append(f"| {level} | {search['precision']} | {search['iters']}, {search['patience']}, "
+        lines.append(f"| {level} | {row['precision']} | {search['iters']}, {search['patience']}, "
                      f"{search['restarts']} | {row['ssim']:.4f} | {row['bytes']:.1f} | {row['bpp']:.4f} | "
                      f"{row['encode_s_per_image']:.4f} | {row['image_iterations']} |")
     return lines
@@ -72,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precisions", default="fp32", help=f"comma-separated, of {', '.join(SEARCH_DTYPES)}")
+    parser.add_argument("--precisions", default="auto", help=f"comma-separated, of {', '.join(SEARCH_PRECISIONS)} "
+                        "[auto: what compress uses on this machine]")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     precisions = [p for p in args.precisions.split(",") if p]
-    if not precisions or set(precisions) - set(SEARCH_DTYPES):
-        parser.error(f"--precisions: comma-separated names of {', '.join(SEARCH_DTYPES)}")
+    if not precisions or set(precisions) - set(SEARCH_PRECISIONS):
+        parser.error(f"--precisions: comma-separated names of {', '.join(SEARCH_PRECISIONS)}")
     torch.set_num_threads(args.threads)
     checkpoint = load_generator(args.generator)
     names, images = load_image_folder(args.generator / HELDOUT_DIR, args.count)
@@ -86,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         for precision in precisions:
             search = default_search(checkpoint.encoder is not None, effort=effort, precision=precision)
             codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=search, device="cpu")
-            rows.append({"effort": effort, "precision": precision, "search": asdict(search),
+            resolved = resolve_search_precision(precision, torch.device("cpu"))
+            rows.append({"effort": effort, "precision": resolved, "search": asdict(search),
                          "refine_iters": codec.refine_iters, **measure_level(codec, images)})
             print(json.dumps({key: value for key, value in rows[-1].items() if key != "search"}), flush=True)
     device = f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
     command = (f"python experiments/effort.py -g {shown(args.generator)} --count {args.count} --threads {args.threads}"
-               + ("" if precisions == ["fp32"] else f" --precisions {','.join(precisions)}")
+               + ("" if precisions == ["auto"] else f" --precisions {','.join(precisions)}")
                + ("" if args.out.resolve() == DEFAULT_OUT else f" --out {shown(args.out)}"))
     atomic_write_text(args.out / "effort.json", json.dumps(
         {"generator": args.generator.resolve().name, "fingerprint": checkpoint.fingerprint, "bits":

@@ -32,6 +32,7 @@ from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim
 from ganrev.nets.dcgan import Encoder, FoldedGenerator, Generator
 from ganrev.progress import progress_bar
+from ganrev.training.common import cpu_flags
 
 LossName = Literal["ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix"]
 LOSSES: tuple[str, ...] = ("ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix")
@@ -96,6 +97,12 @@ class InversionResult:
 
 INITS: tuple[str, ...] = ("encoder", "pool", "random")
 SEARCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # --precision: the generator's arithmetic
+SEARCH_PRECISIONS = ("auto", *SEARCH_DTYPES)
+# CPUs where auto searches in bf16: on a Xeon with AMX-BF16 the search took 0.66-0.80x fp32's time at every effort
+# for the same SSIM (192 validation emoji at the default: 0.8792 against 0.8791; experiments/effort.py on held-out
+# ones: -0.001 to +0.003 per level). Without AMX it is no faster (AVX-512 BF16 on an AMD EPYC: 5 % on two threads,
+# none on one), and CUDA is unmeasured: fp32 there.
+SEARCH_BF16_CPU_FLAGS = frozenset({"amx_bf16"})
 ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # The search after an encoder start (the pool start keeps the dataclass defaults): E(x) is already close, so
 # a short search with a large step gets the gain, and a row stops once it stalls for 20 iterations (on average
@@ -147,11 +154,9 @@ class SearchOptions:
     # Search only the latent's first k coordinates, the others held at the prior's mean 0: the latent of a file
     # that codes k leading coordinates (a generator trained with nested dropout); None: all of them.
     leading: int | None = None
-    # The generator's arithmetic in the search (the loss stays fp32; files always decode in fp32). bf16 is a speed
-    # option, not the default: on a Xeon with AMX-BF16 (one thread, 64 validation emoji, default search) it ran
-    # 1.36x as fast for 0.0009 lower SSIM, its noisier gradients taking 17 % more iterations, and without AMX it is
-    # no faster (measured on an AMD EPYC with AVX-512 BF16).
-    precision: str = "fp32"
+    # The generator's arithmetic in the search (the loss stays fp32; files always decode in fp32): auto (bf16 on a CPU
+    # with SEARCH_BF16_CPU_FLAGS, else fp32), fp32 or bf16. See :func:`resolve_search_precision`.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         problems = {
@@ -160,16 +165,23 @@ class SearchOptions:
             "lr": math.isfinite(self.lr) and self.lr > 0, "clip": math.isfinite(self.clip) and self.clip > 0,
             "min-delta": math.isfinite(self.min_delta) and self.min_delta >= 0,
             "loss": self.loss in LOSSES, "init": self.init in INITS,
-            "leading": self.leading is None or self.leading >= 1, "precision": self.precision in SEARCH_DTYPES,
+            "leading": self.leading is None or self.leading >= 1, "precision": self.precision in SEARCH_PRECISIONS,
         }
         for name, ok in problems.items():
             if not ok:
                 value = getattr(self, name.replace("-", "_"))
                 rule = {"loss": f"one of {', '.join(LOSSES)}", "init": f"one of {', '.join(INITS)}",
-                        "precision": f"one of {', '.join(SEARCH_DTYPES)}",
+                        "precision": f"one of {', '.join(SEARCH_PRECISIONS)}",
                         "pool": ">= 0", "iters": ">= 0", "min-delta": "finite and >= 0", "lr": "finite and > 0",
                         "clip": "finite and > 0"}.get(name, ">= 1")
                 raise GanrevError(f"invalid --{name} {value!r}: must be {rule}")
+
+
+def resolve_search_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: ``precision`` (a :data:`SEARCH_PRECISIONS` name) with ``auto`` resolved for ``device``."""
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and cpu_flags() & SEARCH_BF16_CPU_FLAGS else "fp32"
+    return precision
 
 
 def check_effort(effort: int) -> None:
@@ -260,7 +272,7 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
         encoder = encoder.to(dev).eval().requires_grad_(False)
     keep = leading_mask(cfg.latent_dim, options.leading).to(dev)
     z0 = starting_points(generator, images, options, dev, encoder)
-    search_net = generator.folded(SEARCH_DTYPES[options.precision])
+    search_net = generator.folded(SEARCH_DTYPES[resolve_search_precision(options.precision, dev)])
     best_z = torch.empty_like(z0)
     best_loss = torch.empty(n * r)
     iterations = torch.empty(n * r, dtype=torch.long)

@@ -17,8 +17,10 @@ from ganrev.invert import (
     default_search,
     invert,
     per_image_loss,
+    resolve_search_precision,
     starting_points,
 )
+import ganrev.invert as invert_module
 from ganrev.metrics import ms_ssim
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights
 
@@ -132,7 +134,7 @@ def test_bad_inputs_are_refused(generator, targets):
 
 
 def test_a_bf16_search_finds_what_the_fp32_search_finds(generator, targets):
-    options = SearchOptions(iters=150, restarts=2, pool=32)
+    options = SearchOptions(iters=150, restarts=2, pool=32, precision="fp32")
     exact = invert(generator, targets, options)
     fast = invert(generator, targets, SearchOptions(iters=150, restarts=2, pool=32, precision="bf16"))
     starts = starting_points(generator, targets, options, torch.device("cpu"))
@@ -145,8 +147,20 @@ def test_a_bf16_search_finds_what_the_fp32_search_finds(generator, targets):
     assert not torch.equal(fast.z, exact.z)  # and it did run in bf16
 
 
+@pytest.mark.parametrize("flags,device,want", [
+    ({"amx_bf16", "avx512_bf16"}, "cpu", "bf16"), ({"avx512_bf16", "avx512f"}, "cpu", "fp32"), (set(), "cpu", "fp32"),
+    ({"amx_bf16"}, "cuda", "fp32"),
+])
+def test_auto_precision_is_bf16_only_on_cpus_with_amx(monkeypatch, flags, device, want):
+    monkeypatch.setattr(invert_module, "cpu_flags", lambda: flags)
+    assert resolve_search_precision("auto", torch.device(device)) == want
+    assert resolve_search_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_search_precision("bf16", torch.device("cpu")) == "bf16"
+    assert SearchOptions().precision == "auto"
+
+
 def test_zero_iterations_keeps_the_best_start(generator, targets):
-    options = SearchOptions(iters=0, restarts=3, pool=0)
+    options = SearchOptions(iters=0, restarts=3, pool=0, precision="fp32")  # the loss to compare exactly
     result = invert(generator, targets, options)
     starts = starting_points(generator, targets, options, torch.device("cpu")).view(4, 3, -1)
     assert (result.iterations == 0).all()
@@ -157,7 +171,7 @@ def test_zero_iterations_keeps_the_best_start(generator, targets):
 @pytest.mark.parametrize("field,value", [
     ("iters", -1), ("restarts", 0), ("patience", 0), ("pool", -1), ("batch_size", 0), ("lr", float("nan")),
     ("lr", float("inf")), ("lr", -1.0), ("lr", 0.0), ("clip", 0.0), ("min_delta", -1e-3), ("loss", "perceptual"),
-    ("init", "zeros"), ("precision", "fp16"), ("precision", "auto"),
+    ("init", "zeros"), ("precision", "fp16"),
 ])
 def test_search_options_are_checked_on_construction(field, value):
     with pytest.raises(GanrevError, match=f"invalid --{field.replace('_', '-')}"):
