@@ -117,6 +117,13 @@ def test_folded_generator_computes_the_eval_generator(channels: int) -> None:
     assert not any(p.requires_grad for p in folded.parameters())
 
 
+def test_folding_leaves_torchs_global_generator_alone() -> None:
+    gen = _trained_looking_generator(3)
+    state = torch.get_rng_state()
+    gen.folded()
+    assert torch.equal(state, torch.get_rng_state())  # a search must not change what later random draws give
+
+
 def test_folded_generator_in_bf16_is_close_and_leaves_the_original_alone() -> None:
     gen = _trained_looking_generator(3)
     before = {name: value.clone() for name, value in gen.state_dict().items()}

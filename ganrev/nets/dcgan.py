@@ -116,8 +116,10 @@ class FoldedGenerator(nn.Module):
                 scale = following.weight.detach() / (following.running_var + following.eps).sqrt()
                 weight = weight * scale[None, :, None, None]  # ConvTranspose2d weights are [in, out, kh, kw]
                 bias = following.bias.detach() - following.running_mean * scale
-            conv = nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                                      module.padding, bias=True)
+            # skip_init: the weights are overwritten below, so drawing random ones would be wasted work (most of the
+            # fold's time) and would advance torch's global generator on every search
+            conv = nn.utils.skip_init(nn.ConvTranspose2d, module.in_channels, module.out_channels, module.kernel_size,
+                                      module.stride, module.padding, bias=True)
             with torch.no_grad():
                 conv.weight.copy_(weight)
                 conv.bias.copy_(bias)
