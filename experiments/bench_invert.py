@@ -89,7 +89,8 @@ def main() -> None:
     pool = [load_image(p) for p in list_images(Path(args.generator) / "heldout")]
     options = SearchOptions(iters=args.iters, restarts=1, loss=args.loss, pool=0, patience=10**9,
                             batch_size=max(args.batch_sizes), precision=args.precision)
-    invert(checkpoint.generator, torch.stack(pool[:2]).to(device), SearchOptions(iters=3, restarts=1, pool=0))  # warm-up
+    invert(checkpoint.generator, torch.stack(pool[:2]).to(device),  # warm-up, in the precision measured
+           SearchOptions(iters=3, restarts=1, pool=0, precision=args.precision))
     flops = generator_flops_per_image_iteration(checkpoint.generator.eval().requires_grad_(False), 8, device)
     peak = matmul_peak_gflops(device, SEARCH_DTYPES[args.precision])
     print(f"{flops / 1e9:.3f} generator GFLOP per image-iteration; {args.precision} matmul peak {peak:.1f} GFLOP/s",
