@@ -98,11 +98,12 @@ class InversionResult:
 INITS: tuple[str, ...] = ("encoder", "pool", "random")
 SEARCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # --precision: the generator's arithmetic
 SEARCH_PRECISIONS = ("auto", *SEARCH_DTYPES)
-# CPUs where auto searches in bf16: on a Xeon with AMX-BF16 the search took 0.66-0.80x fp32's time at every effort
-# for the same SSIM (192 validation emoji at the default: 0.8792 against 0.8791; experiments/effort.py on held-out
-# ones: -0.001 to +0.003 per level). Without AMX it is no faster (AVX-512 BF16 on an AMD EPYC: 5 % on two threads,
-# none on one), and CUDA is unmeasured: fp32 there.
-SEARCH_BF16_CPU_FLAGS = frozenset({"amx_bf16"})
+# CPUs where auto searches in bf16, the generator folded (Generator.folded). On a Xeon with AMX-BF16 the search took
+# 0.66-0.80x fp32's time at every effort for the same SSIM (192 validation emoji at the default: 0.8792 against 0.8791;
+# experiments/effort.py on held-out ones: -0.001 to +0.003 per level). On an AMD EPYC with AVX-512 BF16 and no AMX, one
+# thread: 0.85x at the default, 0.71x at effort 2, 0.88x at effort 1, SSIM 0.8791 against 0.8786 at the default (192
+# validation emoji, experiments/results/effort-validation-avx512bf16). CUDA is unmeasured: fp32 there.
+SEARCH_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # The search after an encoder start (the pool start keeps the dataclass defaults): E(x) is already close, so
 # a short search with a large step gets the gain, and a row stops once it stalls for 20 iterations (on average

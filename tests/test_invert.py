@@ -148,10 +148,11 @@ def test_a_bf16_search_finds_what_the_fp32_search_finds(generator, targets):
 
 
 @pytest.mark.parametrize("flags,device,want", [
-    ({"amx_bf16", "avx512_bf16"}, "cpu", "bf16"), ({"avx512_bf16", "avx512f"}, "cpu", "fp32"), (set(), "cpu", "fp32"),
+    ({"amx_bf16", "avx512_bf16"}, "cpu", "bf16"), ({"avx512_bf16", "avx512f"}, "cpu", "bf16"),
+    ({"avx512f"}, "cpu", "fp32"), (set(), "cpu", "fp32"),
     ({"amx_bf16"}, "cuda", "fp32"),
 ])
-def test_auto_precision_is_bf16_only_on_cpus_with_amx(monkeypatch, flags, device, want):
+def test_auto_precision_is_bf16_only_on_cpus_with_bf16_instructions(monkeypatch, flags, device, want):
     monkeypatch.setattr(invert_module, "cpu_flags", lambda: flags)
     assert resolve_search_precision("auto", torch.device(device)) == want
     assert resolve_search_precision("fp32", torch.device("cpu")) == "fp32"
