@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--sets", default=None, help="comma-separated VENDOR/unseen or VENDOR/seen [all]")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (timings: 1, like the table's)")
-    parser.add_argument("--effort", type=int, default=DEFAULT_EFFORT, help="compress --effort's level [3]")
+    parser.add_argument("--effort", type=int, default=DEFAULT_EFFORT,
+                        help=f"compress --effort's level [{DEFAULT_EFFORT}]")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "peer_matched")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -10,7 +10,9 @@ every byte counted, decoded by the codec) on, per vendor, 64 emoji of the test g
 OpenMoji, never trained on, is the unseen style. Writes ``experiments/results/compressai_peer.{json,md}`` and a
 MODEL_CARD.md beside each model. A run may have been trained in stretches (``--max-minutes``, then ``--resume``):
 its config.json counts every epoch and second of them. ``--generator-core-minutes``, the training compute of the
-generator the peer is compared with, goes on the cards beside each run's own.
+generator the peer is compared with, goes on the cards beside each run's own. A run's config.json names the device of
+its last stretch only: ``--trained-on`` says where all the stretches ran (for example "stretches on an AMD EPYC and an
+Intel Xeon"), for the cards, whose core-minutes then add minutes of different CPUs.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator-core-minutes", type=float, default=None,
                         help="the training compute (core-minutes) of the generator the peer is compared with, for "
                         "the cards")
+    parser.add_argument("--trained-on", default=None,
+                        help="where the runs' stretches ran, when not all on the device their config.json names")
     parser.add_argument("--out", type=Path, default=ROOT / "pretrained" / "baselines")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results" / "compressai_peer")
     args = parser.parse_args(argv)
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = image_sets(args.count)
     results: dict[str, Any] = {"device": f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)",
                                "torch": torch.__version__, "images_per_set": args.count,
-                               "generator_core_minutes": args.generator_core_minutes, "models": []}
+                               "generator_core_minutes": args.generator_core_minutes,
+                               "trained_on": args.trained_on, "models": []}
     for level, run in enumerate(runs, start=1):
         meta = json.loads((run / "best" / CONFIG_FILE).read_text())
         out = args.out / f"compressai-{meta['net']['model']}-q{level}"
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                  "best_epoch": meta["training"]["best_epoch"],
                  "epochs": last["epochs"], "planned_epochs": last["options"]["epochs"], "wall_s": last["wall_s"],
                  "core_minutes": round(last["wall_s"] / 60 * threads(meta), 1),
-                 "train_device": meta["training"]["device"], "validation": meta["training"]["last_epoch"],
+                 "train_device": args.trained_on or meta["training"]["device"], "validation": meta["training"]["last_epoch"],
                  "split": meta["split"], "fit_images": meta["training"]["fit_images"],
                  "validation_images": meta["training"]["validation_images"],
                  "sets": {f"{vendor}/{which}": measure(codec, *images) for (vendor, which), images in sets.items()}}
@@ -149,7 +154,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"unseen: test groups, seen: groups trained on; {results['device']}; torch {results['torch']}; made by "
             "`python experiments/ship_peer.py " + " ".join(entry["run"] for entry in results["models"])
             + (f" --generator-core-minutes {results['generator_core_minutes']:g}"
-               if results.get("generator_core_minutes") else "") + "`.\n")
+               if results.get("generator_core_minutes") else "")
+            + (f" --trained-on '{results['trained_on']}'" if results.get("trained_on") else "") + "`.\n")
 
 
 def card(out: Path, entry: dict[str, Any], report: str, generator_core_minutes: float | None) -> None:
