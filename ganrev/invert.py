@@ -102,7 +102,8 @@ SEARCH_PRECISIONS = ("auto", *SEARCH_DTYPES)
 # 0.66-0.80x fp32's time at every effort for the same SSIM (192 validation emoji at the default: 0.8792 against 0.8791;
 # experiments/effort.py on held-out ones: -0.001 to +0.003 per level). On an AMD EPYC with AVX-512 BF16 and no AMX, one
 # thread: 0.85x at the default, 0.71x at effort 2, 0.88x at effort 1, SSIM 0.8791 against 0.8786 at the default (192
-# validation emoji, experiments/results/effort-validation-avx512bf16). CUDA is unmeasured: fp32 there.
+# validation emoji, experiments/results/effort-validation-avx512bf16); two threads: 0.93x at the default (48 held-out
+# emoji, experiments/results/effort). CUDA is unmeasured: fp32 there.
 SEARCH_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # The search after an encoder start (the pool start keeps the dataclass defaults): E(x) is already close, so
