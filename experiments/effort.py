@@ -6,8 +6,8 @@
 Images: ``--images heldout`` (the default, for published figures): the first ``--count`` of the generator's heldout/
 (sorted by name; for emoji64, Google's renderings of test groups: never trained on); ``--images validation`` (what
 chooses defaults, such as which CPUs search in bf16): ``--count`` validation emoji (groups carved from the training
-side, one per base emoji) of each vendor the generator was trained on. Every level of :data:`ganrev.invert.EFFORTS` runs in this one process, on the same images
-with the same ``--threads`` torch threads on the CPU, as ``ganrev compress --effort N`` runs it (the generator's
+side, one per base emoji) of each vendor the generator was trained on. Every level of :data:`ganrev.invert.EFFORTS`
+(or of ``--efforts``) runs in this one process, on the same images with the same ``--threads`` torch threads on the CPU, as ``ganrev compress --effort N`` runs it (the generator's
 own bits). Per level: the mean SSIM of the decoded files against the originals, the mean bytes per file, the
 encoding seconds per image of one batched ``GanCodec.compress`` call on all the images (timed after a warm-up call on
 2 of them, so that no level pays first-call costs; wall time, and this process's CPU time, which a busy neighbour
@@ -87,7 +87,7 @@ def markdown(rows: list[dict]) -> list[str]:
         lines.append(f"| {level} | {row['precision']} | {search['iters']}, {search['patience']}, "
                      f"{search['restarts']} | {row['ssim']:.4f} | {row['bytes']:.1f} | {row['bpp']:.4f} | "
                      f"{row['encode_s_per_image']:.4f} | {row['encode_cpu_s_per_image']:.4f} | "
-                 f"{row['image_iterations']} |")
+                     f"{row['image_iterations']} |")
     return lines
 
 
@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = markdown(rows)
     shown_images = (f"the first {len(images)} images of its {HELDOUT_DIR}/" if args.images == "heldout" else
                     f"{len(images)} validation emoji ({args.count} per vendor trained on)")
-    lines.append(f"\n`{args.generator.resolve().name}` at {checkpoint.compress_bits} bits, {shown_images}, each level encoding all of them in one batched call; {device}; made "
-                 f"by `{command}`.")
+    lines.append(f"\n`{args.generator.resolve().name}` at {checkpoint.compress_bits} bits, {shown_images}, each level "
+                 f"encoding all of them in one batched call; {device}; made by `{command}`.")
     atomic_write_text(args.out / "effort.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

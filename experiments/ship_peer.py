@@ -11,8 +11,8 @@ OpenMoji, never trained on, is the unseen style. Writes ``experiments/results/co
 MODEL_CARD.md beside each model. A run may have been trained in stretches (``--max-minutes``, then ``--resume``):
 its config.json counts every epoch and second of them. ``--generator-core-minutes``, the training compute of the
 generator the peer is compared with, goes on the cards beside each run's own. A run's config.json names the device of
-its last stretch only: ``--trained-on`` says where all the stretches ran (for example "stretches on an AMD EPYC and an
-Intel Xeon"), for the cards, whose core-minutes then add minutes of different CPUs.
+its last stretch only: ``--trained-on`` says where all the stretches ran (for example "an AMD EPYC and an Intel Xeon in
+turn"), for the cards, whose core-minutes then add minutes of different CPUs.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                  "best_epoch": meta["training"]["best_epoch"],
                  "epochs": last["epochs"], "planned_epochs": last["options"]["epochs"], "wall_s": last["wall_s"],
                  "core_minutes": round(last["wall_s"] / 60 * threads(meta), 1),
-                 "train_device": args.trained_on or meta["training"]["device"], "validation": meta["training"]["last_epoch"],
+                 "train_device": args.trained_on or meta["training"]["device"],
+                 "validation": meta["training"]["last_epoch"],
                  "split": meta["split"], "fit_images": meta["training"]["fit_images"],
                  "validation_images": meta["training"]["validation_images"],
                  "sets": {f"{vendor}/{which}": measure(codec, *images) for (vendor, which), images in sets.items()}}
