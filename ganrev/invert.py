@@ -32,7 +32,7 @@ from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim
 from ganrev.nets.dcgan import Encoder, FoldedGenerator, Generator
 from ganrev.progress import progress_bar
-from ganrev.training.common import cpu_flags
+from ganrev.training.common import BF16_CPU_FLAGS, cpu_flags
 
 LossName = Literal["ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix"]
 LOSSES: tuple[str, ...] = ("ssim", "ms-ssim", "l1", "l2", "bce", "ms-ssim+l1", "ms-ssim+l2", "ssim+l1", "mix")
@@ -98,13 +98,13 @@ class InversionResult:
 INITS: tuple[str, ...] = ("encoder", "pool", "random")
 SEARCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # --precision: the generator's arithmetic
 SEARCH_PRECISIONS = ("auto", *SEARCH_DTYPES)
-# CPUs where auto searches in bf16, the generator folded (Generator.folded). On a Xeon with AMX-BF16 the search took
-# 0.66-0.80x fp32's time at every effort for the same SSIM (192 validation emoji at the default: 0.8792 against 0.8791;
-# experiments/effort.py on held-out ones: -0.001 to +0.003 per level). On an AMD EPYC with AVX-512 BF16 and no AMX, one
-# thread: 0.85x at the default, 0.71x at effort 2, 0.88x at effort 1, SSIM 0.8791 against 0.8786 at the default (192
-# validation emoji, experiments/results/effort-validation-avx512bf16); two threads: 0.93x at the default (48 held-out
-# emoji, experiments/results/effort). CUDA is unmeasured: fp32 there.
-SEARCH_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+# auto searches in bf16 (the generator folded, Generator.folded) on the CPUs where training's autocast does,
+# training.common.BF16_CPU_FLAGS. On a Xeon with AMX-BF16 the search took 0.66-0.80x fp32's time at every effort for
+# the same SSIM (192 validation emoji at the default: 0.8792 against 0.8791; experiments/effort.py on held-out ones:
+# -0.001 to +0.003 per level). On an AMD EPYC with AVX-512 BF16 and no AMX, one thread: 0.85x at the default, 0.71x at
+# effort 2, 0.88x at effort 1, SSIM 0.8791 against 0.8786 at the default (192 validation emoji,
+# experiments/results/effort-validation-avx512bf16); two threads: 0.93x at the default (48 held-out emoji,
+# experiments/results/effort). Unlike training, CUDA stays fp32: the search there is unmeasured.
 ENCODER_NOISE = 0.2  # std of the offsets of restarts 2, 3, ... around E(x)
 # The search after an encoder start (the pool start keeps the dataclass defaults): E(x) is already close, so
 # a short search with a large step gets the gain, and a row stops once it stalls for 20 iterations (on average
@@ -157,7 +157,7 @@ class SearchOptions:
     # that codes k leading coordinates (a generator trained with nested dropout); None: all of them.
     leading: int | None = None
     # The generator's arithmetic in the search (the loss stays fp32; files always decode in fp32): auto (bf16 on a CPU
-    # with SEARCH_BF16_CPU_FLAGS, else fp32), fp32 or bf16. See :func:`resolve_search_precision`.
+    # with BF16_CPU_FLAGS, else fp32), fp32 or bf16. See :func:`resolve_search_precision`.
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -182,7 +182,7 @@ class SearchOptions:
 def resolve_search_precision(precision: str, device: torch.device) -> str:
     """``fp32`` or ``bf16``: ``precision`` (a :data:`SEARCH_PRECISIONS` name) with ``auto`` resolved for ``device``."""
     if precision == "auto":
-        return "bf16" if device.type == "cpu" and cpu_flags() & SEARCH_BF16_CPU_FLAGS else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_flags() & BF16_CPU_FLAGS else "fp32"
     return precision
 
 
