@@ -1,7 +1,8 @@
 """Refit the encoder of a frozen generator: does an encoder trained alone generalise better than the one trained with G?
 
     python experiments/encoder_refit.py [-g pretrained/emoji64] [--vendors google,twitter,fluent] [--epochs 20]
-                                        [--width 32] [--init shipped|fresh] [--out runs/encoder-refit]
+                                        [--width 32] [--init shipped|fresh] [--synthetic 1] [--augment]
+                                        [--out runs/encoder-refit] [--results experiments/results/encoder_refit.json]
 
 The shipped encoder E was trained jointly with G (fit-generator's aegan objective) and generalises far worse than
 G does: on emoji64's validation groups (never trained on) G(E(x)) reaches SSIM 0.72-0.75 where the search from E(x)
@@ -10,6 +11,13 @@ alone) inherits that gap. Here G is frozen in eval mode (the function files deco
 shipped``: from the shipped one; ``fresh``: from scratch, ``--width`` channels) descends the loss fit-generator
 gives E, ``recon(G(E(x) + noise), x) + prior_weight * moments(E(x))``, on the fit images of ``--vendors`` (styles G
 never trained on may be given: G does not change), flipped at random.
+
+Two ways to give E more than the fit images: ``--synthetic S`` adds S images per real one to each batch, drawn
+by G from codes of its density of E(x) (``density.safetensors``; N(0, I) without one). They lie in G's range by
+construction, so they are unlimited new shapes whose codes are known: their loss is the same reconstruction
+(weighted S) plus ``--code-weight`` times the mean squared distance of E(G(z)) to z. ``--augment`` moves and
+recolours the real images as fit-generator's ``--augment`` does (a target may then lie outside G's range).
+
 After each epoch: the SSIM of G(E(x)) per vendor on its validation groups (no test image is touched; epoch 0 is
 the shipped encoder, the figure to beat). The epoch with the best mean over ``--judge``'s vendors is written, with
 the frozen G, as a checkpoint directory in ``--out`` (G's fingerprint unchanged: files made with the shipped
@@ -31,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
+from ganrev.augment import reconstruction_augment  # noqa: E402
 from ganrev.data import carve_validation, open_dataset  # noqa: E402
 from ganrev.invert import per_image_loss  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
@@ -63,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", choices=("shipped", "fresh"), default="shipped")
     parser.add_argument("--latent-noise", type=float, default=0.2)
     parser.add_argument("--prior-weight", type=float, default=0.1)
+    parser.add_argument("--synthetic", type=float, default=0.0, help="images drawn by G per real image in a batch")
+    parser.add_argument("--code-weight", type=float, default=1.0, help="weight of |E(G(z)) - z|^2 for drawn images")
+    parser.add_argument("--augment", action="store_true", help="move and recolour the real images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "encoder-refit")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results" / "encoder_refit.json",
@@ -87,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     fit = torch.cat([splits[v][0] for v in vendors])
     validation = {v: splits[v][1].float() / 255 for v in splits}
     recon = per_image_loss("ssim+l1")
+    draws = torch.Generator().manual_seed(1)
+
+    def drawn_codes(count: int) -> torch.Tensor:
+        if checkpoint.density is not None:
+            return checkpoint.density.sample(count, draws)
+        return torch.randn(count, checkpoint.config.latent_dim, generator=draws)
+
     optimizer = torch.optim.Adam(encoder.parameters(), lr=args.lr, betas=(0.5, 0.99))
     steps = args.epochs * (len(fit) // args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=0.05)
@@ -106,9 +125,23 @@ def main(argv: list[str] | None = None) -> int:
             real = fit[index].float() / 255
             flip = torch.rand(len(real), 1, 1, 1) < 0.5
             real = torch.where(flip, real.flip(-1), real)
-            code = encoder(real)
+            if args.augment:
+                real = reconstruction_augment(real)
+            synthetic = round(len(real) * args.synthetic)
+            if synthetic:
+                known = drawn_codes(synthetic)
+                with torch.no_grad():
+                    targets = torch.cat([real, generator.images(known).float().clamp(0, 1)])
+            else:
+                targets = real
+            code = encoder(targets)
             drawn = generator.images(code + torch.randn_like(code) * args.latent_noise)
-            loss = recon(drawn, real).mean() + args.prior_weight * _moment_penalty(code)
+            errors = recon(drawn, targets)
+            real_code = code[: len(real)]
+            loss = errors[: len(real)].mean() + args.prior_weight * _moment_penalty(real_code)
+            if synthetic:
+                loss = loss + args.synthetic * errors[len(real):].mean() \
+                    + args.code_weight * (code[len(real):] - known).square().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
