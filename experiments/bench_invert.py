@@ -14,6 +14,12 @@ loss is left out of the count: its Gaussian filters run as banded matrix product
 multiplications by the bands' zeros a counter would take for work, and its useful work is a few per cent of the
 generator's; so the fraction is a floor.
 
+Where an iteration's time goes: at each batch size the same rows also run ``--iters`` times (a) the folded
+generator's forward pass and gradient to z alone and (b) the same with the search loss; the batched search's time
+per iteration minus (b) is the rest (Adam, early-stopping bookkeeping, gathering and scattering the active rows,
+and the call's set-up, folding the generator, spread over ``--iters``).
+The three shares are in each row (``split_ms``, per iteration of all rows).
+
     python experiments/bench_invert.py                      # CPU here; CUDA when present
     python experiments/bench_invert.py --batch-sizes 1 8 64 --iters 50 --device cpu
     python experiments/bench_invert.py --precision bf16 --out experiments/results/bench_invert_cpu-bf16.json
@@ -31,7 +37,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import ganrev
-from ganrev.invert import SEARCH_DTYPES, SearchOptions, invert
+from ganrev.invert import SEARCH_DTYPES, SearchOptions, invert, per_image_loss
 from ganrev.io import atomic_write_text, list_images, load_image
 from ganrev.evaluate import display_path
 from ganrev.models import load_generator
@@ -65,6 +71,22 @@ def generator_flops_per_image_iteration(generator: torch.nn.Module, rows: int, d
     return counter.get_total_flops() / rows
 
 
+def forward_backward_ms(net: torch.nn.Module, images: torch.Tensor, loss: str | None, iters: int) -> float:
+    """Milliseconds per iteration of ``net``'s forward pass and gradient to z for ``len(images)`` rows, through the
+    per-image ``loss`` against ``images`` (None: the generator alone, its outputs summed): the best of three runs of
+    ``iters`` iterations, since on a shared CPU one run's figure moves by 10 % or more."""
+    loss_fn = per_image_loss(loss) if loss else None
+    z = torch.randn(len(images), net.config.latent_dim, device=images.device)
+
+    def one() -> None:
+        latent = z.clone().requires_grad_(True)
+        out = net.images(latent)
+        torch.autograd.grad((loss_fn(out, images) if loss_fn else out).sum(), latent)
+
+    one()  # warm-up
+    return min(timed(lambda: [one() for _ in range(iters)]) for _ in range(3)) / iters * 1000
+
+
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
     """The best GFLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` on this device and thread count."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
@@ -92,6 +114,7 @@ def main() -> None:
     invert(checkpoint.generator, torch.stack(pool[:2]).to(device),  # warm-up, in the precision measured
            SearchOptions(iters=3, restarts=1, pool=0, precision=args.precision))
     flops = generator_flops_per_image_iteration(checkpoint.generator.eval().requires_grad_(False), 8, device)
+    search_net = checkpoint.generator.folded(SEARCH_DTYPES[args.precision])
     peak = matmul_peak_gflops(device, SEARCH_DTYPES[args.precision])
     print(f"{flops / 1e9:.3f} generator GFLOP per image-iteration; {args.precision} matmul peak {peak:.1f} GFLOP/s",
           flush=True)
@@ -102,15 +125,22 @@ def main() -> None:
         loop_s = timed(lambda: [invert(checkpoint.generator, images[k:k + 1], options, device=device)
                                 for k in range(batch)])
         work = batch * args.iters
+        generator_ms = forward_backward_ms(search_net, images.to(device), None, args.iters)
+        with_loss_ms = forward_backward_ms(search_net, images.to(device), args.loss, args.iters)
+        iteration_ms = batched_s / args.iters * 1000
         row = {"batch": batch, "image_iterations": work, "batched_s": round(batched_s, 3), "loop_s": round(loop_s, 3),
                "batched_it_per_s": round(work / batched_s, 1), "loop_it_per_s": round(work / loop_s, 1),
                "speedup": round(loop_s / batched_s, 2),
                "batched_gflops": round(work / batched_s * flops / 1e9, 1),
-               "peak_fraction": round(work / batched_s * flops / 1e9 / peak, 3)}
+               "peak_fraction": round(work / batched_s * flops / 1e9 / peak, 3),
+               "split_ms": {"generator": round(generator_ms, 2), "loss": round(with_loss_ms - generator_ms, 2),
+                            "rest": round(iteration_ms - with_loss_ms, 2)}}
         rows.append(row)
         print(f"batch {batch:4d}: batched {row['batched_it_per_s']:9.1f} img-it/s ({row['batched_gflops']} GFLOP/s, "
               f"{row['peak_fraction']:.0%} of the matmul peak)   loop {row['loop_it_per_s']:9.1f} img-it/s   "
               f"speed-up {row['speedup']:.2f}x", flush=True)
+        print(f"            per iteration of {batch} rows: generator {generator_ms:.2f} ms, loss "
+              f"{with_loss_ms - generator_ms:.2f} ms, the rest {iteration_ms - with_loss_ms:.2f} ms", flush=True)
     result = {
         "benchmark": "bench_invert", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device), "torch": torch.__version__, "ganrev": ganrev.__version__,
