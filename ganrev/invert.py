@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ganrev.errors import GanrevError
-from ganrev.metrics import ms_ssim, ssim
+from ganrev.metrics import ms_ssim, ssim, ssim_target_maps
 from ganrev.nets.dcgan import Encoder, FoldedGenerator, Generator
 from ganrev.progress import progress_bar
 from ganrev.training.common import BF16_CPU_FLAGS, cpu_flags
@@ -65,18 +65,49 @@ def per_image_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
     The mixtures weigh (1 - MS-SSIM) or (1 - SSIM) by 0.84 and the pixel term by 0.16, as Zhao et al. do;
     ``ssim+l1`` uses single-scale SSIM because a 64x64 image gets only 3 MS-SSIM scales.
     """
+    structural, pixel = _loss_parts(name)
+    if pixel is None:
+        return lambda out, target: 1.0 - structural(out, target)
+    if structural is None:
+        return pixel
+    return lambda out, target: (MIX_ALPHA * (1.0 - structural(out, target))
+                                + (1.0 - MIX_ALPHA) * pixel(out, target))
+
+
+def _loss_parts(name: str) -> tuple[Callable[..., torch.Tensor] | None, Callable[..., torch.Tensor] | None]:
+    """(structural similarity, pixel loss) of a loss name, either None where the loss has no such part."""
     name = LOSS_ALIASES.get(name, name)
     structural = {"ssim": ssim, "ms-ssim": ms_ssim}
     pixel = {"l1": _l1, "l2": _l2, "bce": _bce}
     if name in structural:
-        return lambda out, target: 1.0 - structural[name](out, target)
+        return structural[name], None
     if name in pixel:
-        return pixel[name]
+        return None, pixel[name]
     first, _, second = name.partition("+")
     if first in structural and second in pixel and name in LOSSES:
-        return lambda out, target: (MIX_ALPHA * (1.0 - structural[first](out, target))
-                                    + (1.0 - MIX_ALPHA) * pixel[second](out, target))
+        return structural[first], pixel[second]
     raise GanrevError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+
+
+def target_loss(name: str, targets: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`per_image_loss` against fixed ``targets``: ``loss(out, rows)`` scores ``out`` against
+    ``targets[rows]``. With SSIM in the loss the targets' own filtered maps (two of SSIM's five) are computed here
+    once rather than at every call: the search calls it every iteration, and SSIM costs nearly as much as the
+    bf16 generator at 64 rows (experiments/bench_invert.py). The values are the same."""
+    structural, pixel = _loss_parts(name)
+    if structural is not ssim:
+        loss_fn = per_image_loss(name)
+        return lambda out, rows: loss_fn(out, targets[rows])
+    maps = ssim_target_maps(targets)
+
+    def loss(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        target = targets[rows]
+        dissimilarity = 1.0 - ssim(out, target, target_maps=maps[rows])
+        if pixel is None:
+            return dissimilarity
+        return MIX_ALPHA * dissimilarity + (1.0 - MIX_ALPHA) * pixel(out, target)
+
+    return loss
 
 
 @dataclass
@@ -267,7 +298,6 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
                           f"generator, got {list(images.shape)}")
     dev = torch.device(device) if device is not None else next(generator.parameters()).device
     generator = generator.to(dev).eval().requires_grad_(False)
-    loss_fn = per_image_loss(options.loss)
     started = time.perf_counter()
     n, r = len(images), options.restarts
     if encoder is not None:
@@ -282,8 +312,9 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     for first in range(0, n * r, chunk):
         rows = slice(first, min(first + chunk, n * r))
         image_index = torch.arange(rows.start, rows.stop) // r
-        z, loss, its = _search_rows(search_net, images[image_index].to(dev), z0[rows].to(dev), loss_fn, options,
-                                    keep, progress, desc=f"search rows {rows.start + 1}-{rows.stop}/{n * r}")
+        loss_at = target_loss(options.loss, images[image_index].to(dev))
+        z, loss, its = _search_rows(search_net, z0[rows].to(dev), loss_at, options, keep, progress,
+                                    desc=f"search rows {rows.start + 1}-{rows.stop}/{n * r}")
         best_z[rows], best_loss[rows], iterations[rows] = z.cpu(), loss.cpu(), its.cpu()
     restart_loss = best_loss.view(n, r)
     pick = restart_loss.argmin(dim=1)
@@ -311,16 +342,18 @@ class Adam:
             self.param.addcdiv_(self.exp_avg, denom, value=-lr / (1 - beta1**self.steps))
 
 
-def _search_rows(generator: FoldedGenerator, targets: torch.Tensor, z: torch.Tensor,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], options: SearchOptions,
+def _search_rows(generator: FoldedGenerator, z: torch.Tensor,
+                 loss_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], options: SearchOptions,
                  keep: torch.Tensor, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Row-wise Adam with early stopping and active-set compaction, moving only the coordinates ``keep`` marks;
-    returns best z, loss, iterations."""
+    ``loss_at(images, rows)`` scores images against row ``rows``' targets (:func:`target_loss`). Returns best z,
+    loss, iterations."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     rows = len(z)
     if options.iters == 0:  # no search: the starting points as they are (e.g. the encoder alone)
         with torch.no_grad():
-            return z.clone(), loss_fn(generator.images(z), targets), torch.zeros(rows, dtype=torch.long, device=z.device)
+            return (z.clone(), loss_at(generator.images(z), torch.arange(rows, device=z.device)),
+                    torch.zeros(rows, dtype=torch.long, device=z.device))
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     best_z, best_loss = z.clone(), torch.full((rows,), math.inf, device=z.device)
     stall = torch.zeros(rows, dtype=torch.long, device=z.device)
@@ -329,7 +362,7 @@ def _search_rows(generator: FoldedGenerator, targets: torch.Tensor, z: torch.Ten
     bar = progress_bar(range(options.iters), desc, progress)
     for step in bar:
         z_active = z[active].requires_grad_(True)
-        loss = loss_fn(generator.images(z_active), targets[active])
+        loss = loss_at(generator.images(z_active), active)
         (grad,) = torch.autograd.grad(loss.sum(), z_active)
         grad = grad * keep  # a zero gradient leaves Adam's moments, and so the coordinate, at 0
         loss = loss.detach()

@@ -120,10 +120,19 @@ def _filter_valid(maps: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor)
     return rows @ maps @ columns.T
 
 
+def _target_maps(y: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """y's own filtered statistics ``[N, 2C, H', W']``: its local mean and mean square."""
+    rows = _band_matrix(window, y.shape[-2])
+    columns = rows if y.shape[-1] == y.shape[-2] else _band_matrix(window, y.shape[-1])
+    return _filter_valid(torch.cat([y, y * y], dim=1), rows, columns)
+
+
 def _ssim_and_cs(
-    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float, k1: float, k2: float
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float, k1: float, k2: float,
+    target_maps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean SSIM and mean contrast-structure term ``cs``, both ``[N, C]``.
+    """Per-channel mean SSIM and mean contrast-structure term ``cs``, both ``[N, C]``; ``target_maps``: y's
+    :func:`_target_maps`, when already computed.
 
     The window is applied without padding ("valid"), so only pixels whose whole neighbourhood lies in
     the image contribute; scikit-image crops its reflect-padded result to the same pixels.
@@ -132,9 +141,12 @@ def _ssim_and_cs(
     rows = _band_matrix(window, x.shape[-2])
     columns = rows if x.shape[-1] == x.shape[-2] else _band_matrix(window, x.shape[-1])
     # The statistics that involve x are filtered apart from y's own: where only x needs a gradient (the latent
-    # search's output against its fixed target), the backward pass then filters 3 maps per channel, not 5.
+    # search's output against its fixed target), the backward pass then filters 3 maps per channel, not 5, and
+    # y's maps can be computed once for every iteration (ssim_target_maps).
     mu_x, e_xx, e_xy = _filter_valid(torch.cat([x, x * x, x * y], dim=1), rows, columns).split(channels, dim=1)
-    mu_y, e_yy = _filter_valid(torch.cat([y, y * y], dim=1), rows, columns).split(channels, dim=1)
+    if target_maps is None:
+        target_maps = _target_maps(y, window)
+    mu_y, e_yy = target_maps.split(channels, dim=1)
 
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
@@ -154,6 +166,7 @@ def ssim(
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
+    target_maps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Structural similarity per image, ``[N]``, averaged over pixels and then over channels.
 
@@ -165,11 +178,24 @@ def ssim(
     size that fits (same sigma, taps renormalised), e.g. 7 taps for an 8 x 64 image, which is then
     scored on its middle 2 x 58 pixels. Images under 3 pixels on a side raise
     :class:`GanrevError`.
+
+    ``target_maps``: :func:`ssim_target_maps` of ``y`` (same ``win_size`` and ``sigma``), computed once for
+    many calls against the same ``y``; the result is the same.
     """
     x, y = _check_pair(x, y)
     size = _fit_window(win_size, x.shape[-2], x.shape[-1])
-    per_channel, _ = _ssim_and_cs(x, y, _gaussian_window(size, sigma, x), data_range, k1, k2)
+    per_channel, _ = _ssim_and_cs(x, y, _gaussian_window(size, sigma, x), data_range, k1, k2, target_maps)
     return per_channel.mean(1)
+
+
+def ssim_target_maps(y: torch.Tensor, win_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The part of :func:`ssim` that depends on ``y`` alone (its filtered local mean and mean square), to pass as
+    ``ssim(x, y, target_maps=...)`` when many ``x`` are scored against the same ``y``, as the latent search does at
+    every iteration; row ``i`` belongs to ``y[i]``, so a subset of rows takes the same subset of maps."""
+    if y.ndim != 4 or not y.dtype.is_floating_point:
+        raise GanrevError(f"expected a float image batch [N, C, H, W], got {tuple(y.shape)} of {y.dtype}")
+    size = _fit_window(win_size, y.shape[-2], y.shape[-1])
+    return _target_maps(y, _gaussian_window(size, sigma, y))
 
 
 def _ms_ssim_scales(side: int, win_size: int, max_scales: int) -> int:

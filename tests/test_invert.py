@@ -19,6 +19,7 @@ from ganrev.invert import (
     per_image_loss,
     resolve_search_precision,
     starting_points,
+    target_loss,
 )
 import ganrev.invert as invert_module
 from ganrev.metrics import ms_ssim
@@ -107,6 +108,15 @@ def test_every_loss_is_zero_at_the_target_and_runs(generator, targets, name):
     assert torch.allclose(fn(targets, targets), torch.zeros(len(targets)), atol=1e-5)
     result = invert(generator, targets[:2], SearchOptions(iters=5, restarts=1, pool=0, loss=name))
     assert torch.isfinite(result.loss).all()
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_the_loss_against_fixed_targets_is_the_per_image_loss(targets, name):
+    outputs = (targets.flip(0) * 0.7 + 0.15).clamp(0, 1)
+    rows = torch.tensor([2, 0])
+    fixed = target_loss(name, targets)
+    assert torch.allclose(fixed(outputs[rows], rows), per_image_loss(name)(outputs[rows], targets[rows]), atol=1e-6)
+    assert torch.allclose(fixed(outputs, torch.arange(len(targets))), per_image_loss(name)(outputs, targets), atol=1e-6)
 
 
 def test_bce_and_the_mixtures_match_their_definitions(targets):

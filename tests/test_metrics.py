@@ -167,6 +167,20 @@ def test_ssim_keeps_a_window_that_fits() -> None:
         reference_ssim(img, other, radius=3), abs=1e-10)
 
 
+@pytest.mark.parametrize(("height", "width", "win_size"), [(64, 64, 11), (40, 57, 11), (8, 64, 11), (64, 64, 7)])
+def test_ssim_with_the_targets_maps_computed_once_is_the_same(height: int, width: int, win_size: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(5, 3, height, width, generator=generator, dtype=torch.float64)
+    maps = metrics.ssim_target_maps(targets, win_size=win_size)
+    for _ in range(2):  # the same maps serve every call against the same targets, and a subset of rows
+        outputs = torch.rand(5, 3, height, width, generator=generator, dtype=torch.float64)
+        rows = torch.tensor([3, 0, 4])
+        assert torch.equal(metrics.ssim(outputs, targets, win_size=win_size, target_maps=maps),
+                           metrics.ssim(outputs, targets, win_size=win_size))
+        assert torch.equal(metrics.ssim(outputs[rows], targets[rows], win_size=win_size, target_maps=maps[rows]),
+                           metrics.ssim(outputs[rows], targets[rows], win_size=win_size))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 2, 2), (1, 3, 2, 64), (2, 1, 64, 1)])
 def test_images_under_three_pixels_are_rejected(shape: tuple[int, ...]) -> None:
     x = torch.rand(shape)
