@@ -120,10 +120,14 @@ def _filter_valid(maps: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor)
     return rows @ maps @ columns.T
 
 
-def _target_maps(y: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+def _bands(window: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The :func:`_band_matrix` of ``window`` for an image's H and for its W (one matrix when they are equal)."""
+    rows = _band_matrix(window, height)
+    return rows, rows if width == height else _band_matrix(window, width)
+
+
+def _target_maps(y: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """y's own filtered statistics ``[N, 2C, H', W']``: its local mean and mean square."""
-    rows = _band_matrix(window, y.shape[-2])
-    columns = rows if y.shape[-1] == y.shape[-2] else _band_matrix(window, y.shape[-1])
     return _filter_valid(torch.cat([y, y * y], dim=1), rows, columns)
 
 
@@ -138,14 +142,13 @@ def _ssim_and_cs(
     the image contribute; scikit-image crops its reflect-padded result to the same pixels.
     """
     channels = x.shape[1]
-    rows = _band_matrix(window, x.shape[-2])
-    columns = rows if x.shape[-1] == x.shape[-2] else _band_matrix(window, x.shape[-1])
+    rows, columns = _bands(window, x.shape[-2], x.shape[-1])
     # The statistics that involve x are filtered apart from y's own: where only x needs a gradient (the latent
     # search's output against its fixed target), the backward pass then filters 3 maps per channel, not 5, and
     # y's maps can be computed once for every iteration (ssim_target_maps).
     mu_x, e_xx, e_xy = _filter_valid(torch.cat([x, x * x, x * y], dim=1), rows, columns).split(channels, dim=1)
     if target_maps is None:
-        target_maps = _target_maps(y, window)
+        target_maps = _target_maps(y, rows, columns)
     mu_y, e_yy = target_maps.split(channels, dim=1)
 
     c1 = (k1 * data_range) ** 2
@@ -195,7 +198,7 @@ def ssim_target_maps(y: torch.Tensor, win_size: int = 11, sigma: float = 1.5) ->
     if y.ndim != 4 or not y.dtype.is_floating_point:
         raise GanrevError(f"expected a float image batch [N, C, H, W], got {tuple(y.shape)} of {y.dtype}")
     size = _fit_window(win_size, y.shape[-2], y.shape[-1])
-    return _target_maps(y, _gaussian_window(size, sigma, y))
+    return _target_maps(y, *_bands(_gaussian_window(size, sigma, y), y.shape[-2], y.shape[-1]))
 
 
 def _ms_ssim_scales(side: int, win_size: int, max_scales: int) -> int:
