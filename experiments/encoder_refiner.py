@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from encoder_refit import vendor_split  # noqa: E402
+from encoder_refit import vendor_sets  # noqa: E402
 from ganrev.invert import default_search, invert, per_image_loss  # noqa: E402
 from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.metrics import ssim  # noqa: E402
@@ -131,11 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     encoder.eval().requires_grad_(False)
     refiner = new_refiner(checkpoint.config, args.width)
     model = RefinedEncoder(generator, encoder, refiner, args.passes)
-    vendors = [v for v in args.vendors.split(",") if v]
     judges = [v for v in args.judge.split(",") if v]
-    splits = {vendor: vendor_split(vendor) for vendor in dict.fromkeys(vendors + judges)}
-    fit = torch.cat([splits[v][0] for v in vendors])
-    validation = {v: splits[v][1].float() / 255 for v in judges}
+    fit, validation = vendor_sets(args.vendors, args.judge)
+    validation = {v: validation[v] for v in judges}  # scored: the judges' groups only
     recon = per_image_loss("ssim+l1")
     optimizer = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.99))
     batch = 64

@@ -59,6 +59,15 @@ def vendor_split(vendor: str) -> tuple[torch.Tensor, torch.Tensor]:
                  for part in (fit, validation))  # type: ignore[return-value]
 
 
+def vendor_sets(vendors: str, judges: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """From comma-separated vendor lists: the fit images of ``vendors`` (uint8, one tensor) and the validation images
+    of every vendor named in either list (float in [0, 1], by vendor), each vendor read once."""
+    fit_vendors = [v for v in vendors.split(",") if v]
+    named = dict.fromkeys(fit_vendors + [v for v in judges.split(",") if v])
+    splits = {vendor: vendor_split(vendor) for vendor in named}
+    return torch.cat([splits[v][0] for v in fit_vendors]), {v: split[1].float() / 255 for v, split in splits.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
@@ -93,11 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         width = args.width or shipped.config.width
         encoder = Encoder(GeneratorConfig(config.latent_dim, config.channels, config.resolution, width))
         encoder.apply(init_weights)
-    vendors = [v for v in args.vendors.split(",") if v]
     judges = [v for v in args.judge.split(",") if v]
-    splits = {vendor: vendor_split(vendor) for vendor in dict.fromkeys(vendors + judges)}
-    fit = torch.cat([splits[v][0] for v in vendors])
-    validation = {v: splits[v][1].float() / 255 for v in splits}
+    fit, validation = vendor_sets(args.vendors, args.judge)
     recon = per_image_loss("ssim+l1")
     draws = torch.Generator().manual_seed(1)
 
