@@ -7,14 +7,15 @@ Images: ``--images heldout`` (the default, for published figures): the first ``-
 (sorted by name; for emoji64, Google's renderings of test groups: never trained on); ``--images validation`` (what
 chooses defaults, such as which CPUs search in bf16): ``--count`` validation emoji (groups carved from the training
 side, one per base emoji) of each vendor the generator was trained on. Every level of :data:`ganrev.invert.EFFORTS`
-(or of ``--efforts``) runs in this one process, on the same images with the same ``--threads`` torch threads on
-the CPU, as ``ganrev compress --effort N`` runs it (the generator's own bits). Per level: the mean SSIM of the decoded files against the originals, the mean bytes per file, the
-encoding seconds per image of one batched ``GanCodec.compress`` call on all the images (timed after a warm-up call on
-2 of them, so that no level pays first-call costs; wall time, and this process's CPU time, which a busy neighbour
-on another core does not inflate), and the image-iterations its search ran (generator passes, the
-unit of experiments/bench_invert.py). With ``--precisions fp32,bf16`` every level runs in each precision of the
-search's generator (``compress --precision``), side by side in the same process. Writes OUT/effort.{json,md}
-[experiments/results/effort] with the device and the command that made them.
+(or of ``--efforts``) runs in this one process, on the same images with the same ``--threads`` torch threads on the
+CPU, as ``ganrev compress --effort N`` runs it (the generator's own bits). Per level: the mean SSIM of the decoded
+files against the originals, the mean bytes per file, the encoding seconds per image of one batched
+``GanCodec.compress`` call on all the images (timed after a warm-up call on 2 of them, so that no level pays
+first-call costs; wall time, and this process's CPU time, which a busy neighbour on another core does not inflate),
+and the image-iterations its search ran (generator passes, the unit of experiments/bench_invert.py). With
+``--precisions fp32,bf16`` every level runs in each precision of the search's generator (``compress --precision``),
+side by side in the same process. Writes OUT/effort.{json,md} [experiments/results/effort] with the device and the
+command that made them.
 """
 
 from __future__ import annotations
