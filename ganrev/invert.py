@@ -92,8 +92,9 @@ def _loss_parts(name: str) -> tuple[Callable[..., torch.Tensor] | None, Callable
 def target_loss(name: str, targets: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """:func:`per_image_loss` against fixed ``targets``: ``loss(out, rows)`` scores ``out`` against
     ``targets[rows]``. With SSIM in the loss the targets' own filtered maps (two of SSIM's five) are computed here
-    once rather than at every call: the search calls it every iteration, and at 64 rows SSIM takes about two
-    thirds of the bf16 generator's time (experiments/bench_invert.py). The values are the same."""
+    once rather than at every call: the search, the quantizer-in-the-loop refinement and the modulation fit call it
+    at every step, and at 64 rows SSIM takes about two thirds of the bf16 generator's time in the search
+    (experiments/bench_invert.py). The values are the same."""
     structural, pixel = _loss_parts(name)
     if structural is not ssim:
         loss_fn = per_image_loss(name)

@@ -31,7 +31,7 @@ import torch
 
 from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, encode_modulation
 from ganrev.errors import GanrevError
-from ganrev.invert import LOSSES, Adam, InversionResult, per_image_loss
+from ganrev.invert import LOSSES, Adam, InversionResult, target_loss
 from ganrev.nets.dcgan import Generator, Modulation
 from ganrev.bitstream.quantize import Quantizer, RowBlocks, refine_quantized
 
@@ -77,13 +77,13 @@ def fit_modulation(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
     ``[-MODULATION_CLIP, MODULATION_CLIP]``."""
     layer = resolve_layer(generator, layer)
     channels = generator.norm_channels()[layer]
-    loss_fn = per_image_loss(options.loss)
+    loss_at, every = target_loss(options.loss, targets), torch.arange(len(targets), device=targets.device)
     joint = torch.cat([z.to(targets.device), torch.zeros(len(z), 2 * channels, device=targets.device)], dim=1)
     dim = z.shape[1]
     adam = Adam(joint)
     joint.requires_grad_(True)
     for _ in range(options.iters):
-        loss = loss_fn(generator.images(joint[:, :dim], Modulation(layer, joint[:, dim:])), targets)
+        loss = loss_at(generator.images(joint[:, :dim], Modulation(layer, joint[:, dim:])), every)
         (grad,) = torch.autograd.grad(loss.sum(), joint)
         adam.step(grad, options.lr)
         with torch.no_grad():
@@ -101,12 +101,12 @@ def refine_modulated(generator: Generator, targets: torch.Tensor, z: torch.Tenso
     in one batch, each pair's copy of the rows on its own grids (a single image otherwise runs the generator on
     one row at a time). Returns per pair the grid indices of the latents ``[N, d]`` and of the modulation
     ``[N, 2C]``."""
-    loss_fn = per_image_loss(options.loss)
     dim, copies = z.shape[1], len(precisions)
     targets = targets.repeat(copies, 1, 1, 1)
+    target_at, every = target_loss(options.loss, targets), torch.arange(len(targets), device=targets.device)
 
     def loss_at(values: torch.Tensor) -> torch.Tensor:
-        return loss_fn(generator.images(values[:, :dim], Modulation(layer, values[:, dim:])), targets)
+        return target_at(generator.images(values[:, :dim], Modulation(layer, values[:, dim:])), every)
 
     latent_symbols, modulation_symbols = refine_quantized(
         torch.cat([z, params], dim=1).to(targets.device).repeat(copies, 1),

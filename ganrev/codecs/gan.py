@@ -28,7 +28,7 @@ from ganrev.bitstream.container import (
     unpack_file,
 )
 from ganrev.errors import GanrevError
-from ganrev.invert import InversionResult, SearchOptions, invert, leading_mask, per_image_loss
+from ganrev.invert import InversionResult, SearchOptions, invert, leading_mask, target_loss
 from ganrev.io import convert_channels, from_uint8, resize, to_uint8
 from ganrev.metrics import ssim
 from ganrev.models import GeneratorCheckpoint
@@ -217,10 +217,10 @@ class GanCodec:
         quantizer's step) of their coded coordinates: returns the grid indices ``[N, k]`` and their SSIM at the
         model resolution."""
         q = self.quantizer
-        loss_fn = per_image_loss(self.search.loss)
+        loss_at, every = target_loss(self.search.loss, targets), torch.arange(len(targets), device=targets.device)
         (symbols,) = refine_quantized(z[:, :self.coded].to(self.device), [(q, self.coded)],
-                                      lambda latents: loss_fn(self.generator.images(self.full_latents(latents)),
-                                                              targets),
+                                      lambda latents: loss_at(self.generator.images(self.full_latents(latents)),
+                                                              every),
                                       self.refine_iters, q.step / 2)
         with torch.no_grad():
             final_ssim = ssim(self.generator.images(self.full_latents(q.dequantize(symbols))), targets)
