@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ganrev.adam import Adam
 from ganrev.codecs.gan import MODULATION_CLIP, GanCodec, encode_modulation
 from ganrev.errors import GanrevError
-from ganrev.invert import LOSSES, Adam, InversionResult, target_loss
+from ganrev.invert import LOSSES, InversionResult, target_loss
 from ganrev.nets.dcgan import Generator, Modulation
 from ganrev.bitstream.quantize import Quantizer, RowBlocks, refine_quantized
 

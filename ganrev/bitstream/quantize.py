@@ -18,9 +18,9 @@ import constriction
 import numpy as np
 import torch
 
+from ganrev.adam import Adam
 from ganrev.bitstream.container import CLIP_UNITS, SIGMA_UNITS
 from ganrev.errors import GanrevError
-from ganrev.invert import Adam
 
 
 @dataclass(frozen=True)
