@@ -1,10 +1,13 @@
 """The lowest rates: `ganrev compress --target-bpp B` on held-out emoji, every file beside the best classical file
 within its bytes.
 
-    python experiments/low_rate.py [-g pretrained/emoji64] [--images DIR] [--bpp 0.1] [--count 64] [--out DIR]
+    python experiments/low_rate.py [-g pretrained/emoji64] [--images DIR | --validation VENDOR] [--bpp 0.1]
+                                   [--count 64] [--out DIR]
 
 Images: the generator's heldout/ (for emoji64, Google's renderings of test groups: never trained on, in any
-style), or ``--images`` (e.g. a training run measured on the shipped generator's held-out emoji). Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
+style), or ``--images`` (e.g. a training run measured on the shipped generator's held-out emoji), or
+``--validation VENDOR``: that emoji vendor's validation groups, carved from the training side, where engine settings
+are chosen. Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
 its mode, bytes and SSIM of its decode, and the best classical file of at most as many bytes
 (:func:`ganrev.reference.best_file_within`). Writes OUT/low_rate.{json,md} [experiments/results/low_rate-NAME].
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
+from encoder_refit import vendor_split  # noqa: E402
 from ganrev.codecs.gan import GanCodec  # noqa: E402
 from ganrev.invert import default_search  # noqa: E402
 from ganrev.io import atomic_write_text, load_image  # noqa: E402
@@ -41,7 +46,9 @@ from vendor_figures import shown  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
-    parser.add_argument("--images", type=Path, default=None, help="folder of images [the generator's heldout/]")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--images", type=Path, default=None, help="folder of images [the generator's heldout/]")
+    source.add_argument("--validation", default=None, metavar="VENDOR", help="an emoji vendor's validation groups")
     parser.add_argument("--bpp", type=float, default=0.1)
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None)
@@ -49,16 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     name = args.generator.resolve().name
     out = args.out or ROOT / "experiments" / "results" / f"low_rate-{name}"
     checkpoint = load_generator(args.generator)
-    folder = args.images or args.generator / "heldout"
-    paths = sorted(folder.glob("*.png"))[:args.count]
-    images = [load_image(p) for p in paths]
+    if args.validation:
+        images = [image.float() / 255 for image in vendor_split(args.validation)[1][:args.count]]
+        names, shown_images = [f"validation-{k}" for k in range(len(images))], f"{args.validation} validation groups"
+    else:
+        folder = args.images or args.generator / "heldout"
+        paths = sorted(folder.glob("*.png"))[:args.count]
+        images, names, shown_images = [load_image(p) for p in paths], [p.name for p in paths], f"`{shown(folder)}`"
     target = RateTarget(bpp=args.bpp)
     codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=default_search(checkpoint.encoder is not None))
+    began = time.perf_counter()
     files = compress_to_target(codec, images, target)
+    seconds = time.perf_counter() - began
     rows = []
-    for path, image, rated in zip(paths, images, files):
+    for image_name, image, rated in zip(names, images, files):
         classical = best_file_within(image, len(rated.data))
-        rows.append({"image": path.name, "mode": rated.mode, "bits": rated.bits, "leading": rated.leading,
+        rows.append({"image": image_name, "mode": rated.mode, "bits": rated.bits, "leading": rated.leading,
                      "bytes": len(rated.data),
                      "bpp": len(rated.data) * 8 / (image.shape[1] * image.shape[2]), "ssim": rated.ssim,
                      "classical": None if classical is None else {"family": classical.family,
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                "bpp": sum(r["bpp"] for r in rows) / n,
                "classical_ssim": sum(r["classical"]["ssim"] if r["classical"] else 0.0 for r in rows) / n,
                "images_without_classical_file": sum(r["classical"] is None for r in rows),
-               "device": f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"}
+               "seconds_per_image": seconds / n, "device": f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"}
     summary["gan_minus_classical"] = summary["ssim"] - summary["classical_ssim"]
     atomic_write_text(out / "low_rate.json", json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
     md = ["| generator | target | images | within budget | modes | SSIM | bytes | bpp | best classical, same bytes "
@@ -86,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['classical_ssim']:.4f} | {summary['gan_minus_classical']:+.4f} |",
           "", f"Leading coordinates tried (`leading_latents`): {summary['leading_tried'] or 'none'}; files of leading "
           f"coordinates chosen: {summary['leading_files']}.",
-          "", f"Images: `{shown(folder)}`; {summary['device']}; an image with no classical file that "
+          "", f"Images: {shown_images}; {summary['device']}, {summary['seconds_per_image']:.2f} s per image to "
+          "rate-control; an image with no classical file that "
           f"small counts as SSIM 0 ({summary['images_without_classical_file']} here). Made by "
           f"`python experiments/low_rate.py -g {shown(args.generator)}"
-          + (f" --images {shown(folder)}" if args.images else "") + f" --bpp {args.bpp} --count {args.count}"
+          + (f" --images {shown(folder)}" if args.images else "")
+          + (f" --validation {args.validation}" if args.validation else "") + f" --bpp {args.bpp} --count {args.count}"
           + (f" --out {shown(out)}" if args.out else "") + "`."]
     atomic_write_text(out / "low_rate.md", "\n".join(md) + "\n")
     print("\n".join(md))

@@ -16,18 +16,24 @@ Starting points (``init``): ``encoder`` starts restart 1 at E(x), the encoder tr
 when there is an encoder. ``pool`` takes the ``restarts`` best of ``pool`` prior samples for each image (by
 16x16 mean-squared error), a cheap way to start near the answer; ``random`` (or ``pool`` <= ``restarts``)
 draws the starts from the prior.
+
+A file stores z rounded to its grid (:class:`ganrev.bitstream.quantize.Quantizer`), and the best point before
+rounding need not round best: ``rounded_bits`` makes the search also keep, for each of those precisions, the iterate
+whose rounding scores best (:attr:`InversionResult.rounded`), at one forward pass of G more per iteration and
+precision (no gradient, all precisions in one batch); early stopping then watches those rounded losses.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 
+from ganrev.bitstream.quantize import Quantizer
 from ganrev.errors import GanrevError
 from ganrev.metrics import ms_ssim, ssim, ssim_target_maps
 from ganrev.nets.dcgan import Encoder, FoldedGenerator, Generator
@@ -120,6 +126,14 @@ class InversionResult:
     restart_loss: torch.Tensor  # [N, R] best loss reached by each restart
     iterations: torch.Tensor  # [N, R] iterations each restart ran before it stopped
     seconds: float
+    # For each of SearchOptions.rounded_bits: the iterate [N, latent_dim] whose rounding to that grid scored best (the
+    # unrounded point, so that refinement can start from it); empty without rounded_bits or after no search.
+    rounded: dict[int, torch.Tensor] = field(default_factory=dict)
+    rounded_loss: dict[int, torch.Tensor] = field(default_factory=dict)  # [N] the loss of each one's rounding
+
+    def latents_for(self, bits: int) -> torch.Tensor:
+        """The latents to round to a grid of ``bits``: the iterates tracked for that grid, else the best ones."""
+        return self.rounded.get(bits, self.z)
 
     @property
     def image_iterations(self) -> int:
@@ -191,8 +205,11 @@ class SearchOptions:
     # The generator's arithmetic in the search (the loss stays fp32; files always decode in fp32): auto (bf16 on a CPU
     # with BF16_CPU_FLAGS, else fp32), fp32 or bf16. See :func:`resolve_search_precision`.
     precision: str = "auto"
+    # Latent precisions whose rounding the search tracks (module docstring); each a file's bits, 2 to 16.
+    rounded_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rounded_bits", tuple(sorted(set(self.rounded_bits))))
         problems = {
             "iters": self.iters >= 0, "restarts": self.restarts >= 1, "patience": self.patience >= 1,
             "pool": self.pool >= 0, "batch-size": self.batch_size is None or self.batch_size >= 1,
@@ -200,6 +217,7 @@ class SearchOptions:
             "min-delta": math.isfinite(self.min_delta) and self.min_delta >= 0,
             "loss": self.loss in LOSSES, "init": self.init in INITS,
             "leading": self.leading is None or self.leading >= 1, "precision": self.precision in SEARCH_PRECISIONS,
+            "rounded-bits": all(2 <= bits <= 16 for bits in self.rounded_bits),
         }
         for name, ok in problems.items():
             if not ok:
@@ -207,7 +225,7 @@ class SearchOptions:
                 rule = {"loss": f"one of {', '.join(LOSSES)}", "init": f"one of {', '.join(INITS)}",
                         "precision": f"one of {', '.join(SEARCH_PRECISIONS)}",
                         "pool": ">= 0", "iters": ">= 0", "min-delta": "finite and >= 0", "lr": "finite and > 0",
-                        "clip": "finite and > 0"}.get(name, ">= 1")
+                        "clip": "finite and > 0", "rounded-bits": "bits from 2 to 16"}.get(name, ">= 1")
                 raise GanrevError(f"invalid --{name} {value!r}: must be {rule}")
 
 
@@ -289,7 +307,8 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     Rows (image, restart) run in chunks of ``options.batch_size``; a row stops early once its loss has
     not improved by ``min_delta`` for ``patience`` iterations. The step size follows a cosine decay from
     ``lr`` to ``lr / 10``. With ``options.leading`` only the leading coordinates move (their gradient alone is
-    followed); the others stay 0. The search runs ``generator.folded()`` (batch norms folded into the
+    followed); the others stay 0. With ``options.rounded_bits`` it also keeps, per precision, the iterate whose
+    rounding scores best, and a row stops once none of those rounded losses has improved. The search runs ``generator.folded()`` (batch norms folded into the
     convolutions, in ``options.precision``): the same function, faster. Deterministic for a fixed seed on a given
     device.
     """
@@ -306,38 +325,49 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     keep = leading_mask(cfg.latent_dim, options.leading).to(dev)
     z0 = starting_points(generator, images, options, dev, encoder)
     search_net = generator.folded(SEARCH_DTYPES[resolve_search_precision(options.precision, dev)])
-    best_z = torch.empty_like(z0)
-    best_loss = torch.empty(n * r)
+    grids = [Quantizer(bits, options.clip) for bits in options.rounded_bits] if options.iters else []
+    # Row (image, restart) results: the best point, then the point tracked for each grid.
+    best_z = torch.empty(1 + len(grids), *z0.shape)
+    best_loss = torch.empty(1 + len(grids), n * r)
     iterations = torch.empty(n * r, dtype=torch.long)
     chunk = chunk_rows(options, dev)
     for first in range(0, n * r, chunk):
         rows = slice(first, min(first + chunk, n * r))
         image_index = torch.arange(rows.start, rows.stop) // r
         loss_at = target_loss(options.loss, images[image_index].to(dev))
-        z, loss, its = _search_rows(search_net, z0[rows].to(dev), loss_at, options, keep, progress,
+        z, loss, its = _search_rows(search_net, z0[rows].to(dev), loss_at, options, keep, grids, progress,
                                     desc=f"search rows {rows.start + 1}-{rows.stop}/{n * r}")
-        best_z[rows], best_loss[rows], iterations[rows] = z.cpu(), loss.cpu(), its.cpu()
-    restart_loss = best_loss.view(n, r)
-    pick = restart_loss.argmin(dim=1)
-    z_best = best_z.view(n, r, -1)[torch.arange(n), pick]
-    return InversionResult(z_best, restart_loss[torch.arange(n), pick], restart_loss, iterations.view(n, r),
-                           time.perf_counter() - started)
+        best_z[:, rows], best_loss[:, rows], iterations[rows] = z.cpu(), loss.cpu(), its.cpu()
+    every = torch.arange(n)
+    restart_loss = best_loss.view(-1, n, r)
+    picks = restart_loss.argmin(dim=2)  # [1 + grids, N]: each image's best restart, by each kind of loss
+    points = best_z.view(-1, n, r, z0.shape[1])
+    chosen = [(points[kind, every, pick], restart_loss[kind, every, pick]) for kind, pick in enumerate(picks)]
+    return InversionResult(chosen[0][0], chosen[0][1], restart_loss[0], iterations.view(n, r),
+                           time.perf_counter() - started,
+                           {grid.bits: z for grid, (z, _) in zip(grids, chosen[1:])},
+                           {grid.bits: loss for grid, (_, loss) in zip(grids, chosen[1:])})
 
 
 def _search_rows(generator: FoldedGenerator, z: torch.Tensor,
                  loss_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], options: SearchOptions,
-                 keep: torch.Tensor, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 keep: torch.Tensor, grids: list[Quantizer], progress: bool,
+                 desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Row-wise Adam with early stopping and active-set compaction, moving only the coordinates ``keep`` marks;
-    ``loss_at(images, rows)`` scores images against row ``rows``' targets (:func:`target_loss`). Returns best z,
-    loss, iterations."""
+    ``loss_at(images, rows)`` scores images against row ``rows``' targets (:func:`target_loss`). Returns z
+    ``[1 + len(grids), rows, d]`` and loss ``[1 + len(grids), rows]`` (the best point, then for each of ``grids``
+    the point whose rounding scored best, with its rounding's loss) and iterations ``[rows]``; a row stops once
+    the losses it tracks for ``grids`` (without grids: its loss) stall."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     rows = len(z)
     if options.iters == 0:  # no search: the starting points as they are (e.g. the encoder alone)
         with torch.no_grad():
-            return (z.clone(), loss_at(generator.images(z), torch.arange(rows, device=z.device)),
+            return (z.clone()[None], loss_at(generator.images(z), torch.arange(rows, device=z.device))[None],
                     torch.zeros(rows, dtype=torch.long, device=z.device))
     m, v = torch.zeros_like(z), torch.zeros_like(z)
-    best_z, best_loss = z.clone(), torch.full((rows,), math.inf, device=z.device)
+    # kind 0: the best point by its loss; kind 1 + g: by the loss of its rounding to grids[g]
+    best_z = z[None].repeat(1 + len(grids), 1, 1)
+    best_loss = torch.full((1 + len(grids), rows), math.inf, device=z.device)
     stall = torch.zeros(rows, dtype=torch.long, device=z.device)
     iterations = torch.zeros(rows, dtype=torch.long, device=z.device)
     active = torch.arange(rows, device=z.device)
@@ -347,11 +377,18 @@ def _search_rows(generator: FoldedGenerator, z: torch.Tensor,
         loss = loss_at(generator.images(z_active), active)
         (grad,) = torch.autograd.grad(loss.sum(), z_active)
         grad = grad * keep  # a zero gradient leaves Adam's moments, and so the coordinate, at 0
-        loss = loss.detach()
-        improved = loss < best_loss[active] - options.min_delta
-        better = loss < best_loss[active]
-        best_loss[active] = torch.where(better, loss, best_loss[active])
-        best_z[active] = torch.where(better[:, None], z_active.detach(), best_z[active])
+        point = z_active.detach()
+        losses = loss.detach()[None]
+        if grids:  # the rounded points' losses, every grid in one batch: [grids, active]
+            with torch.no_grad():
+                rounded = torch.cat([grid.dequantize(grid.quantize(point)) * keep for grid in grids])
+                rounded_loss = loss_at(generator.images(rounded), active.repeat(len(grids)))
+            losses = torch.cat([losses, rounded_loss.view(len(grids), -1)])
+        watched = slice(1, None) if grids else slice(0, 1)
+        improved = (losses[watched] < best_loss[watched, active] - options.min_delta).any(0)
+        better = losses < best_loss[:, active]
+        best_loss[:, active] = torch.where(better, losses, best_loss[:, active])
+        best_z[:, active] = torch.where(better[..., None], point, best_z[:, active])
         stall[active] = torch.where(improved, 0, stall[active] + 1)
         iterations[active] += 1
         # Adam; every active row has taken the same number of steps, so bias corrections are shared.
@@ -363,7 +400,7 @@ def _search_rows(generator: FoldedGenerator, z: torch.Tensor,
         z[active] = (z_active.detach() - lr * update).clamp(-options.clip, options.clip)
         active = active[stall[active] < options.patience]
         if progress:
-            bar.set_postfix(active=len(active), best=f"{best_loss.mean().item():.4f}")
+            bar.set_postfix(active=len(active), best=f"{best_loss[0].mean().item():.4f}")
         if len(active) == 0:
             break
     return best_z, best_loss, iterations

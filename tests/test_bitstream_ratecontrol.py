@@ -26,6 +26,7 @@ from ganrev.models import load_generator
 from ganrev.bitstream.modulation import ModulationSearch
 from ganrev.bitstream.ratecontrol import (
     STOP_RATIO,
+    TRACK_ROUNDING_UP_TO,
     RateTarget,
     budget_bytes,
     choose_file,
@@ -162,9 +163,12 @@ def test_several_targets_share_one_search_and_match_one_target_at_a_time(codec, 
     searches = []
     search_latents = GanCodec.search_latents
     monkeypatch.setattr(GanCodec, "search_latents",
-                        lambda self, found: searches.append(self.search.leading) or search_latents(self, found))
+                        lambda self, found: searches.append((self.search.leading, self.search.rounded_bits))
+                        or search_latents(self, found))
     together = compress_to_targets(codec, images, targets)
-    assert searches == [None, *leading_counts(codec, targets[0])]  # the whole latent once, each leading count once
+    # the whole latent once, each leading count once, each tracking the rounding at every precision tried
+    tracked = tuple(sorted(b for b in BITS if b <= TRACK_ROUNDING_UP_TO))
+    assert tracked and searches == [(k, tracked) for k in (None, *leading_counts(codec, targets[0]))]
     assert [[r.data for r in rated] for rated in together] == [[r.data for r in rated] for rated in alone]
     # one target per image: each image gets its own budget
     budgets = [RateTarget(bpp=0.15, bits=BITS, modulation=None), RateTarget(bpp=0.4, bits=BITS, modulation=None)]
@@ -174,6 +178,12 @@ def test_several_targets_share_one_search_and_match_one_target_at_a_time(codec, 
         compress_to_targets(codec, images, [budgets[:1]])
     with pytest.raises(GanrevError, match="same bits"):
         compress_to_targets(codec, images, [targets[0], replace(targets[1], bits=(5,))])
+    with pytest.raises(GanrevError, match="rounding alike"):
+        compress_to_targets(codec, images, [targets[0], replace(targets[1], track_rounding=False)])
+    searches.clear()
+    compress_to_targets(codec, images[:1], [replace(targets[0], track_rounding=False)])
+    assert {rounded for _, rounded in searches} == {()}
+
 
 
 def test_leading_coordinates_give_latent_files_below_the_whole_latents_smallest(codec):

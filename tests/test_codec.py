@@ -156,6 +156,22 @@ def test_refinement_never_worse_than_rounding(compressed):
         assert result.ssim_refined >= result.ssim_quantized - 1e-6
 
 
+def test_a_search_that_tracked_the_files_grid_gives_the_file_its_tracked_point(tiny):
+    torch.manual_seed(4)
+    with torch.no_grad():
+        targets = list(tiny.generator.images(torch.randn(3, 16)))
+    search = replace(FAST, rounded_bits=(2,), precision="fp32")
+    result = GanCodec(tiny, search=search).search_latents(targets)
+    for bits, chosen in ((2, result.rounded[2]), (3, result.z)):  # 3 bits was not tracked: the best point rounds
+        codec = GanCodec(tiny, bits=bits, search=search, refine_iters=0)
+        quantizer = Quantizer(bits, search.clip)
+        for target, packed, z in zip(targets, codec.compress_latents(targets, result), chosen):
+            decoded = codec.decode(packed.data)
+            with torch.no_grad():
+                expected = tiny.generator.images(quantizer.dequantize(quantizer.quantize(z))[None])[0]
+            assert torch.equal(decoded, from_uint8(to_uint8(expected)))
+
+
 def test_file_from_another_generator_is_refused(compressed, other):
     _, _, results = compressed
     with pytest.raises(GanrevError, match="another generator"):

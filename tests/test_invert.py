@@ -315,3 +315,52 @@ def test_more_leading_coordinates_than_the_latent_has_are_refused(generator, tar
         invert(generator, targets, SearchOptions(iters=1, leading=13))
     with pytest.raises(GanrevError, match="invalid --leading"):
         SearchOptions(leading=0)
+
+
+def _rounded(z: torch.Tensor, bits: int, clip: float = 3.0) -> torch.Tensor:
+    step = 2 * clip / (2**bits - 1)
+    return ((z + clip) / step).round() * step - clip
+
+
+def test_rounded_tracking_keeps_the_iterate_whose_rounding_scores_best(generator, targets):
+    options = SearchOptions(iters=60, restarts=2, pool=0, lr=0.1, precision="fp32", rounded_bits=(3, 2))
+    result = invert(generator, targets, options)
+    loss = per_image_loss(options.loss)
+    assert sorted(result.rounded) == [2, 3] and options.rounded_bits == (2, 3)
+    for bits, z in result.rounded.items():
+        assert z.shape == result.z.shape and z.abs().max() <= options.clip
+        rounded_loss = loss(generator.images(_rounded(z, bits)), targets)
+        assert torch.allclose(rounded_loss, result.rounded_loss[bits], atol=1e-5)
+        # the best point's rounding was scored too, so the tracked point's rounding is never worse
+        assert (result.rounded_loss[bits] <= loss(generator.images(_rounded(result.z, bits)), targets) + 1e-5).all()
+        assert torch.equal(result.latents_for(bits), z)
+    assert torch.equal(result.latents_for(4), result.z)  # a grid not tracked: the best point
+    assert result.rounded_loss[2].mean() > result.rounded_loss[3].mean()  # the coarser grid costs more
+
+
+def test_rounded_tracking_leaves_the_best_point_alone_without_early_stopping(generator, targets):
+    common = dict(iters=30, restarts=2, pool=0, patience=10_000)
+    plain = invert(generator, targets, SearchOptions(**common))
+    tracked = invert(generator, targets, SearchOptions(**common, rounded_bits=(2,)))
+    assert torch.equal(plain.z, tracked.z) and torch.equal(plain.loss, tracked.loss)
+    assert not plain.rounded and not torch.equal(tracked.rounded[2], tracked.z)
+
+
+def test_rounded_tracking_of_a_leading_search_rounds_only_the_coded_coordinates(generator, targets):
+    result = invert(generator, targets, SearchOptions(iters=30, restarts=1, pool=0, leading=5, rounded_bits=(2,),
+                                                      precision="fp32"))
+    assert torch.all(result.rounded[2][:, 5:] == 0)
+    coded = torch.cat([_rounded(result.rounded[2][:, :5], 2), torch.zeros(4, 7)], dim=1)
+    assert torch.allclose(per_image_loss(DEFAULT_SEARCH_LOSS)(generator.images(coded), targets),
+                          result.rounded_loss[2], atol=1e-5)
+
+
+def test_no_search_tracks_no_rounding(generator, targets):
+    result = invert(generator, targets, SearchOptions(iters=0, restarts=1, pool=0, rounded_bits=(2,)))
+    assert not result.rounded and torch.equal(result.latents_for(2), result.z)
+
+
+@pytest.mark.parametrize("bits", [(1,), (17,), (4, 0)])
+def test_rounded_bits_outside_the_files_precisions_are_refused(bits):
+    with pytest.raises(GanrevError, match="invalid --rounded-bits"):
+        SearchOptions(rounded_bits=bits)

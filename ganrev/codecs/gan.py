@@ -60,7 +60,7 @@ class CompressedImage:
     """One compressed image and what it cost: bytes, and SSIM at the model's resolution per stage."""
 
     data: bytes
-    ssim_latent: float  # G(z*) before quantization
+    ssim_latent: float  # G(z*) before quantization (z*: the search's point that the file rounds)
     ssim_quantized: float  # G(Q(z*)), plain rounding
     ssim_refined: float  # after quantizer-in-the-loop refinement: what the file decodes to
     search_loss: float
@@ -189,11 +189,12 @@ class GanCodec:
               result: InversionResult) -> list[CompressedImage]:
         """The part of :meth:`compress` after the search: SSIM per stage, refinement, one file per image."""
         targets = batch.to(self.device)
+        z = result.latents_for(self.quantizer.bits)  # a search that tracked this grid's rounding kept its best
         with torch.no_grad():
-            ssim_latent = ssim(self.generator.images(result.z.to(self.device)), targets).cpu()
-            naive = self.full_latents(self.quantizer.dequantize(self.quantizer.quantize(result.z[:, :self.coded])))
+            ssim_latent = ssim(self.generator.images(z.to(self.device)), targets).cpu()
+            naive = self.full_latents(self.quantizer.dequantize(self.quantizer.quantize(z[:, :self.coded])))
             ssim_quantized = ssim(self.generator.images(naive.to(self.device)), targets).cpu()
-        symbols, ssim_refined = self.refine(result.z, targets)
+        symbols, ssim_refined = self.refine(z, targets)
         out = []
         for k, (image, (_, notes)) in enumerate(zip(images, prepared)):
             out.append(CompressedImage(self.latent_file(image, self.quantizer, symbols[k]), float(ssim_latent[k]),
