@@ -2,7 +2,8 @@
 within its bytes.
 
     python experiments/low_rate.py [-g pretrained/emoji64] [--images DIR | --validation VENDOR] [--bpp 0.1]
-                                   [--count 64] [--out DIR]
+                                   [--count 64] [--out DIR] [--leading K,K,...] [--no-track-rounding]
+                                   [--patience N] [--refine-iters N]
 
 Images: the generator's heldout/ (for emoji64, Google's renderings of test groups: never trained on, in any
 style), or ``--images`` (e.g. a training run measured on the shipped generator's held-out emoji), or
@@ -10,6 +11,7 @@ style), or ``--images`` (e.g. a training run measured on the shipped generator's
 are chosen. Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
 its mode, bytes and SSIM of its decode, and the best classical file of at most as many bytes
 (:func:`ganrev.reference.best_file_within`). Writes OUT/low_rate.{json,md} [experiments/results/low_rate-NAME].
+The last four options change the engine's settings from the CLI's defaults, to weigh others on validation groups.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bpp", type=float, default=0.1)
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--leading", default=None,
+                        help="comma-separated leading-coordinate counts to try [the generator's leading_latents]")
+    parser.add_argument("--no-track-rounding", action="store_true",
+                        help="round the search's best point, as rate control did before it tracked the rounding")
+    parser.add_argument("--patience", type=int, default=None, help="the search's patience [compress's default]")
+    parser.add_argument("--refine-iters", type=int, default=None,
+                        help="quantizer-in-the-loop refinement steps [compress's default]")
     args = parser.parse_args(argv)
     name = args.generator.resolve().name
     out = args.out or ROOT / "experiments" / "results" / f"low_rate-{name}"
@@ -63,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.images or args.generator / "heldout"
         paths = sorted(folder.glob("*.png"))[:args.count]
         images, names, shown_images = [load_image(p) for p in paths], [p.name for p in paths], f"`{shown(folder)}`"
-    target = RateTarget(bpp=args.bpp)
-    codec = GanCodec(checkpoint, bits=checkpoint.compress_bits, search=default_search(checkpoint.encoder is not None))
+    target = RateTarget(bpp=args.bpp, leading=None if args.leading is None
+                        else tuple(int(k) for k in args.leading.split(",") if k),
+                        track_rounding=not args.no_track_rounding)
+    codec = GanCodec(checkpoint, bits=checkpoint.compress_bits,
+                     search=default_search(checkpoint.encoder is not None, patience=args.patience),
+                     refine_iters=args.refine_iters)
     began = time.perf_counter()
     files = compress_to_target(codec, images, target)
     seconds = time.perf_counter() - began
@@ -104,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
           f"small counts as SSIM 0 ({summary['images_without_classical_file']} here). Made by "
           f"`python experiments/low_rate.py -g {shown(args.generator)}"
           + (f" --images {shown(folder)}" if args.images else "")
-          + (f" --validation {args.validation}" if args.validation else "") + f" --bpp {args.bpp} --count {args.count}"
+          + (f" --validation {args.validation}" if args.validation else "")
+          + (f" --leading {args.leading}" if args.leading is not None else "")
+          + (" --no-track-rounding" if args.no_track_rounding else "")
+          + (f" --patience {args.patience}" if args.patience is not None else "")
+          + (f" --refine-iters {args.refine_iters}" if args.refine_iters is not None else "") + f" --bpp {args.bpp} --count {args.count}"
           + (f" --out {shown(out)}" if args.out else "") + "`."]
     atomic_write_text(out / "low_rate.md", "\n".join(md) + "\n")
     print("\n".join(md))
