@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         md.append("")
     md.append(f"Made by `python experiments/leading_study.py {' '.join(shown(r) for r in args.runs)} --count "
               f"{args.count} --set {args.set} --leading {args.leading} --bits {args.bits}"
-              + (" --write-config" if args.write_config else "") + "`.")
+              + f" --out {shown(args.out)}" + (" --write-config" if args.write_config else "") + "`.")
     atomic_write_text(args.out / "leading.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(args.out / "leading.md", "\n".join(md) + "\n")
     print("\n".join(md))

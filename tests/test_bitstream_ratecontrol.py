@@ -198,7 +198,7 @@ def test_leading_coordinates_give_latent_files_below_the_whole_latents_smallest(
 
 
 def test_leading_counts_come_from_the_target_or_the_generator(codec, monkeypatch):
-    assert leading_counts(codec, RateTarget(bpp=0.1)) == (48, 80, 96)  # emoji64's config.json lists them
+    assert leading_counts(codec, RateTarget(bpp=0.1)) == (80, 96, 112)  # emoji64's config.json lists them
     assert leading_counts(codec, RateTarget(bpp=0.1, leading=(200, 80, 40, 80))) == (40, 80)  # 200 > 160: left out
     monkeypatch.setitem(codec.checkpoint.metadata, "leading_latents", [64, 96])
     assert leading_counts(codec, RateTarget(bpp=0.1)) == (64, 96)
