@@ -43,7 +43,7 @@ from ganrev.metrics import ssim  # noqa: E402
 from ganrev.models import load_generator  # noqa: E402
 from ganrev.nets.dcgan import Encoder, Generator, GeneratorConfig, init_weights  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
-from ganrev.training.generator import _moment_penalty  # noqa: E402
+from ganrev.training.generator import moment_penalty  # noqa: E402
 from vendor_figures import shown  # noqa: E402
 
 SEARCHES = ((200, 20), (100, 10), (60, 10), (40, 8), (25, 5))  # (iterations, patience): the default, then shorter
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.passes):
                 code = model.step(real, code)
                 loss = loss + recon(generator.images(code + torch.randn_like(code) * args.latent_noise), real).mean() \
-                    + args.prior_weight * _moment_penalty(code)
+                    + args.prior_weight * moment_penalty(code)
                 code = code.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -38,9 +38,9 @@ from ganrev.training.generator import (
     GAN_DEFAULTS,
     AeganObjective,
     TrainOptions,
-    _moment_penalty,
     default_epochs,
     fit_generator,
+    moment_penalty,
     plan_epochs,
     starting_checkpoint,
     validation_ssim,
@@ -358,10 +358,10 @@ def test_aegan_discriminator_sees_real_against_prior_samples_only() -> None:
 def test_moment_penalty_is_small_for_prior_samples_and_large_otherwise() -> None:
     torch.manual_seed(0)
     prior = torch.randn(256, 16)
-    assert _moment_penalty(prior) < 0.05
-    assert _moment_penalty(prior * 0.5) > 0.4  # shrunk latents pay (var - 1)^2
-    assert _moment_penalty(prior + 1) > 0.9  # shifted latents pay the mean
-    assert _moment_penalty(prior[:, :1].repeat(1, 16)) > 0.9  # fully correlated ones pay the correlations
+    assert moment_penalty(prior) < 0.05
+    assert moment_penalty(prior * 0.5) > 0.4  # shrunk latents pay (var - 1)^2
+    assert moment_penalty(prior + 1) > 0.9  # shifted latents pay the mean
+    assert moment_penalty(prior[:, :1].repeat(1, 16)) > 0.9  # fully correlated ones pay the correlations
 
 
 def test_train_state_loads_without_pickle(trained) -> None:

@@ -422,7 +422,7 @@ class AeganObjective:
             generated = self.netG(torch.cat([noisy, noise.to(code.dtype)]))
             recon = (generated[:n].float() + 1) * 0.5
         loss_recon = self.recon(recon, (real + 1) * 0.5).mean()
-        loss_prior = _moment_penalty(code.float())
+        loss_prior = moment_penalty(code.float())
         figures = {"recon": loss_recon.item(), "prior": loss_prior.item(),
                    "latent_std": code.float().std(dim=0).mean().item()}
         loss_g = loss_recon + options.prior_weight * loss_prior
@@ -493,7 +493,7 @@ def nested_mask(n: int, latent_dim: int, share: float, device: torch.device) -> 
     return (torch.arange(latent_dim, device=device) < keep).float()
 
 
-def _moment_penalty(code: torch.Tensor) -> torch.Tensor:
+def moment_penalty(code: torch.Tensor) -> torch.Tensor:
     """How far a batch of latents is from N(0, I) in its first two moments: squared per-coordinate mean,
     squared (variance - 1), and the mean squared correlation between coordinates. Keeps E(x) where the range
     coder's Gaussian model and the generator's sampling prior put their mass.
