@@ -46,7 +46,7 @@ from ganrev.io import atomic_write_text  # noqa: E402
 from ganrev.models import load_generator, save_generator  # noqa: E402
 from ganrev.nets.dcgan import Encoder, GeneratorConfig, init_weights  # noqa: E402
 from ganrev.training.common import cpu_model  # noqa: E402
-from ganrev.training.generator import _moment_penalty, validation_ssim  # noqa: E402
+from ganrev.training.generator import moment_penalty, validation_ssim  # noqa: E402
 from vendor_figures import shown  # noqa: E402
 
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             drawn = generator.images(code + torch.randn_like(code) * args.latent_noise)
             errors = recon(drawn, targets)
             real_code = code[: len(real)]
-            loss = errors[: len(real)].mean() + args.prior_weight * _moment_penalty(real_code)
+            loss = errors[: len(real)].mean() + args.prior_weight * moment_penalty(real_code)
             if synthetic:
                 loss = loss + args.synthetic * errors[len(real):].mean() \
                     + args.code_weight * (code[len(real):] - known).square().mean()
