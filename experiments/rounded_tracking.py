@@ -1,6 +1,6 @@
 """Which point should the search keep: the best one, or the one whose *rounding* is best?
 
-    python experiments/rounded_tracking.py [-g pretrained/emoji64] [--bits 2,3,4] [--count 64]
+    python experiments/rounded_tracking.py [-g pretrained/emoji64] [--bits 2,3,4] [--count 64] [--patience N]
                                            [--out experiments/results/rounded_tracking.json]
 
 A file stores the latent rounded to a grid of 2**bits points over [-3, 3]. The search (ganrev.invert) keeps, per
@@ -13,7 +13,8 @@ with BF16_CPU_FLAGS): rounding the best point, as compress does; rounding the tr
 followed by the quantizer-in-the-loop refinement GanCodec gives a pool or random start (REFINE_ITERS["pool"]: 50
 steps of Adam through the rounding at half a grid step, the best rounded point kept). Validation groups only
 (``--count`` per style of Google, Twemoji and Fluent): SSIM before and after rounding at the model's resolution
-(``CompressedImage``), the latent payload, iterations and the codec's wall time, one thread.
+(``CompressedImage``), the latent payload, iterations and the codec's wall time, one thread. ``--patience``: the
+search's (default: the encoder start's default, 20), to weigh a search that stops sooner once it tracks the rounding.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-g", "--generator", type=Path, default=ROOT / "pretrained" / "emoji64")
     parser.add_argument("--bits", default="2,3,4")
     parser.add_argument("--count", type=int, default=64, help="validation emoji per style")
+    parser.add_argument("--patience", type=int, default=None, help="the search's patience [compress's default]")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "rounded_tracking.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     assert checkpoint.encoder is not None, "the study starts from the encoder, as compress does"
     precision = resolve_search_precision("auto", torch.device("cpu"))
     images = [image.float() / 255 for style in STYLES for image in vendor_split(style)[1][: args.count]]
-    search = default_search(True)
+    search = default_search(True, patience=args.patience)
     rows = []
     for bits in (int(b) for b in args.bits.split(",")):
         for way in WAYS:
@@ -80,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['iterations_per_image']} | {r['seconds']} | {r['payload_bytes']} |" for r in rows]
     command = "python experiments/rounded_tracking.py " + " ".join(argv or sys.argv[1:])
     record = {"command": command.strip(), "generator": shown(args.generator), "images": f"{args.count} validation "
-              f"emoji per style of {', '.join(STYLES)}", "device": f"CPU ({cpu_model()}, 1 thread, {precision})",
+              f"emoji per style of {', '.join(STYLES)}", "patience": search.patience, "device": f"CPU ({cpu_model()}, 1 thread, {precision})",
               "rows": rows}
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + f"\n\n{record['images']}, default search from "
-                      f"E(x) on `{record['generator']}`; {record['device']}; made by `{record['command']}`.\n")
+                      f"E(x) (patience {search.patience}) on `{record['generator']}`; {record['device']}; made by `{record['command']}`.\n")
     print("\n".join(lines))
     return 0
 
