@@ -8,7 +8,8 @@ within its bytes.
 Images: the generator's heldout/ (for emoji64, Google's renderings of test groups: never trained on, in any
 style), or ``--images`` (e.g. a training run measured on the shipped generator's held-out emoji), or
 ``--validation VENDOR``: that emoji vendor's validation groups, carved from the training side, where engine settings
-are chosen. Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's defaults),
+are chosen. Per image the rate-controlled file (:func:`ganrev.bitstream.ratecontrol.compress_to_target`, the CLI's
+defaults),
 its mode, bytes and SSIM of its decode, and the best classical file of at most as many bytes
 (:func:`ganrev.reference.best_file_within`). Writes OUT/low_rate.{json,md} [experiments/results/low_rate-NAME].
 The last four options change the engine's settings from the CLI's defaults, to weigh others on validation groups.
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f" --leading {args.leading}" if args.leading is not None else "")
           + (" --no-track-rounding" if args.no_track_rounding else "")
           + (f" --patience {args.patience}" if args.patience is not None else "")
-          + (f" --refine-iters {args.refine_iters}" if args.refine_iters is not None else "") + f" --bpp {args.bpp} --count {args.count}"
+          + (f" --refine-iters {args.refine_iters}" if args.refine_iters is not None else "")
+          + f" --bpp {args.bpp} --count {args.count}"
           + (f" --out {shown(out)}" if args.out else "") + "`."]
     atomic_write_text(out / "low_rate.md", "\n".join(md) + "\n")
     print("\n".join(md))

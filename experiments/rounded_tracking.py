@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds": round(seconds, 1),
                      "payload_bytes": round(sum(len(unpack_file(f.data)[1]) for f in files) / len(files), 1)})
         print(json.dumps(rows[-1]), flush=True)
-    lines = ["| bits | patience | the file rounds | SSIM before rounding | SSIM rounded (the file) | iterations per image "
-             "| seconds | latent payload, bytes per image |", "|---:|---:|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['bits']} | {r['patience']} | {r['keeps']} | {r['ssim_before_rounding']:.4f} | {r['ssim_rounded']:.4f} | "
+    lines = ["| bits | patience | the file rounds | SSIM before rounding | SSIM rounded (the file) "
+             "| iterations per image | seconds | latent payload, bytes per image |", "|---:|---:|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['bits']} | {r['patience']} | {r['keeps']} | {r['ssim_before_rounding']:.4f} | "
+              f"{r['ssim_rounded']:.4f} | "
               f"{r['iterations_per_image']} | {r['seconds']} | {r['payload_bytes']} |" for r in rows]
     command = "python experiments/rounded_tracking.py " + " ".join(argv or sys.argv[1:])
     record = {"command": command.strip(), "generator": shown(args.generator), "images": f"{args.count} validation "

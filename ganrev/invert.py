@@ -308,8 +308,9 @@ def invert(generator: Generator, images: torch.Tensor, options: SearchOptions = 
     not improved by ``min_delta`` for ``patience`` iterations. The step size follows a cosine decay from
     ``lr`` to ``lr / 10``. With ``options.leading`` only the leading coordinates move (their gradient alone is
     followed); the others stay 0. With ``options.rounded_bits`` it also keeps, per precision, the iterate whose
-    rounding scores best, and a row stops once none of those rounded losses has improved. The search runs ``generator.folded()`` (batch norms folded into the
-    convolutions, in ``options.precision``): the same function, faster. Deterministic for a fixed seed on a given
+    rounding scores best, and a row stops once none of those rounded losses has improved. The search runs
+    ``generator.folded()`` (batch norms folded into the convolutions, in ``options.precision``): the same function,
+    faster. Deterministic for a fixed seed on a given
     device.
     """
     cfg = generator.config

@@ -1,10 +1,10 @@
 """Rate control: the smallest .grv file reaching a target SSIM, or the best SSIM within a target size, per image.
 
 One batched latent search serves every image, every latent precision and every target
-(:meth:`GanCodec.search_latents`; :func:`compress_to_targets`), keeping for each ``bits`` in :attr:`RateTarget.bits`
-up to :data:`TRACK_ROUNDING_UP_TO` the iterate whose rounding to that grid scores best (``SearchOptions.rounded_bits``);
-each ``bits`` then gets its quantizer-in-the-loop refinement. Per image the engine weighs four kinds of file, all measured, never
-estimated:
+(:meth:`GanCodec.search_latents`; :func:`compress_to_targets`), keeping for each ``bits`` in
+:attr:`RateTarget.bits` up to :data:`TRACK_ROUNDING_UP_TO` the iterate whose rounding to that grid scores best
+(``SearchOptions.rounded_bits``); each ``bits`` then gets its quantizer-in-the-loop refinement. Per image the engine
+weighs four kinds of file, all measured, never estimated:
 
 - ``latent``: the latent alone, at each ``bits``; and, for a generator trained with nested dropout, the latent's
   first k coordinates alone for each k of :attr:`RateTarget.leading` (one more search each), the small files low
@@ -67,7 +67,7 @@ latent files of at most 49 bytes (SSIM 0.694), for 25% more rate-control time (4
 TRACK_ROUNDING_UP_TO = 4
 """The searches keep, for each latent precision tried up to this many bits, the iterate whose rounding to that grid
 scores best (:attr:`RateTarget.track_rounding`); above it they round the best point. The rounding costs the default
-search's point 0.166 SSIM at 2 bits, 0.047 at 3, 0.013 at 4 (experiments/rounded_tracking.py). Measured on 64 Google
+search's point 0.163 SSIM at 2 bits, 0.047 at 3, 0.013 at 4 (experiments/rounded_tracking.py). Measured on 64 Google
 validation emoji at ``--target-bpp 0.1`` (experiments/low_rate.py, one EPYC thread): SSIM 0.8304 in 3.22 s per image
 without tracking, 0.8376 in 3.63 s tracking 2-4 bits, 0.8380 in 5.45 s tracking 2-6 bits."""
 
