@@ -79,20 +79,19 @@ def forward_backward_ms(net: torch.nn.Module, images: torch.Tensor, loss: str | 
     it (``target_loss``: the targets' own SSIM maps once) or, ``fixed_targets`` False, from scratch at every call
     (``per_image_loss``): the best of three runs of ``iters`` iterations, since on a shared CPU one run's figure
     moves by 10 % or more."""
-    rows = torch.arange(len(images), device=images.device)
     if loss is None:
         loss_fn = None
     elif fixed_targets:
         loss_fn = target_loss(loss, images)
     else:
         per_image = per_image_loss(loss)
-        loss_fn = lambda out, rows: per_image(out, images)  # noqa: E731
+        loss_fn = lambda out: per_image(out, images)  # noqa: E731
     z = torch.randn(len(images), net.config.latent_dim, device=images.device)
 
     def one() -> None:
         latent = z.clone().requires_grad_(True)
         out = net.images(latent)
-        torch.autograd.grad((loss_fn(out, rows) if loss_fn else out).sum(), latent)
+        torch.autograd.grad((loss_fn(out) if loss_fn else out).sum(), latent)
 
     one()  # warm-up
     return min(timed(lambda: [one() for _ in range(iters)]) for _ in range(3)) / iters * 1000

@@ -95,21 +95,21 @@ def _loss_parts(name: str) -> tuple[Callable[..., torch.Tensor] | None, Callable
     raise GanrevError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
 
 
-def target_loss(name: str, targets: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def target_loss(name: str, targets: torch.Tensor) -> Callable[..., torch.Tensor]:
     """:func:`per_image_loss` against fixed ``targets``: ``loss(out, rows)`` scores ``out`` against
-    ``targets[rows]``. With SSIM in the loss the targets' own filtered maps (two of SSIM's five) are computed here
-    once rather than at every call: the search, the quantizer-in-the-loop refinement and the modulation fit call it
-    at every step, and at 64 rows SSIM takes about two thirds of the bf16 generator's time in the search
+    ``targets[rows]``, ``loss(out)`` against all of them. With SSIM in the loss the targets' own filtered maps (two
+    of SSIM's five) are computed here once rather than at every call: the search, the quantizer-in-the-loop
+    refinement and the modulation fit call it at every step, and at 64 rows SSIM takes about two thirds of the bf16 generator's time in the search
     (experiments/bench_invert.py). The values are the same."""
     structural, pixel = _loss_parts(name)
     if structural is not ssim:
         loss_fn = per_image_loss(name)
-        return lambda out, rows: loss_fn(out, targets[rows])
+        return lambda out, rows=None: loss_fn(out, targets if rows is None else targets[rows])
     maps = ssim_target_maps(targets)
 
-    def loss(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        target = targets[rows]
-        dissimilarity = 1.0 - ssim(out, target, target_maps=maps[rows])
+    def loss(out: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        target, target_maps = (targets, maps) if rows is None else (targets[rows], maps[rows])
+        dissimilarity = 1.0 - ssim(out, target, target_maps=target_maps)
         if pixel is None:
             return dissimilarity
         return MIX_ALPHA * dissimilarity + (1.0 - MIX_ALPHA) * pixel(out, target)
@@ -372,6 +372,7 @@ def _search_rows(generator: FoldedGenerator, z: torch.Tensor,
     stall = torch.zeros(rows, dtype=torch.long, device=z.device)
     iterations = torch.zeros(rows, dtype=torch.long, device=z.device)
     active = torch.arange(rows, device=z.device)
+    watched = slice(1, None) if grids else slice(0, 1)  # the losses whose stalling stops a row
     bar = progress_bar(range(options.iters), desc, progress)
     for step in bar:
         z_active = z[active].requires_grad_(True)
@@ -385,7 +386,6 @@ def _search_rows(generator: FoldedGenerator, z: torch.Tensor,
                 rounded = torch.cat([grid.dequantize(grid.quantize(point)) * keep for grid in grids])
                 rounded_loss = loss_at(generator.images(rounded), active.repeat(len(grids)))
             losses = torch.cat([losses, rounded_loss.view(len(grids), -1)])
-        watched = slice(1, None) if grids else slice(0, 1)
         improved = (losses[watched] < best_loss[watched, active] - options.min_delta).any(0)
         better = losses < best_loss[:, active]
         best_loss[:, active] = torch.where(better, losses, best_loss[:, active])

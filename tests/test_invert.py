@@ -117,6 +117,7 @@ def test_the_loss_against_fixed_targets_is_the_per_image_loss(targets, name):
     fixed = target_loss(name, targets)
     assert torch.allclose(fixed(outputs[rows], rows), per_image_loss(name)(outputs[rows], targets[rows]), atol=1e-6)
     assert torch.allclose(fixed(outputs, torch.arange(len(targets))), per_image_loss(name)(outputs, targets), atol=1e-6)
+    assert torch.equal(fixed(outputs), fixed(outputs, torch.arange(len(targets))))  # no rows: all of them
 
 
 def test_bce_and_the_mixtures_match_their_definitions(targets):

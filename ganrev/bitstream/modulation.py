@@ -78,13 +78,13 @@ def fit_modulation(generator: Generator, targets: torch.Tensor, z: torch.Tensor,
     ``[-MODULATION_CLIP, MODULATION_CLIP]``."""
     layer = resolve_layer(generator, layer)
     channels = generator.norm_channels()[layer]
-    loss_at, every = target_loss(options.loss, targets), torch.arange(len(targets), device=targets.device)
+    loss_at = target_loss(options.loss, targets)
     joint = torch.cat([z.to(targets.device), torch.zeros(len(z), 2 * channels, device=targets.device)], dim=1)
     dim = z.shape[1]
     adam = Adam(joint)
     joint.requires_grad_(True)
     for _ in range(options.iters):
-        loss = loss_at(generator.images(joint[:, :dim], Modulation(layer, joint[:, dim:])), every)
+        loss = loss_at(generator.images(joint[:, :dim], Modulation(layer, joint[:, dim:])))
         (grad,) = torch.autograd.grad(loss.sum(), joint)
         adam.step(grad, options.lr)
         with torch.no_grad():
@@ -104,10 +104,10 @@ def refine_modulated(generator: Generator, targets: torch.Tensor, z: torch.Tenso
     ``[N, 2C]``."""
     dim, copies = z.shape[1], len(precisions)
     targets = targets.repeat(copies, 1, 1, 1)
-    target_at, every = target_loss(options.loss, targets), torch.arange(len(targets), device=targets.device)
+    target_at = target_loss(options.loss, targets)
 
     def loss_at(values: torch.Tensor) -> torch.Tensor:
-        return target_at(generator.images(values[:, :dim], Modulation(layer, values[:, dim:])), every)
+        return target_at(generator.images(values[:, :dim], Modulation(layer, values[:, dim:])))
 
     latent_symbols, modulation_symbols = refine_quantized(
         torch.cat([z, params], dim=1).to(targets.device).repeat(copies, 1),

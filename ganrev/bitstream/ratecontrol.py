@@ -350,7 +350,7 @@ def candidate_files(codec: GanCodec, images: list[torch.Tensor], target: RateTar
     search of the whole latent (``search`` if given, an earlier :meth:`GanCodec.search_latents` of the same
     images, which tracked the rounding at ``target.bits`` or not), one more per leading count, each ``bits``
     refined. The part of rate control that every target shares."""
-    tracked = tuple(b for b in target.bits if b <= TRACK_ROUNDING_UP_TO) if target.track_rounding else ()
+    tracked = tracked_bits(target.bits) if target.track_rounding else ()
     search = search if search is not None else searching(codec, tracked).search_latents(images)
     latent: list[list[bytes]] = [[] for _ in images]
     for per_image, files in zip(latent, latent_files_by_bits(codec, images, target.bits, search)):
@@ -364,6 +364,11 @@ def candidate_files(codec: GanCodec, images: list[torch.Tensor], target: RateTar
                                     [[files[key] for key in sorted(files)] for files in
                                      modulated_files(codec, images, search, target.bits, target.modulation)])
     return [Candidates(tuple(files), tuple(more)) for files, more in zip(latent, modulated)]
+
+
+def tracked_bits(bits: Sequence[int]) -> tuple[int, ...]:
+    """Those of ``bits`` whose rounding the searches track: up to :data:`TRACK_ROUNDING_UP_TO`."""
+    return tuple(precision for precision in bits if precision <= TRACK_ROUNDING_UP_TO)
 
 
 def searching(codec: GanCodec, rounded_bits: tuple[int, ...], leading: int | None = None) -> GanCodec:

@@ -218,10 +218,9 @@ class GanCodec:
         quantizer's step) of their coded coordinates: returns the grid indices ``[N, k]`` and their SSIM at the
         model resolution."""
         q = self.quantizer
-        loss_at, every = target_loss(self.search.loss, targets), torch.arange(len(targets), device=targets.device)
+        loss_at = target_loss(self.search.loss, targets)
         (symbols,) = refine_quantized(z[:, :self.coded].to(self.device), [(q, self.coded)],
-                                      lambda latents: loss_at(self.generator.images(self.full_latents(latents)),
-                                                              every),
+                                      lambda latents: loss_at(self.generator.images(self.full_latents(latents))),
                                       self.refine_iters, q.step / 2)
         with torch.no_grad():
             final_ssim = ssim(self.generator.images(self.full_latents(q.dequantize(symbols))), targets)

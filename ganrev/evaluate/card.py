@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ganrev.bitstream.ratecontrol import TRACK_ROUNDING_UP_TO
+from ganrev.bitstream.ratecontrol import tracked_bits
 from ganrev.codecs.gan import GanCodec
 from ganrev.data import carve_validation, one_per_group, open_dataset
 from ganrev.errors import GanrevError
@@ -140,7 +140,7 @@ def measure_leading(checkpoint: GeneratorCheckpoint, images: torch.Tensor, count
     coordinates and tracking the rounding at ``bits`` as rate control's searches do, packed at each of ``bits``: every
     file's bytes and the SSIM of what it decodes to."""
     files: LeadingFiles = {}
-    tracked = tuple(precision for precision in bits if precision <= TRACK_ROUNDING_UP_TO)
+    tracked = tracked_bits(bits)
     for count in counts:
         search = replace(default_search(checkpoint.encoder is not None), leading=count, rounded_bits=tracked)
         result = GanCodec(checkpoint, search=search).search_latents(list(images))
